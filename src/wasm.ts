@@ -1,0 +1,52 @@
+// Loading the engine's wasm: pick the SIMD build when the runtime validates it.
+import { readFileSync } from 'node:fs';
+
+const BUILD = new URL('../../build/', import.meta.url);
+
+/** Exports of build/flashneuron*.wasm (assembly/index.ts). Pointers are byte offsets into memory. */
+export interface EngineExports {
+  memory: WebAssembly.Memory;
+  _initialize(): void;
+  alloc(size: number, align: number): number;
+  memory_bytes(): number;
+  [name: string]: any;
+}
+
+let simdBytes: Uint8Array<ArrayBuffer> | undefined;
+let plainBytes: Uint8Array<ArrayBuffer> | undefined;
+
+/** The wasm binary this runtime should run: SIMD when `WebAssembly.validate` accepts it. */
+export function engineBinary(preferSimd = true): { bytes: Uint8Array<ArrayBuffer>; simd: boolean } {
+  simdBytes ??= new Uint8Array(readFileSync(new URL("flashneuron.simd.wasm", BUILD)));
+  if (preferSimd && WebAssembly.validate(simdBytes)) return { bytes: simdBytes, simd: true };
+  plainBytes ??= new Uint8Array(readFileSync(new URL("flashneuron.wasm", BUILD)));
+  return { bytes: plainBytes, simd: false };
+}
+
+/** Reads an AssemblyScript string (UTF-16, length at ptr-4) out of memory for abort messages. */
+function asString(mem: WebAssembly.Memory, ptr: number): string {
+  if (!ptr) return '';
+  const len = new Uint32Array(mem.buffer, ptr - 4, 1)[0] >>> 1;
+  return String.fromCharCode(...new Uint16Array(mem.buffer, ptr, len));
+}
+
+/**
+ * Instantiates the engine. `wasiImports` supplies `wasi_snapshot_preview1` (see wasi/); without it
+ * every WASI call fails with ENOSYS, which is enough for kernels alone.
+ */
+export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<string, Function> } = {}): { exports: EngineExports; simd: boolean } {
+  const { bytes, simd } = engineBinary(opts.simd ?? true);
+  const module = new WebAssembly.Module(bytes);
+  let memory: WebAssembly.Memory | undefined;
+  const env = {
+    abort(msg: number, file: number, line: number, col: number) {
+      throw new Error(`wasm abort: ${memory ? asString(memory, msg) : msg} at ${memory ? asString(memory, file) : file}:${line}:${col}`);
+    },
+  };
+  const enosys = () => 52;
+  const wasi = new Proxy(opts.wasiImports ?? {}, { get: (t, k: string) => t[k] ?? enosys });
+  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi } as WebAssembly.Imports);
+  const exports = instance.exports as unknown as EngineExports;
+  memory = exports.memory;
+  return { exports, simd };
+}
