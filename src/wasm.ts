@@ -34,7 +34,7 @@ function asString(mem: WebAssembly.Memory, ptr: number): string {
  * Instantiates the engine. `wasiImports` supplies `wasi_snapshot_preview1` (see wasi/); without it
  * every WASI call fails with ENOSYS, which is enough for kernels alone.
  */
-export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<string, Function> } = {}): { exports: EngineExports; simd: boolean } {
+export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<string, Function> } = {}): { exports: EngineExports; simd: boolean; instance: WebAssembly.Instance } {
   const { bytes, simd } = engineBinary(opts.simd ?? true);
   const module = new WebAssembly.Module(bytes);
   let memory: WebAssembly.Memory | undefined;
@@ -48,5 +48,5 @@ export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<s
   const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi } as WebAssembly.Imports);
   const exports = instance.exports as unknown as EngineExports;
   memory = exports.memory;
-  return { exports, simd };
+  return { exports, simd, instance };
 }

@@ -1,0 +1,316 @@
+// The flashneuron image: one file holding a model the way the engine reads it.
+//
+//  1. Prefix, 32 bytes at offset 0 (little-endian):
+//       magic "FLASHNRN" (8) | version u32 = 1 | header_len u32 | header_offset u64 | header_crc32 u32 | 0 u32
+//  2. Sections, each starting on a 4096-byte boundary (so O_DIRECT can read them), in this order:
+//       "tokenizer"   the model's tokenizer.json, verbatim
+//       "resident"    everything kept in memory: token (+ position) embeddings, attention q/k/v/o,
+//                     norms, biases, lm_head; each tensor 64-byte aligned. Matrices keep their stored
+//                     dtype (f32/f16/bf16); vectors (norm weights, biases) are widened to f32.
+//       "ffn.<L>"     for every layer L: its FFN as row–column bundles, one per neuron, contiguous:
+//                       neuron i at i * bundle_bytes:
+//                         +up    fc1 / up_proj row i      (d) dtype
+//                         +gate  gate_proj row i          (d) dtype   (Llama family only)
+//                         +down  fc2 / down_proj column i (d) dtype
+//                         +bias  fc1 / up_proj bias i     f32         (when the model has one)
+//                       padded to 16 bytes; one read of bundle_bytes fetches a whole neuron.
+//  3. Header, UTF-8 JSON at header_offset (after the last section):
+//       { format, version, config: ModelConfig, tokenizer_config, source,
+//         sections: [{ name, offset, length, crc32 }],
+//         tensors:  [{ role, layer, offset (in "resident"), dtype, shape }],
+//         ffn:      { dtype, bundle_bytes, up, gate, down, bias } }   (gate/bias: -1 when absent)
+// Every section carries a CRC-32 (zlib's); the loader verifies each section it reads whole.
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { ModelConfig, DType } from './config.js';
+import { DTYPE_BYTES } from './config.js';
+import { FlashSource, readExact } from './flash.js';
+import { openHFCheckpoint, modelTensors } from './hf.js';
+import { instantiateEngine } from './wasm.js';
+
+export const MAGIC = 'FLASHNRN';
+export const VERSION = 1;
+export const PREFIX_BYTES = 32;
+export const SECTION_ALIGN = 4096;
+const TENSOR_ALIGN = 64;
+const BUNDLE_ALIGN = 16;
+
+export interface Section { name: string; offset: number; length: number; crc32: number }
+export interface TensorEntry { role: string; layer: number; offset: number; dtype: DType; shape: number[] }
+export interface FfnLayout { dtype: DType; bundle_bytes: number; up: number; gate: number; down: number; bias: number }
+export interface ImageHeader {
+  format: 'flashneuron';
+  version: number;
+  config: ModelConfig;
+  tokenizer_config?: Record<string, unknown>;
+  source?: Record<string, unknown>;
+  sections: Section[];
+  tensors: TensorEntry[];
+  ffn: FfnLayout;
+}
+
+export type Progress = (done: number, total: number, phase: string) => void;
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+// ---- reading ----
+
+/** Reads and validates the header of an image. Throws a clear error for anything malformed. */
+export function readImageHeader(src: FlashSource): ImageHeader {
+  if (src.size < PREFIX_BYTES) throw new Error(`${src.name}: not a flashneuron image (file is ${src.size} bytes)`);
+  const prefix = new Uint8Array(PREFIX_BYTES);
+  readExact(src, prefix, 0, 'image prefix');
+  const magic = new TextDecoder().decode(prefix.subarray(0, 8));
+  if (magic !== MAGIC) throw new Error(`${src.name}: not a flashneuron image (bad magic)`);
+  const dv = new DataView(prefix.buffer);
+  const version = dv.getUint32(8, true);
+  if (version !== VERSION) throw new Error(`${src.name}: image version ${version} is not supported (this build reads ${VERSION}); convert the model again`);
+  const headerLen = dv.getUint32(12, true);
+  const headerOff = Number(dv.getBigUint64(16, true));
+  const headerCrc = dv.getUint32(24, true);
+  if (headerOff + headerLen > src.size || headerLen === 0) {
+    throw new Error(`${src.name}: image is truncated (header at ${headerOff}+${headerLen}, file has ${src.size} bytes)`);
+  }
+  const raw = new Uint8Array(headerLen);
+  readExact(src, raw, headerOff, 'image header');
+  if (crc32(raw) !== headerCrc) throw new Error(`${src.name}: image header checksum mismatch (file is corrupted)`);
+  let h: ImageHeader;
+  try { h = JSON.parse(new TextDecoder().decode(raw)); } catch { throw new Error(`${src.name}: image header is not valid JSON`); }
+  validateHeader(h, headerOff, src.name);
+  return h;
+}
+
+function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
+  const bad = (msg: string): never => { throw new Error(`${name}: invalid image: ${msg}`); };
+  if (h.format !== 'flashneuron' || !h.config || !Array.isArray(h.sections) || !Array.isArray(h.tensors) || !h.ffn) bad('header lacks format/config/sections/tensors/ffn');
+  const c = h.config;
+  for (const k of ['nLayers', 'hidden', 'ffn', 'nHeads', 'nKvHeads', 'headDim', 'vocab', 'maxPositions'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0 || c[k] > 1 << 24) bad(`config.${k} = ${c[k]}`);
+  }
+  if (c.nHeads % c.nKvHeads !== 0) bad(`nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
+  const sorted = [...h.sections].sort((a, b) => a.offset - b.offset);
+  let end = PREFIX_BYTES;
+  for (const s of sorted) {
+    if (!Number.isSafeInteger(s.offset) || !Number.isSafeInteger(s.length) || s.length < 0) bad(`section ${s.name} has a bad range`);
+    if (s.offset < end) bad(`section ${s.name} overlaps the previous one`);
+    if (s.offset + s.length > dataEnd) bad(`section ${s.name} ends past the data region (${s.offset + s.length} > ${dataEnd})`);
+    end = s.offset + s.length;
+  }
+  const resident = section(h, 'resident');
+  for (const t of h.tensors) {
+    if (!(t.dtype in DTYPE_BYTES)) bad(`tensor ${t.role} has unknown dtype ${t.dtype}`);
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (t.offset < 0 || t.offset + bytes > resident.length) bad(`tensor ${t.role}${t.layer >= 0 ? ` of layer ${t.layer}` : ''} lies outside the resident section`);
+  }
+  const f = h.ffn, es = DTYPE_BYTES[f.dtype];
+  if (!es) bad(`ffn dtype ${f.dtype}`);
+  const rowBytes = c.hidden * es;
+  for (const [k, off] of [['up', f.up], ['gate', f.gate], ['down', f.down]] as const) {
+    if (off >= 0 && off + rowBytes > f.bundle_bytes) bad(`ffn.${k} lies outside the bundle`);
+  }
+  if (f.bias >= 0 && f.bias + 4 > f.bundle_bytes) bad('ffn.bias lies outside the bundle');
+  for (let l = 0; l < c.nLayers; l++) {
+    const s = section(h, `ffn.${l}`);
+    if (s.length !== c.ffn * f.bundle_bytes) bad(`section ffn.${l} holds ${s.length} bytes, expected ${c.ffn} bundles of ${f.bundle_bytes}`);
+  }
+}
+
+export function section(h: ImageHeader, name: string): Section {
+  const s = h.sections.find((x) => x.name === name);
+  if (!s) throw new Error(`invalid image: section ${name} is missing`);
+  return s;
+}
+
+// ---- writing ----
+
+/**
+ * Converts a Hugging Face checkpoint folder to an image at `out`. Writes a temporary file and
+ * renames it when complete, so an interrupted conversion never leaves a valid-looking image.
+ */
+export async function convertHF(dir: string, out: string, onProgress?: Progress): Promise<ImageHeader> {
+  const ckpt = await openHFCheckpoint(dir);
+  const cfg = ckpt.config;
+  const spec = modelTensors(cfg);
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    const d = cfg.hidden;
+    // FFN bundle layout: dtype of the up/fc1 matrix (all three widened to f32 if they differ).
+    const L0 = spec.layers[0];
+    const ffnDtypes = [L0.up, L0.gate, L0.down].filter((t) => t).map((t) => ckpt.tensor(t!.name).dtype);
+    const ffnDtype: DType = ffnDtypes.every((t) => t === ffnDtypes[0]) ? ffnDtypes[0] : 'f32';
+    const es = DTYPE_BYTES[ffnDtype];
+    const ffn: FfnLayout = { dtype: ffnDtype, bundle_bytes: 0, up: 0, gate: -1, down: 0, bias: -1 };
+    let o = d * es;
+    if (cfg.hasGate) { ffn.gate = o; o += d * es; }
+    ffn.down = o; o += d * es;
+    if (L0.upB) { ffn.bias = o; o += 4; }
+    ffn.bundle_bytes = alignUp(o, BUNDLE_ALIGN);
+
+    // Resident tensors in order: globals, then per layer.
+    type Item = { role: string; layer: number; name: string; vector: boolean };
+    const items: Item[] = [];
+    const g = spec.globals;
+    const addG = (role: string, t: { name: string } | undefined, vector: boolean) => { if (t) items.push({ role, layer: -1, name: t.name, vector }); };
+    addG('tok_embed', g.tokEmbed, false);
+    addG('pos_embed', g.posEmbed, false);
+    addG('norm_w', g.normW, true);
+    addG('norm_b', g.normB, true);
+    addG('lm_head', g.lmHead, false);
+    spec.layers.forEach((L, l) => {
+      const add = (role: string, t: { name: string } | undefined, vector: boolean) => { if (t) items.push({ role, layer: l, name: t.name, vector }); };
+      add('ln1_w', L.ln1W, true); add('ln1_b', L.ln1B, true);
+      add('q', L.q, false); add('k', L.k, false); add('v', L.v, false); add('o', L.o, false);
+      add('q_b', L.qB, true); add('k_b', L.kB, true); add('v_b', L.vB, true); add('o_b', L.oB, true);
+      add('ln2_w', L.ln2W, true); add('ln2_b', L.ln2B, true);
+      add('down_b', L.downB, true);
+    });
+
+    const tensors: TensorEntry[] = [];
+    let residentLen = 0;
+    for (const it of items) {
+      const info = ckpt.tensor(it.name);
+      const dtype: DType = it.vector ? 'f32' : info.dtype;
+      residentLen = alignUp(residentLen, TENSOR_ALIGN);
+      tensors.push({ role: it.role, layer: it.layer, offset: residentLen, dtype, shape: info.shape });
+      residentLen += info.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+    }
+    const tokBytes = new TextEncoder().encode(ckpt.tokenizerJson);
+    const ffnLen = cfg.ffn * ffn.bundle_bytes;
+    const total = tokBytes.length + residentLen + cfg.nLayers * ffnLen;
+    let done = 0;
+    const progress = (n: number, phase: string) => { done += n; onProgress?.(done, total, phase); };
+
+    const sections: Section[] = [];
+    let pos = SECTION_ALIGN;
+    const writeSection = (name: string, bytes: Uint8Array) => {
+      writeAll(fd, bytes, pos);
+      sections.push({ name, offset: pos, length: bytes.length, crc32: crc32(bytes) });
+      pos = alignUp(pos + bytes.length, SECTION_ALIGN);
+      progress(bytes.length, name);
+    };
+    writeSection('tokenizer', tokBytes);
+
+    const resident = new Uint8Array(residentLen);
+    items.forEach((it, i) => {
+      const raw = ckpt.readTensor(it.name);
+      const t = tensors[i];
+      const src = ckpt.tensor(it.name).dtype;
+      resident.set(t.dtype === src ? raw : new Uint8Array(widenToF32(raw, src).buffer), t.offset);
+    });
+    writeSection('resident', resident);
+
+    for (let l = 0; l < cfg.nLayers; l++) {
+      const L = spec.layers[l];
+      const up = asDtype(ckpt.readTensor(L.up.name), ckpt.tensor(L.up.name).dtype, ffnDtype);
+      const gate = L.gate ? asDtype(ckpt.readTensor(L.gate.name), ckpt.tensor(L.gate.name).dtype, ffnDtype) : undefined;
+      const down = asDtype(ckpt.readTensor(L.down.name), ckpt.tensor(L.down.name).dtype, ffnDtype);
+      const bias = L.upB ? widenToF32(ckpt.readTensor(L.upB.name), ckpt.tensor(L.upB.name).dtype) : undefined;
+      writeSection(`ffn.${l}`, bundle(cfg, ffn, es, up, gate, down, bias));
+    }
+
+    const header: ImageHeader = {
+      format: 'flashneuron', version: VERSION, config: cfg,
+      tokenizer_config: ckpt.tokenizerConfig as Record<string, unknown> | undefined,
+      source: { architecture: cfg.architecture, converted_from: 'huggingface' },
+      sections, tensors, ffn,
+    };
+    const hb = new TextEncoder().encode(JSON.stringify(header));
+    writeAll(fd, hb, pos);
+    const prefix = new Uint8Array(PREFIX_BYTES);
+    prefix.set(new TextEncoder().encode(MAGIC));
+    const dv = new DataView(prefix.buffer);
+    dv.setUint32(8, VERSION, true);
+    dv.setUint32(12, hb.length, true);
+    dv.setBigUint64(16, BigInt(pos), true);
+    dv.setUint32(24, crc32(hb), true);
+    writeAll(fd, prefix, 0);
+    closeSync(fd);
+    renameSync(tmp, out);
+    return header;
+  } catch (e) {
+    try { closeSync(fd); } catch { /* already closed */ }
+    rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Interleaves one layer's FFN matrices into per-neuron bundles (see the format above). */
+function bundle(cfg: ModelConfig, f: FfnLayout, es: number, up: Uint8Array, gate: Uint8Array | undefined,
+  down: Uint8Array, bias: Float32Array | undefined): Uint8Array {
+  const d = cfg.hidden, n = cfg.ffn, row = d * es;
+  const out = new Uint8Array(n * f.bundle_bytes);
+  const outF = new DataView(out.buffer);
+  for (let i = 0; i < n; i++) {
+    const b = i * f.bundle_bytes;
+    out.set(up.subarray(i * row, (i + 1) * row), b + f.up);
+    if (gate) out.set(gate.subarray(i * row, (i + 1) * row), b + f.gate);
+    // down is (d, n) row-major: column i is every n-th element.
+    for (let r = 0; r < d; r++) {
+      const s = (r * n + i) * es, t = b + f.down + r * es;
+      for (let k = 0; k < es; k++) out[t + k] = down[s + k];
+    }
+    if (bias) outF.setFloat32(b + f.bias, bias[i], true);
+  }
+  return out;
+}
+
+function writeAll(fd: number, bytes: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, pos + done);
+}
+
+// ---- dtype helpers ----
+
+export function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Raw little-endian tensor bytes of dtype `dt` as f32 values. */
+export function widenToF32(raw: Uint8Array, dt: DType): Float32Array {
+  if (dt === 'f32') return new Float32Array(raw.slice().buffer);
+  const n = raw.length >> 1, out = new Float32Array(n);
+  const u16 = new Uint16Array(raw.slice().buffer);
+  if (dt === 'bf16') new Uint32Array(out.buffer).set(Array.from(u16, (h) => h << 16));
+  else for (let i = 0; i < n; i++) out[i] = f16ToF32(u16[i]);
+  return out;
+}
+
+function asDtype(raw: Uint8Array, from: DType, to: DType): Uint8Array {
+  if (from === to) return raw;
+  return new Uint8Array(widenToF32(raw, from).buffer);
+}
+
+// ---- CRC-32 through the engine's own wasm kernel (the loader verifies with the same code) ----
+
+class Crc32Engine {
+  private e = instantiateEngine().exports;
+  private buf = 0;
+  private cap = 8 << 20;
+  constructor() {
+    this.e._initialize();
+    this.buf = this.e.alloc(this.cap, 16);
+  }
+  of(bytes: Uint8Array): number {
+    let c = 0;
+    for (let off = 0; off < bytes.length; off += this.cap) {
+      const chunk = bytes.subarray(off, Math.min(bytes.length, off + this.cap));
+      new Uint8Array(this.e.memory.buffer, this.buf, chunk.length).set(chunk);
+      c = this.e.crc32(c, this.buf, chunk.length) >>> 0;
+    }
+    return c;
+  }
+}
+
+let sharedCrc: Crc32Engine | undefined;
+/** CRC-32 of bytes (zlib's polynomial). */
+export function crc32(bytes: Uint8Array): number {
+  sharedCrc ??= new Crc32Engine();
+  return sharedCrc.of(bytes);
+}

@@ -1,0 +1,14 @@
+// flashneuron: run ReLU-family language models from flash with a WebAssembly SIMD engine.
+export { loadModel, Model, DEFAULT_MODEL, cachedImage, cacheDir } from './model.js';
+export type { LoadOptions, GenerateOptions, GeneratedToken, Completion, GenerationStats, PerplexityOptions } from './model.js';
+export { Engine } from './engine.js';
+export type { EngineOptions } from './engine.js';
+export { convertHF, readImageHeader } from './image.js';
+export type { ImageHeader } from './image.js';
+export { openHFCheckpoint, parseHFConfig } from './hf.js';
+export { Tokenizer } from './tokenizer.js';
+export { Sampler } from './sampler.js';
+export type { SamplingOptions } from './sampler.js';
+export { FileSource, MemorySource } from './flash.js';
+export type { FlashSource } from './flash.js';
+export type { ModelConfig } from './config.js';
