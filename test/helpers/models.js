@@ -1,0 +1,42 @@
+// Shared fixtures: the two reference models shipped in models/, their golden data from
+// Hugging Face transformers, and one converted image of each (converted once per test run).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { convertHF } from '../../dist/src/index.js';
+import { tmpDir } from './hostile.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const MODELS = ['opt-relu-mini', 'llama-relu-mini'];
+export const modelDir = (name) => join(ROOT, 'models', name);
+
+const goldens = new Map();
+export function golden(name) {
+  if (!goldens.has(name)) goldens.set(name, JSON.parse(readFileSync(join(modelDir(name), 'golden.json'), 'utf8')));
+  return goldens.get(name);
+}
+
+export function f32(b64) {
+  const b = Buffer.from(b64, 'base64');
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+const images = new Map();
+let imageDir;
+/** Path of a converted image of model `name` (converted on first use, in a temp dir). */
+export async function imagePath(name) {
+  if (!images.has(name)) {
+    imageDir ??= tmpDir('images');
+    const out = join(imageDir, `${name}.fnimg`);
+    await convertHF(modelDir(name), out);
+    images.set(name, out);
+  }
+  return images.get(name);
+}
