@@ -1,0 +1,93 @@
+// The CLI contract other tools rely on, run as a user would: node bin/flashneuron.js ...
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT, golden, modelDir } from './helpers/models.js';
+import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+
+const run = promisify(execFile);
+const BIN = join(ROOT, 'bin', 'flashneuron.js');
+let env;
+before(() => { env = { ...process.env, FLASHNEURON_CACHE: tmpDir('clicache') }; });
+after(cleanupTmp);
+
+async function cli(...args) {
+  try {
+    const r = await run(process.execPath, [BIN, ...args], { env, maxBuffer: 1 << 24 });
+    return { code: 0, ...r };
+  } catch (e) {
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('cli', () => {
+  it('generate --json on the embedded default model reproduces the golden greedy ids', async () => {
+    const p = golden('opt-relu-mini').prompts[0];
+    const r = await cli('generate', '--json', '--temperature', '0', '--max-tokens', '24', '--no-stop', p.text);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.prompt_ids, p.ids);
+    assert.deepEqual(out.ids, p.greedy_ids);
+    assert.equal(out.text, p.greedy_text);
+    assert.equal(out.stats.tokens, 24);
+    assert.ok(out.stats.ms_per_token > 0);
+  });
+
+  it('generate streams the text to stdout and stats to stderr (llama model)', async () => {
+    const p = golden('llama-relu-mini').prompts[1];
+    const r = await cli('generate', '--model', modelDir('llama-relu-mini'), '--temperature=0', '--max-tokens', '24', '--no-stop', p.text);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, p.greedy_text + '\n');
+    assert.match(r.stderr, /24 tokens, [\d.]+ ms\/token/);
+  });
+
+  it('tokenize prints ids as JSON, with and without special tokens', async () => {
+    const t = golden('opt-relu-mini').tokenizer[2];
+    assert.deepEqual(JSON.parse((await cli('tokenize', t.text)).stdout), t.ids);
+    assert.deepEqual(JSON.parse((await cli('tokenize', '--no-special', t.text)).stdout), t.ids_no_special);
+  });
+
+  it('perplexity prints tokens, nll and ppl', async () => {
+    const file = join(tmpDir('ppl'), 'text.txt');
+    writeFileSync(file, golden('opt-relu-mini').activations[1].text.slice(0, 400));
+    const r = await cli('perplexity', '--window', '64', file);
+    assert.equal(r.code, 0, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.ok(o.tokens > 50 && o.ppl > 1 && Math.abs(Math.exp(o.nll) - o.ppl) / o.ppl < 1e-4, r.stdout);
+  });
+
+  it('convert writes an image that --model accepts', async () => {
+    const out = join(tmpDir('conv'), 'llama.fnimg');
+    const c = await cli('convert', modelDir('llama-relu-mini'), out);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stderr, /LlamaForCausalLM, 6 layers/);
+    const p = golden('llama-relu-mini').prompts[0];
+    const r = JSON.parse((await cli('generate', '--json', '--model', out, '--temperature', '0', '--max-tokens', '8', p.text)).stdout);
+    assert.deepEqual(r.ids, p.greedy_ids.slice(0, 8));
+  });
+
+  it('--help on every command; errors go to stderr with a non-zero exit', async () => {
+    for (const c of ['generate', 'tokenize', 'perplexity', 'convert']) {
+      const r = await cli(c, '--help');
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, new RegExp(`Usage: flashneuron ${c}`));
+    }
+    assert.match((await cli('perplexity', '--help')).stdout, /windows of --window tokens/);
+    const bad = [
+      [['generate', '--model', '/no/such/model', 'x'], 1, /model not found/],
+      [['generate'], 2, /needs a PROMPT/],
+      [['generate', '--top-k', 'many', 'x'], 2, /--top-k needs a number/],
+      [['frobnicate'], 2, /unknown command/],
+      [['tokenize', '--model', join(ROOT, 'package.json'), 'x'], 1, /not a flashneuron image/],
+    ];
+    for (const [args, code, msg] of bad) {
+      const r = await cli(...args);
+      assert.equal(r.code, code, args.join(' '));
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, msg);
+    }
+  });
+});
