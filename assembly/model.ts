@@ -8,6 +8,8 @@
 // and then per token forward(token, pos), after which logits_ptr() holds the vocab scores.
 // Nothing here allocates after model_init.
 import { alloc } from "./mem";
+import { NeuronCache } from "./cache";
+import { flash_read } from "./flash";
 import { DT_F32, dtypeSize, loadElem } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy, matvec } from "./kernels/matvec";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
@@ -192,7 +194,7 @@ export function forward(token: i32, pos: i32): void {
     // FFN block. In PyTorch (OPT): x = x + fc2(relu(fc1(norm2(x))))
     //            (Llama): x = x + down_proj(act(gate_proj(h)) * up_proj(h)), h = norm2(x)
     norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);
-    ffnDense(l, xb, xb2);
+    if (sparse) ffnSparse(l, xb, xb2); else ffnDense(l, xb, xb2);
     vadd(xb2, x, d);
 
     if (l == captureLayer) memory.copy(capture, x, <usize>d << 2);
@@ -272,25 +274,131 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   const acts = hAct + (<usize>(l * ffn) << 2);
   prep_x(dt, src, xp, d);
   prep_zero(dt, yp, d);
-  for (let i = 0; i < ffn; i++) {
-    const bundle = base + <usize>i * bundleBytes;
-    let h: f32;
-    if (hasGate) {
-      h = activate(dot(dt, bundle + gateOff, xp, d));
-      if (h != 0) h *= dot(dt, bundle + upOff, xp, d);
-    } else {
-      let a = dot(dt, bundle + upOff, xp, d);
-      if (biasOff >= 0) a += load<f32>(bundle + <usize>biasOff);
-      h = activate(a);
-    }
-    store<f32>(acts + (<usize>i << 2), h);
-    if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+  for (let i = 0; i < ffn; i++) neuron(dt, base + <usize>i * bundleBytes, acts + (<usize>i << 2));
+  ffnOut(l, dt, out);
+}
+
+/** One neuron from its bundle: h = act(gate . x) * (up . x) or act(up . x + b); y += h * down. */
+@inline function neuron(dt: i32, bundle: usize, actOut: usize): void {
+  let h: f32;
+  if (hasGate) {
+    h = activate(dot(dt, bundle + gateOff, xp, d));
+    if (h != 0) h *= dot(dt, bundle + upOff, xp, d);
+  } else {
+    let a = dot(dt, bundle + upOff, xp, d);
+    if (biasOff >= 0) a += load<f32>(bundle + <usize>biasOff);
+    h = activate(a);
   }
+  store<f32>(actOut, h);
+  if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+}
+
+/** out = accumulated y + down bias. */
+function ffnOut(l: i32, dt: i32, out: usize): void {
   const b = W(l, L_DOWN_B);
   if (b) memory.copy(out, b, <usize>d << 2);
   else memory.fill(out, 0, <usize>d << 2);
   unprep_y(dt, yp, out, d);
 }
 
-// Silence "unused" for the f32 code path constant on builds that never reference it.
-export const DTYPE_F32: i32 = DT_F32;
+// ---- Sparse FFN: predicted neurons, windowed neuron cache, bundles read from flash ----
+//
+// Per layer the host (or the predictor) lists the neurons expected to fire, ascending, in
+// predicted (nLayers, ffn) i32 with predCount (nLayers). Neurons used within the last `window`
+// tokens stay cached; the others are evicted; missing ones are read, runs of consecutive ids in
+// one read, straight into the rows they get in the cache.
+let sparse = false;
+let window: i32 = 5;
+let flashFd: u32 = 0;
+let flashOff: usize = 0;   // (nLayers,) u64 file offset of each layer's bundles
+let caches = new Array<NeuronCache>(0);
+let predicted: usize = 0;  // (nLayers, ffn) i32
+let predCount: usize = 0;  // (nLayers,) i32
+let missing: usize = 0;    // (ffn,) i32
+let step: i32 = 0;         // tokens run since reset, for the window
+let ioError: i32 = 0;      // errno of a failed read (negative: short read), 0 when fine
+let bytesRead: f64 = 0;
+let readCount: f64 = 0;
+let droppedNeurons: f64 = 0;
+
+/** Switches the FFN to flash: caches of `capacity` bundles per layer. Returns the bytes taken. */
+export function sparse_init(capacity: i32, window_: i32): usize {
+  const start = heap.alloc(0);
+  sparse = true; window = window_;
+  flashOff = alloc(<usize>nLayers << 3, 16);
+  predicted = alloc(<usize>(nLayers * ffn) << 2, 16);
+  predCount = alloc(<usize>nLayers << 2, 16);
+  memory.fill(predCount, 0, <usize>nLayers << 2);
+  missing = alloc(<usize>ffn << 2, 16);
+  for (let l = 0; l < nLayers; l++) caches.push(new NeuronCache(capacity, bundleBytes, ffn));
+  return heap.alloc(0) - start;
+}
+
+export function sparse_set_fd(fd: u32): void { flashFd = fd; }
+export function set_ffn_flash(l: i32, offset: u64): void { store<u64>(flashOff + (<usize>l << 3), offset); }
+export function predicted_ptr(l: i32): usize { return predicted + (<usize>(l * ffn) << 2); }
+export function set_predicted_count(l: i32, n: i32): void { store<i32>(predCount + (<usize>l << 2), n); }
+export function cache_rows(l: i32): i32 { return caches[l].count; }
+export function io_error(): i32 { return ioError; }
+export function stat_bytes_read(): f64 { return bytesRead; }
+export function stat_reads(): f64 { return readCount; }
+export function stat_dropped(): f64 { return droppedNeurons; }
+
+/** Forgets the sequence: empty caches and window (after an error or for a new prompt). */
+export function sparse_reset(): void {
+  for (let l = 0; l < caches.length; l++) caches[l].clear();
+  step = 0; ioError = 0;
+}
+
+/** Advances the window clock; the host calls it once per token before forward(). */
+export function sparse_next_token(): void { step++; }
+
+function ffnSparse(l: i32, src: usize, out: usize): void {
+  const c = caches[l], dt = WDT(l, L_FFN);
+  const list = predicted + (<usize>(l * ffn) << 2), n = load<i32>(predCount + (<usize>l << 2));
+  const acts = hAct + (<usize>(l * ffn) << 2);
+  const t = step;
+
+  // Window: mark this token's neurons, evict those unused for `window` tokens.
+  for (let i = 0; i < n; i++) store<i32>(c.lastUsed + (<usize>load<i32>(list + (<usize>i << 2)) << 2), t);
+  for (let r = c.count - 1; r >= 0; r--) {
+    const id = c.neuronAt(r);
+    if (load<i32>(c.lastUsed + (<usize>id << 2)) <= t - window) c.remove(id);
+  }
+
+  // Load what is missing; consecutive ids land in consecutive rows, so one read serves a run.
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    const id = load<i32>(list + (<usize>i << 2));
+    if (c.slot(id) < 0) store<i32>(missing + (<usize>(m++) << 2), id);
+  }
+  if (c.count + m > c.capacity) { droppedNeurons += c.count + m - c.capacity; m = c.capacity - c.count; }
+  const base = load<u64>(flashOff + (<usize>l << 3));
+  let i = 0;
+  while (i < m) {
+    const first = load<i32>(missing + (<usize>i << 2));
+    let j = i + 1;
+    while (j < m && load<i32>(missing + (<usize>j << 2)) == first + (j - i)) j++;
+    const row = c.insert(first);
+    for (let k = i + 1; k < j; k++) c.insert(load<i32>(missing + (<usize>k << 2)));
+    const len = <usize>(j - i) * bundleBytes;
+    const got = flash_read(flashFd, c.rowPtr(row), len, base + <u64>first * <u64>bundleBytes);
+    if (got != <i64>len) {
+      ioError = got < 0 ? <i32>(-got) : -1;
+      for (let k = i; k < j; k++) c.remove(load<i32>(missing + (<usize>k << 2)));
+      return;
+    }
+    bytesRead += <f64>len; readCount += 1;
+    i = j;
+  }
+
+  prep_x(dt, src, xp, d);
+  prep_zero(dt, yp, d);
+  memory.fill(acts, 0, <usize>ffn << 2);
+  for (let i = 0; i < n; i++) {
+    const id = load<i32>(list + (<usize>i << 2));
+    const r = c.slot(id);
+    if (r >= 0) neuron(dt, c.rowPtr(r), acts + (<usize>id << 2));
+  }
+  ffnOut(l, dt, out);
+}

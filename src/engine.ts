@@ -17,6 +17,12 @@ export interface EngineOptions {
   onProgress?: Progress;
   /** How the wasm reaches the file: the runtime's node:wasi (default for files) or the built-in shim. */
   wasi?: 'node' | 'shim';
+  /** 'dense': every FFN in memory (default). 'sparse': FFN left on flash, neurons read as predicted. */
+  ffn?: 'dense' | 'sparse';
+  /** Sparse: tokens a neuron stays cached after it was last used (default 5). */
+  window?: number;
+  /** Sparse: neuron-cache rows per layer (default: the whole FFN). */
+  cacheRows?: number;
 }
 
 const READ_CHUNK = 16 << 20;
@@ -48,6 +54,7 @@ export class Engine {
     private wasi: NodeWasi | WasiShim,
     fd: number,
     contextLength: number,
+    private ffnMode: 'dense' | 'sparse',
   ) {
     this.config = header.config;
     this.fd = fd;
@@ -83,10 +90,15 @@ export class Engine {
       cfg.nKvHeads, cfg.headDim, cfg.vocab, ctx, cfg.normEps, cfg.act === 'relu' ? g('ACT_RELU') : g('ACT_SILU'),
       cfg.ropeTheta, cfg.posOffset, cfg.hasGate ? 1 : 0);
     e.model_init();
+    const f = header.ffn;
+    e.ffn_layout(f.bundle_bytes, f.up, Math.max(f.gate, 0), f.down, f.bias);
+    const sparse = opts.ffn === 'sparse';
+    const cacheRows = Math.max(1, Math.min(cfg.ffn, opts.cacheRows ?? cfg.ffn));
+    if (sparse) e.sparse_init(cacheRows, opts.window ?? 5);
 
     // Reserve all memory the sections need before the first WASI call: memory never grows while
     // the WASI host may hold a view of it, and a model that does not fit fails here, cleanly.
-    const need = header.sections.reduce((a, s) => a + s.length + 4096, 4096 + src.name.length);
+    const need = header.sections.reduce((a, s) => a + (sparse && s.name.startsWith('ffn.') ? 0 : s.length + 4096), 4096 + src.name.length);
     const top = e.alloc(0, 16);
     const missing = top + need - e.memory.buffer.byteLength;
     if (missing > 0) {
@@ -104,7 +116,7 @@ export class Engine {
     if (fd < 0) throw new Error(`${src.name}: cannot open through WASI (${errnoName(-fd)})`);
 
     // What the loader reads, for the progress bar.
-    const total = header.sections.reduce((a, s) => a + s.length, 0);
+    const total = header.sections.reduce((a, s) => a + (sparse && s.name.startsWith('ffn.') ? 0 : s.length), 0);
     let done = 0;
     const readSection = (name: string): number => {
       const s = section(header, name);
@@ -135,18 +147,48 @@ export class Engine {
       else e.set_layer(t.layer, g(LAYER_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
       if (t.role === 'tok_embed' && cfg.tieWordEmbeddings) e.set_global(g('G_LM_HEAD'), ptr, dt);
     }
-    const f = header.ffn;
-    e.ffn_layout(f.bundle_bytes, f.up, Math.max(f.gate, 0), f.down, f.bias);
-    for (let l = 0; l < cfg.nLayers; l++) e.set_layer(l, g('L_FFN'), readSection(`ffn.${l}`), DTYPE_CODE[f.dtype]);
+    for (let l = 0; l < cfg.nLayers; l++) {
+      if (!sparse) e.set_layer(l, g('L_FFN'), readSection(`ffn.${l}`), DTYPE_CODE[f.dtype]);
+      else {
+        e.set_layer(l, g('L_FFN'), 0, DTYPE_CODE[f.dtype]);
+        e.set_ffn_flash(l, BigInt(section(header, `ffn.${l}`).offset));
+      }
+    }
+    if (sparse) e.sparse_set_fd(fd);
 
-    return new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx);
+    return new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, sparse ? 'sparse' : 'dense');
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
   forward(token: number, pos: number): void {
     if (pos >= this.contextLength) throw new Error(`position ${pos} is past the context length ${this.contextLength}`);
     if (!(token >= 0 && token < this.config.vocab)) throw new Error(`token id ${token} is outside the vocabulary (${this.config.vocab})`);
+    if (this.sparse) this.wasm.sparse_next_token();
     this.wasm.forward(token, pos);
+    const err = this.sparse ? this.wasm.io_error() : 0;
+    if (err) {
+      this.wasm.sparse_reset();
+      throw new Error(`${this.source.name}: flash read failed (${err < 0 ? 'short read: file truncated?' : errnoName(err)}${(this.wasi as WasiShim).lastError ? `: ${(this.wasi as WasiShim).lastError!.message}` : ''}); the neuron cache was reset`);
+    }
+  }
+
+  /** Sparse FFN: whether the FFN is read from flash. */
+  get sparse(): boolean { return this.header.ffn !== undefined && this.ffnMode === 'sparse'; }
+
+  /** Sparse FFN: the neurons of layer l expected to fire for the next token (ascending ids). */
+  predict(l: number, ids: ArrayLike<number>): void {
+    new Int32Array(this.wasm.memory.buffer, this.wasm.predicted_ptr(l), ids.length).set(ids);
+    this.wasm.set_predicted_count(l, ids.length);
+  }
+
+  /** Starts a new sequence: the neuron caches and the window are emptied. */
+  reset(): void {
+    if (this.sparse) this.wasm.sparse_reset();
+  }
+
+  /** Flash traffic so far (sparse FFN). */
+  flashStats(): { bytes_read: number; reads: number; dropped_neurons: number } {
+    return this.sparse ? { bytes_read: this.wasm.stat_bytes_read(), reads: this.wasm.stat_reads(), dropped_neurons: this.wasm.stat_dropped() } : { bytes_read: 0, reads: 0, dropped_neurons: 0 };
   }
 
   /** Logits of the last forward(), a view into wasm memory (valid until the next call). */
