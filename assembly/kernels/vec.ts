@@ -1,15 +1,189 @@
 // f32 vector kernels for the activations (attention, norms, residuals).
 // Each SIMD kernel has a scalar *_ref beside it; tests compare them at awkward lengths.
+// The SIMD versions sum in 4-16 lanes, so results differ from the refs by rounding only.
+
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** Lane sums of a[i] * b[i] over bytes [0, nb & ~15): 16 floats per step, then 4. */
+@inline function dot_body(a: usize, b: usize, nb: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  let i: usize = 0;
+  for (; i + 64 <= nb; i += 64) {
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(a + i), v128.load(b + i)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(a + i, 16), v128.load(b + i, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v128.load(a + i, 32), v128.load(b + i, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v128.load(a + i, 48), v128.load(b + i, 48)));
+  }
+  for (; i + 16 <= nb; i += 16) a0 = f32x4.add(a0, f32x4.mul(v128.load(a + i), v128.load(b + i)));
+  return f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3));
+}
 
 /** a . b over n f32. */
 export function vdot(a: usize, b: usize, n: i32): f32 {
+  if (!ASC_FEATURE_SIMD) return vdot_ref(a, b, n);
+  const nb = <usize>n << 2;
+  let s = hsum(dot_body(a, b, nb));
+  for (let i = nb & ~15; i < nb; i += 4) s += load<f32>(a + i) * load<f32>(b + i);
+  return s;
+}
+
+/** y += a * x over n f32. */
+export function vaxpy(a: f32, x: usize, y: usize, n: i32): void {
+  const nb = <usize>n << 2;
+  let i: usize = 0;
+  if (ASC_FEATURE_SIMD) {
+    const av = f32x4.splat(a);
+    for (; i + 32 <= nb; i += 32) {
+      v128.store(y + i, f32x4.add(v128.load(y + i), f32x4.mul(v128.load(x + i), av)));
+      v128.store(y + i, f32x4.add(v128.load(y + i, 16), f32x4.mul(v128.load(x + i, 16), av)), 16);
+    }
+    for (; i + 16 <= nb; i += 16) v128.store(y + i, f32x4.add(v128.load(y + i), f32x4.mul(v128.load(x + i), av)));
+  }
+  for (; i < nb; i += 4) store<f32>(y + i, load<f32>(y + i) + a * load<f32>(x + i));
+}
+
+/** y += x over n f32. */
+export function vadd(x: usize, y: usize, n: i32): void {
+  const nb = <usize>n << 2;
+  let i: usize = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; i + 32 <= nb; i += 32) {
+      v128.store(y + i, f32x4.add(v128.load(y + i), v128.load(x + i)));
+      v128.store(y + i, f32x4.add(v128.load(y + i, 16), v128.load(x + i, 16)), 16);
+    }
+    for (; i + 16 <= nb; i += 16) v128.store(y + i, f32x4.add(v128.load(y + i), v128.load(x + i)));
+  }
+  for (; i < nb; i += 4) store<f32>(y + i, load<f32>(y + i) + load<f32>(x + i));
+}
+
+/** x *= a over n f32. */
+export function vscale(x: usize, a: f32, n: i32): void {
+  const nb = <usize>n << 2;
+  let i: usize = 0;
+  if (ASC_FEATURE_SIMD) {
+    const av = f32x4.splat(a);
+    for (; i + 16 <= nb; i += 16) v128.store(x + i, f32x4.mul(v128.load(x + i), av));
+  }
+  for (; i < nb; i += 4) store<f32>(x + i, load<f32>(x + i) * a);
+}
+
+/** Sum of x[i] over n f32. */
+@inline function vsum(x: usize, n: i32): f32 {
+  const nb = <usize>n << 2;
+  let i: usize = 0;
+  let s: f32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    let a0 = f32x4.splat(0), a1 = a0;
+    for (; i + 32 <= nb; i += 32) { a0 = f32x4.add(a0, v128.load(x + i)); a1 = f32x4.add(a1, v128.load(x + i, 16)); }
+    for (; i + 16 <= nb; i += 16) a0 = f32x4.add(a0, v128.load(x + i));
+    s = hsum(f32x4.add(a0, a1));
+  }
+  for (; i < nb; i += 4) s += load<f32>(x + i);
+  return s;
+}
+
+/** out = (x - mean) / sqrt(var + eps) * w + b.  In PyTorch: nn.LayerNorm(n, eps). */
+export function layernorm(x: usize, w: usize, b: usize, out: usize, n: i32, eps: f32): void {
+  if (!ASC_FEATURE_SIMD) { layernorm_ref(x, w, b, out, n, eps); return; }
+  const nb = <usize>n << 2;
+  const mean = vsum(x, n) / <f32>n;
+  // Two-pass variance: sum (x - mean)^2 stays accurate when |mean| >> std.
+  const mv = f32x4.splat(mean);
+  let v0 = f32x4.splat(0), v1 = v0;
+  let i: usize = 0;
+  for (; i + 32 <= nb; i += 32) {
+    const d0 = f32x4.sub(v128.load(x + i), mv), d1 = f32x4.sub(v128.load(x + i, 16), mv);
+    v0 = f32x4.add(v0, f32x4.mul(d0, d0)); v1 = f32x4.add(v1, f32x4.mul(d1, d1));
+  }
+  for (; i + 16 <= nb; i += 16) { const d = f32x4.sub(v128.load(x + i), mv); v0 = f32x4.add(v0, f32x4.mul(d, d)); }
+  let v = hsum(f32x4.add(v0, v1));
+  for (; i < nb; i += 4) { const d = load<f32>(x + i) - mean; v += d * d; }
+  const inv: f32 = 1.0 / Mathf.sqrt(v / <f32>n + eps);
+  const iv = f32x4.splat(inv);
+  for (i = 0; i + 16 <= nb; i += 16) {
+    v128.store(out + i, f32x4.add(f32x4.mul(f32x4.mul(f32x4.sub(v128.load(x + i), mv), iv), v128.load(w + i)), v128.load(b + i)));
+  }
+  for (; i < nb; i += 4) store<f32>(out + i, (load<f32>(x + i) - mean) * inv * load<f32>(w + i) + load<f32>(b + i));
+}
+
+/** out = x / sqrt(mean(x^2) + eps) * w.  In PyTorch: LlamaRMSNorm. */
+export function rmsnorm(x: usize, w: usize, out: usize, n: i32, eps: f32): void {
+  if (!ASC_FEATURE_SIMD) { rmsnorm_ref(x, w, out, n, eps); return; }
+  const nb = <usize>n << 2;
+  let ss = hsum(dot_body(x, x, nb));
+  let i = nb & ~15;
+  for (; i < nb; i += 4) { const v = load<f32>(x + i); ss += v * v; }
+  const inv: f32 = 1.0 / Mathf.sqrt(ss / <f32>n + eps);
+  const iv = f32x4.splat(inv);
+  for (i = 0; i + 16 <= nb; i += 16) v128.store(out + i, f32x4.mul(f32x4.mul(v128.load(x + i), iv), v128.load(w + i)));
+  for (; i < nb; i += 4) store<f32>(out + i, load<f32>(x + i) * inv * load<f32>(w + i));
+}
+
+/**
+ * e^d for 4 lanes with d <= 0 (softmax after subtracting the max); ~2 ulp.
+ * Cephes expf: d = k ln2 + r, |r| <= ln2/2, e^r by a degree-7 polynomial, 2^k via the exponent bits.
+ * Lanes below -87.3 (where e^d leaves the normal range) and -Inf give 0; NaN gives 0.
+ */
+@inline function exp4(d: v128): v128 {
+  const live = f32x4.ge(d, f32x4.splat(-87.3));
+  d = f32x4.max(f32x4.min(d, f32x4.splat(88.0)), f32x4.splat(-87.3));
+  const k = f32x4.nearest(f32x4.mul(d, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(d, f32x4.mul(k, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(k, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1.0));
+  const e = i32x4.add(p, i32x4.shl(i32x4.trunc_sat_f32x4_s(k), 23));
+  return v128.and(e, live);
+}
+
+/** In-place softmax over n f32. */
+export function softmax(x: usize, n: i32): void {
+  if (!ASC_FEATURE_SIMD) { softmax_ref(x, n); return; }
+  const nb = <usize>n << 2;
+  let i: usize = 0;
+  let m: f32 = -Infinity;
+  if (nb >= 16) {
+    let mv = v128.load(x);
+    for (i = 16; i + 16 <= nb; i += 16) mv = f32x4.max(mv, v128.load(x + i));
+    m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+  }
+  for (; i < nb; i += 4) m = max(m, load<f32>(x + i));
+  const mv = f32x4.splat(m);
+  let s0 = f32x4.splat(0);
+  for (i = 0; i + 16 <= nb; i += 16) {
+    const e = exp4(f32x4.sub(v128.load(x + i), mv));
+    v128.store(x + i, e);
+    s0 = f32x4.add(s0, e);
+  }
+  let s = hsum(s0);
+  for (; i < nb; i += 4) {
+    // Same approximation as the vector lanes, so a row's values agree with each other.
+    const e = f32x4.extract_lane(exp4(f32x4.splat(load<f32>(x + i) - m)), 0);
+    store<f32>(x + i, e);
+    s += e;
+  }
+  const inv: f32 = 1.0 / s;
+  vscale(x, inv, n);
+}
+
+// ---- scalar references ----
+
+/** a . b over n f32. */
+export function vdot_ref(a: usize, b: usize, n: i32): f32 {
   let s: f32 = 0;
   for (let i = 0; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
   return s;
 }
 
 /** y += a * x over n f32. */
-export function vaxpy(a: f32, x: usize, y: usize, n: i32): void {
+export function vaxpy_ref(a: f32, x: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i++) {
     const p = y + (<usize>i << 2);
     store<f32>(p, load<f32>(p) + a * load<f32>(x + (<usize>i << 2)));
@@ -17,7 +191,7 @@ export function vaxpy(a: f32, x: usize, y: usize, n: i32): void {
 }
 
 /** y += x over n f32. */
-export function vadd(x: usize, y: usize, n: i32): void {
+export function vadd_ref(x: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i++) {
     const p = y + (<usize>i << 2);
     store<f32>(p, load<f32>(p) + load<f32>(x + (<usize>i << 2)));
@@ -25,12 +199,12 @@ export function vadd(x: usize, y: usize, n: i32): void {
 }
 
 /** x *= a over n f32. */
-export function vscale(x: usize, a: f32, n: i32): void {
+export function vscale_ref(x: usize, a: f32, n: i32): void {
   for (let i = 0; i < n; i++) store<f32>(x + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * a);
 }
 
-/** out = (x - mean) / sqrt(var + eps) * w + b.  In PyTorch: nn.LayerNorm(n, eps). */
-export function layernorm(x: usize, w: usize, b: usize, out: usize, n: i32, eps: f32): void {
+/** out = (x - mean) / sqrt(var + eps) * w + b. */
+export function layernorm_ref(x: usize, w: usize, b: usize, out: usize, n: i32, eps: f32): void {
   let mean: f32 = 0;
   for (let i = 0; i < n; i++) mean += load<f32>(x + (<usize>i << 2));
   mean /= <f32>n;
@@ -43,8 +217,8 @@ export function layernorm(x: usize, w: usize, b: usize, out: usize, n: i32, eps:
   }
 }
 
-/** out = x / sqrt(mean(x^2) + eps) * w.  In PyTorch: LlamaRMSNorm. */
-export function rmsnorm(x: usize, w: usize, out: usize, n: i32, eps: f32): void {
+/** out = x / sqrt(mean(x^2) + eps) * w. */
+export function rmsnorm_ref(x: usize, w: usize, out: usize, n: i32, eps: f32): void {
   let ss: f32 = 0;
   for (let i = 0; i < n; i++) { const v = load<f32>(x + (<usize>i << 2)); ss += v * v; }
   const inv: f32 = 1.0 / Mathf.sqrt(ss / <f32>n + eps);
@@ -55,7 +229,7 @@ export function rmsnorm(x: usize, w: usize, out: usize, n: i32, eps: f32): void 
 }
 
 /** In-place softmax over n f32. */
-export function softmax(x: usize, n: i32): void {
+export function softmax_ref(x: usize, n: i32): void {
   let m: f32 = -Infinity;
   for (let i = 0; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));
   let s: f32 = 0;

@@ -1,0 +1,288 @@
+// Kernels (assembly/kernels/matvec.ts, vec.ts) against their scalar references, in both builds.
+// Widening f16/bf16 -> f32 is exact in every path, so SIMD and reference differ only by the
+// order of f32 additions; tolerances are relative to sum |w_i * x_i| (the scale of that error).
+import assert from 'node:assert/strict';
+import { instantiateEngine } from '../dist/src/wasm.js';
+
+const LENGTHS = [1, 3, 7, 15, 16, 17, 31, 33, 384, 1536];
+const DTYPES = [
+  { name: 'f32', code: 0, size: 4 },
+  { name: 'f16', code: 1, size: 2 },
+  { name: 'bf16', code: 2, size: 2 },
+];
+/** Max |simd - ref| / sum |w x| per weight dtype (all accumulate in f32; n <= 1536 here). */
+const TOL = { f32: 1e-5, f16: 1e-5, bf16: 1e-5 };
+
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const F = new Float32Array(1);
+const U = new Uint32Array(F.buffer);
+const f32 = (v) => { F[0] = v; return F[0]; };
+function f16ToNumber(h) {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (e ? 2 ** (e - 15) * (1 + m / 1024) : 2 ** -14 * (m / 1024));
+}
+function bf16ToNumber(h) { U[0] = h << 16; return F[0]; }
+
+/**
+ * Random weight bit patterns, negatives included. f16: every finite exponent, a quarter of them
+ * subnormal (exponent 0); exponent 31 (Inf/NaN) is excluded because the fast path reads it as a
+ * large finite number (documented in matvec.ts). bf16: exponents 2^-40..2^8 plus some f32-denormal
+ * patterns and zeros. f32: wide exponent range.
+ */
+function randomWeights(dt, n, rand) {
+  if (dt.name === 'f32') {
+    const w = new Float32Array(n);
+    for (let i = 0; i < n; i++) w[i] = (rand() * 2 - 1) * 2 ** Math.floor(rand() * 24 - 16);
+    return { bytes: new Uint8Array(w.buffer), values: Array.from(w) };
+  }
+  const h = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    const sign = rand() < 0.5 ? 0x8000 : 0;
+    if (dt.name === 'f16') {
+      const e = rand() < 0.25 ? 0 : 1 + Math.floor(rand() * 30);
+      h[i] = sign | (e << 10) | Math.floor(rand() * 1024);
+    } else {
+      const r = rand();
+      const e = r < 0.05 ? 0 : 87 + Math.floor(rand() * 48);
+      h[i] = r < 0.08 && r >= 0.05 ? sign : sign | (e << 7) | Math.floor(rand() * 128);
+    }
+  }
+  const dec = dt.name === 'f16' ? f16ToNumber : bf16ToNumber;
+  return { bytes: new Uint8Array(h.buffer), values: Array.from(h, dec) };
+}
+
+function randomVec(n, rand, scale = 1) {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = (rand() * 2 - 1) * scale;
+  return v;
+}
+
+/** One instance with a scratch arena; pointers are reused test to test. */
+function setup(simd) {
+  const { exports: e, simd: got } = instantiateEngine({ simd });
+  e._initialize();
+  const size = 8 << 20;
+  const base = e.alloc(size, 64);
+  let top = base;
+  return {
+    e, simd: got,
+    reset() { top = base; },
+    /** `bytes` of scratch at `offset` bytes past a 64-byte boundary. */
+    alloc(bytes, offset = 0) {
+      const p = ((top + 63) & ~63) + offset;
+      top = p + bytes + 64;
+      assert.ok(top <= base + size, 'scratch arena exhausted');
+      return p;
+    },
+    f32(p, n) { return new Float32Array(e.memory.buffer, p, n); },
+    u8(p, n) { return new Uint8Array(e.memory.buffer, p, n); },
+  };
+}
+
+function assertClose(got, ref, tol, scale, what) {
+  const err = Math.abs(got - ref);
+  if (!(err <= tol * scale + 1e-30)) {
+    assert.fail(`${what}: got ${got}, ref ${ref}, |diff| ${err} > ${tol} * ${scale}`);
+  }
+}
+
+for (const simd of [true, false]) {
+  describe(`kernels (${simd ? 'simd' : 'nosimd'} build)`, function () {
+    let t;
+    before(() => { t = setup(simd); });
+    beforeEach(() => t.reset());
+
+    it('loaded the requested build', () => assert.equal(t.simd, simd));
+
+    for (const dt of DTYPES) {
+      it(`dot ${dt.name} vs dot_ref at every length, rows at 2-byte offsets`, () => {
+        const rand = rng(1 + dt.code);
+        const { e } = t;
+        for (const n of LENGTHS) {
+          for (const off of [0, 2, 6]) {
+            t.reset();
+            const w = randomWeights(dt, n, rand);
+            const x = randomVec(n, rand);
+            const wp = t.alloc(n * dt.size, off), xp = t.alloc(n * 4), pp = t.alloc(e.prep_len(n) * 4);
+            t.u8(wp, w.bytes.length).set(w.bytes);
+            t.f32(xp, n).set(x);
+            e.prep_x(dt.code, xp, pp, n);
+            const got = e.dot(dt.code, wp, pp, n);
+            const ref = e.dot_ref(dt.code, wp, xp, n);
+            let scale = 0, exact = 0;
+            for (let i = 0; i < n; i++) { scale += Math.abs(w.values[i] * x[i]); exact += w.values[i] * x[i]; }
+            assertClose(got, ref, TOL[dt.name], scale, `dot ${dt.name} n=${n} off=${off}`);
+            assertClose(ref, exact, TOL[dt.name], scale, `dot_ref ${dt.name} n=${n} vs f64`);
+          }
+        }
+      });
+
+      it(`axpy ${dt.name} into the prepared y, unprep_y adds into y`, () => {
+        const rand = rng(11 + dt.code);
+        const { e } = t;
+        for (const n of LENGTHS) {
+          t.reset();
+          const k = 3; // a few rows accumulated, as the sparse FFN down-projection does
+          const rows = Array.from({ length: k }, () => randomWeights(dt, n, rand));
+          const a = Array.from({ length: k }, () => f32(rand() * 4 - 2));
+          const y0 = randomVec(n, rand);
+          const wp = rows.map(() => t.alloc(n * dt.size, 2));
+          const yp = t.alloc(e.prep_len(n) * 4), y = t.alloc(n * 4), yr = t.alloc(n * 4);
+          rows.forEach((w, j) => t.u8(wp[j], w.bytes.length).set(w.bytes));
+          t.f32(y, n).set(y0);
+          t.f32(yr, n).set(y0);
+          e.prep_zero(dt.code, yp, n);
+          for (let j = 0; j < k; j++) {
+            e.axpy(dt.code, a[j], wp[j], yp, n);
+            e.axpy_ref(dt.code, a[j], wp[j], yr, n);
+          }
+          e.unprep_y(dt.code, yp, y, n);
+          const got = t.f32(y, n), ref = t.f32(yr, n);
+          for (let i = 0; i < n; i++) {
+            let scale = Math.abs(y0[i]);
+            for (let j = 0; j < k; j++) scale += Math.abs(a[j] * rows[j].values[i]);
+            assertClose(got[i], ref[i], TOL[dt.name], scale, `axpy ${dt.name} n=${n} i=${i}`);
+          }
+        }
+      });
+
+      it(`matvec ${dt.name} vs matvec_ref: padded stride, odd row starts, all lengths`, () => {
+        const rand = rng(21 + dt.code);
+        const { e } = t;
+        for (const cols of LENGTHS) {
+          for (const rows of [1, 3, 4, 9, 13, 35]) { // f32 groups 4 rows, f16/bf16 8; plus leftovers
+            t.reset();
+            // stride not a multiple of 4 or 16: rows start at every 2-byte alignment
+            const stride = cols * dt.size + 6;
+            const mats = Array.from({ length: rows }, () => randomWeights(dt, cols, rand));
+            const x = randomVec(cols, rand);
+            const wp = t.alloc(rows * stride, 2);
+            const xp = t.alloc(cols * 4), pp = t.alloc(e.prep_len(cols) * 4);
+            const out = t.alloc(rows * 4), outRef = t.alloc(rows * 4);
+            mats.forEach((m, r) => t.u8(wp + r * stride, m.bytes.length).set(m.bytes));
+            t.f32(xp, cols).set(x);
+            e.matvec(dt.code, wp, stride, xp, pp, out, rows, cols);
+            e.matvec_ref(dt.code, wp, stride, xp, outRef, rows, cols);
+            const got = t.f32(out, rows), ref = t.f32(outRef, rows);
+            for (let r = 0; r < rows; r++) {
+              let scale = 0;
+              for (let i = 0; i < cols; i++) scale += Math.abs(mats[r].values[i] * x[i]);
+              assertClose(got[r], ref[r], TOL[dt.name], scale, `matvec ${dt.name} ${rows}x${cols} row ${r}`);
+            }
+          }
+        }
+      });
+    }
+
+    if (simd) {
+      it('f16 fast path: Inf/NaN weights read as 2^16 * (1 + m/1024) (documented)', () => {
+        const { e } = t;
+        const n = 16;
+        const h = new Uint16Array(n); h[3] = 0x7c00; h[12] = 0xfc01; // +Inf, a negative NaN
+        const x = new Float32Array(n).fill(1);
+        const wp = t.alloc(n * 2), xp = t.alloc(n * 4), pp = t.alloc(e.prep_len(n) * 4);
+        t.u8(wp, 2 * n).set(new Uint8Array(h.buffer));
+        t.f32(xp, n).set(x);
+        e.prep_x(1, xp, pp, n);
+        assert.equal(e.dot(1, wp, pp, n), 65536 - 65536 * (1 + 1 / 1024));
+      });
+    }
+
+    it('read_sum equals the sum of the i32 words (byte tail included)', () => {
+      const { e } = t;
+      const rand = rng(5);
+      for (const bytes of [0, 3, 4, 17, 127, 128, 129, 1000, 4096 + 12]) {
+        t.reset();
+        const p = t.alloc(bytes + 4);
+        const b = t.u8(p, bytes);
+        for (let i = 0; i < bytes; i++) b[i] = Math.floor(rand() * 256);
+        let s = 0;
+        const dv = new DataView(e.memory.buffer, p, bytes);
+        let i = 0;
+        for (; i + 4 <= bytes; i += 4) s = (s + dv.getInt32(i, true)) | 0;
+        for (; i < bytes; i++) s = (s + b[i]) | 0;
+        assert.equal(e.read_sum(p, bytes), s, `bytes=${bytes}`);
+      }
+    });
+
+    describe('vector kernels', () => {
+      const elementwise = (got, ref, atol, rtol, what) => {
+        for (let i = 0; i < ref.length; i++) {
+          if (!(Math.abs(got[i] - ref[i]) <= atol + rtol * Math.abs(ref[i]))) {
+            assert.fail(`${what} i=${i}: got ${got[i]}, ref ${ref[i]}`);
+          }
+        }
+      };
+
+      it('vdot, vaxpy, vadd, vscale', () => {
+        const { e } = t;
+        const rand = rng(31);
+        for (const n of LENGTHS) {
+          t.reset();
+          const a = randomVec(n, rand), b = randomVec(n, rand, 3);
+          const pa = t.alloc(n * 4, 4), pb = t.alloc(n * 4, 8), py = t.alloc(n * 4), pr = t.alloc(n * 4);
+          t.f32(pa, n).set(a); t.f32(pb, n).set(b);
+          let scale = 0;
+          for (let i = 0; i < n; i++) scale += Math.abs(a[i] * b[i]);
+          assertClose(e.vdot(pa, pb, n), e.vdot_ref(pa, pb, n), 1e-5, scale, `vdot n=${n}`);
+
+          const al = f32(rand() * 2 - 1);
+          t.f32(py, n).set(b); t.f32(pr, n).set(b);
+          e.vaxpy(al, pa, py, n); e.vaxpy_ref(al, pa, pr, n);
+          elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vaxpy n=${n}`); // same two roundings per lane
+          e.vadd(pa, py, n); e.vadd_ref(pa, pr, n);
+          elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vadd n=${n}`);
+          e.vscale(py, al, n); e.vscale_ref(pr, al, n);
+          elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vscale n=${n}`);
+        }
+      });
+
+      it('layernorm and rmsnorm', () => {
+        const { e } = t;
+        const rand = rng(41);
+        for (const n of LENGTHS) {
+          t.reset();
+          const x = randomVec(n, rand, 4).map((v) => v + 3); // offset mean: checks the two-pass variance
+          const w = randomVec(n, rand), b = randomVec(n, rand);
+          const px = t.alloc(n * 4), pw = t.alloc(n * 4), pb = t.alloc(n * 4), po = t.alloc(n * 4), pr = t.alloc(n * 4);
+          t.f32(px, n).set(x); t.f32(pw, n).set(w); t.f32(pb, n).set(b);
+          e.layernorm(px, pw, pb, po, n, 1e-5); e.layernorm_ref(px, pw, pb, pr, n, 1e-5);
+          elementwise(t.f32(po, n), t.f32(pr, n), 1e-4, 1e-4, `layernorm n=${n}`);
+          e.rmsnorm(px, pw, po, n, 1e-6); e.rmsnorm_ref(px, pw, pr, n, 1e-6);
+          elementwise(t.f32(po, n), t.f32(pr, n), 1e-6, 1e-5, `rmsnorm n=${n}`);
+        }
+      });
+
+      it('softmax, including -Infinity (masked) entries and a wide range', () => {
+        const { e } = t;
+        const rand = rng(51);
+        for (const n of LENGTHS) {
+          t.reset();
+          const x = randomVec(n, rand, 30);
+          for (let i = 0; i < n; i += 5) if (i) x[i] = -Infinity;
+          if (n > 2) x[1] = -100; // e^-130 relative: underflows in both
+          const px = t.alloc(n * 4), pr = t.alloc(n * 4);
+          t.f32(px, n).set(x); t.f32(pr, n).set(x);
+          e.softmax(px, n); e.softmax_ref(pr, n);
+          const got = t.f32(px, n), ref = t.f32(pr, n);
+          elementwise(got, ref, 1e-7, 1e-5, `softmax n=${n}`);
+          let s = 0;
+          for (let i = 0; i < n; i++) s += got[i];
+          assert.ok(Math.abs(s - 1) < 1e-5, `softmax n=${n} sums to ${s}`);
+        }
+      });
+    });
+  });
+}
