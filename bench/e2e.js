@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../dist/src/index.js';
 import { machine } from './machine.js';
+import { barChart } from './plot.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const TOKENS = 128, RUNS = 5;
@@ -50,4 +51,12 @@ for (const name of ['opt-relu-mini', 'llama-relu-mini']) {
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
 const out = { machine: machine(), date: new Date().toISOString(), tokens: TOKENS, runs: RUNS, models: results };
 writeFileSync(join(ROOT, 'bench/results/e2e.json'), JSON.stringify(out, null, 2) + '\n');
-console.log('wrote bench/results/e2e.json');
+writeFileSync(join(ROOT, 'bench/results/e2e.svg'), barChart({
+  title: `End-to-end decode, tokens/s (${out.date.slice(0, 10)}, ${out.machine.cpu}, 1 thread)`,
+  unit: 'tokens/s',
+  groups: Object.entries(results).map(([name, r]) => ({
+    label: name,
+    bars: ['node_simd', 'deno_simd', 'bun_simd', 'node_scalar'].map((k) => ({ label: k.replace('_', ' '), value: r[k].tokens_per_s })),
+  })),
+}));
+console.log('wrote bench/results/e2e.json and e2e.svg');
