@@ -85,6 +85,7 @@ export class Model {
     let text = '';
 
     const t0 = now();
+    this.engine.reset();
     for (let p = 0; p < ids.length; p++) this.engine.forward(ids[p], p);
     const t1 = now();
     let pos = ids.length;
@@ -144,6 +145,7 @@ export class Model {
     for (;;) {
       if (opts.signal?.aborted) throw new Error('aborted');
       const end = Math.min(start + span, body.length);
+      this.engine.reset();
       let prev = bos;
       for (let i = start; i < end; i++) {
         this.engine.forward(prev, i - start);
@@ -161,6 +163,7 @@ export class Model {
 
   /** Greedy next token after `ids` (a fresh sequence). */
   nextToken(ids: number[]): number {
+    this.engine.reset();
     ids.forEach((id, p) => this.engine.forward(id, p));
     return argmax(this.engine.logits());
   }
