@@ -10,7 +10,7 @@
 import { alloc } from "./mem";
 import { NeuronCache } from "./cache";
 import { flash_read } from "./flash";
-import { DT_F32, dtypeSize, loadElem } from "./dtype";
+import { dtypeSize, loadElem } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy, matvec } from "./kernels/matvec";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 

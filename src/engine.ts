@@ -126,7 +126,7 @@ export class Engine {
       for (let off = 0; off < s.length; off += READ_CHUNK) {
         const n = Math.min(READ_CHUNK, s.length - off);
         const got = Number(e.flash_read(fd, ptr + off, n, BigInt(s.offset + off)));
-        if (got < 0) throw new Error(`${src.name}: read of section ${name} failed (${errnoName(-got)}${shim?.lastError ? `: ${shim.lastError.message}` : ''})`);
+        if (got < 0) throw new Error(`${src.name}: read of section ${name} failed (${ioCause(-got, shim)})`);
         if (got !== n) throw new Error(`${src.name}: image is truncated in section ${name}`);
         crc = e.crc32(crc, ptr + off, n) >>> 0;
         done += n;
@@ -168,7 +168,8 @@ export class Engine {
     const err = this.sparse ? this.wasm.io_error() : 0;
     if (err) {
       this.wasm.sparse_reset();
-      throw new Error(`${this.source.name}: flash read failed (${err < 0 ? 'short read: file truncated?' : errnoName(err)}${(this.wasi as WasiShim).lastError ? `: ${(this.wasi as WasiShim).lastError!.message}` : ''}); the neuron cache was reset`);
+      const cause = err < 0 ? 'short read: file truncated?' : ioCause(err, this.wasi as Partial<WasiShim>);
+      throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);
     }
   }
 
@@ -217,6 +218,11 @@ export class Engine {
   private view(ptr: number, n: number): Float32Array {
     return new Float32Array(this.wasm.memory.buffer, ptr, n);
   }
+}
+
+/** errno name plus, through the shim, the host error behind it. */
+function ioCause(errno: number, shim: Partial<WasiShim> | undefined): string {
+  return `${errnoName(errno)}${shim?.lastError ? `: ${shim.lastError.message}` : ''}`;
 }
 
 function errnoName(n: number): string {
