@@ -33,6 +33,7 @@
 //   are read as finite values 2^16 * (1 + m/1024); x or a beyond ~2^72 would overflow;
 //   subnormal f16 weights become f32 denormals, which Zen 4 multiplies slowly (at the ~0.25%
 //   subnormals of N(0, 0.02) weights the in-cache f16 matvec loses about a quarter).
+import { vdot } from "./vec";
 import { DT_F32, DT_F16, DT_BF16, dtypeSize, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
 
 /** f32 slots a prepared vector of n elements needs. */
@@ -113,25 +114,9 @@ export function unprep_y(dt: i32, yp: usize, y: usize, n: i32): void {
 
 export function dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
   if (!ASC_FEATURE_SIMD) return dot_scalar(dt, w, xp, n);
-  if (dt == DT_F32) return dot_f32(w, xp, n);
+  if (dt == DT_F32) return vdot(w, xp, n);
   if (dt == DT_BF16) return dot_bf16(w, xp, n);
   return dot_f16(w, xp, n) * F16_SCALE;
-}
-
-function dot_f32(w: usize, x: usize, n: i32): f32 {
-  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const nb = <usize>n << 2;
-  let i: usize = 0;
-  for (; i + 64 <= nb; i += 64) {
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(w + i), v128.load(x + i)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(w + i, 16), v128.load(x + i, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(v128.load(w + i, 32), v128.load(x + i, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(v128.load(w + i, 48), v128.load(x + i, 48)));
-  }
-  for (; i + 16 <= nb; i += 16) a0 = f32x4.add(a0, f32x4.mul(v128.load(w + i), v128.load(x + i)));
-  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-  for (; i < nb; i += 4) s += load<f32>(w + i) * load<f32>(x + i);
-  return s;
 }
 
 /** Tail of a half row in natural order: elements [n8, n) against xp slots [n8, n). */
