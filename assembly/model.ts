@@ -113,6 +113,7 @@ let v: usize = 0;       // (nKv*headDim,)
 let attOut: usize = 0;  // (nHeads*headDim,)
 let att: usize = 0;     // (maxSeq,) scores of one head
 let hAct: usize = 0;    // (nLayers, ffn) FFN activations of the last token
+let ffnIn: usize = 0;   // (nLayers, d) FFN input (normed) of the last token: what predictors see
 let logits: usize = 0;  // (vocab,)
 let kCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim)
 let vCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim)
@@ -132,7 +133,7 @@ export function model_init(): usize {
   const qDim = nHeads * headDim, kvDim = nKv * headDim;
   x = f32s(d); xb = f32s(d); xb2 = f32s(d); capture = f32s(d);
   q = f32s(qDim); k = f32s(kvDim); v = f32s(kvDim); attOut = f32s(qDim);
-  att = f32s(maxSeq); hAct = f32s(nLayers * ffn); logits = f32s(vocab);
+  att = f32s(maxSeq); hAct = f32s(nLayers * ffn); ffnIn = f32s(nLayers * d); logits = f32s(vocab);
   kCache = f32s(nLayers * maxSeq * kvDim); vCache = f32s(nLayers * maxSeq * kvDim);
   const widest = max(max(d, ffn), qDim);
   xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
@@ -160,48 +161,86 @@ function f32s(n: i32): usize {
 
 export function logits_ptr(): usize { return logits; }
 export function activations_ptr(): usize { return hAct; }
+export function ffn_input_ptr(): usize { return ffnIn; }
 export function capture_ptr(): usize { return capture; }
 export function set_capture_layer(l: i32): void { captureLayer = l; }
 
 // ---- The forward pass ----
+//
+// forward() runs one token. With the FFN on flash the host may instead drive the same steps
+// itself (forward_begin, then per layer layer_attention / ffn_begin / ffn_hits / plan_round →
+// its own parallel reads → round_done ... / layer_end, then forward_end) so that reads run
+// asynchronously, many in flight, while the cached neurons are computed.
 
 /** Runs token `token` at position `pos` (0-based; KV cache holds positions < pos). Fills logits. */
 export function forward(token: i32, pos: i32): void {
-  const kvDim = nKv * headDim;
+  forward_begin(token, pos);
+  for (let l = 0; l < nLayers; l++) {
+    layer_attention(l, pos);
+    if (!flash) ffnDense(l, xb, xb2);
+    else {
+      ffn_begin(l);
+      ffn_hits(l);
+      for (let n = plan_round(l); n > 0; n = plan_round(l)) {
+        if (!exec_plan_sync(n)) return;   // io_error() says why; the host resets the caches
+        round_done(l);
+      }
+    }
+    layer_end(l);
+  }
+  forward_end();
+}
 
-  // Token embedding (+ learned position for OPT, whose position ids start at posOffset).
+/** Token embedding (+ learned position for OPT, whose position ids start at posOffset). */
+export function forward_begin(token: i32, pos: i32): void {
+  const t0 = now();
   embedRow(G(G_TOK_EMBED), GDT(G_TOK_EMBED), token, x);
   if (arch == ARCH_OPT) {
     embedRow(G(G_POS_EMBED), GDT(G_POS_EMBED), pos + posOffset, xb);
     vadd(xb, x, d);
   }
+  if (flash) flashNextToken();
+  tCompute += now() - t0;
+}
 
-  for (let l = 0; l < nLayers; l++) {
-    // Attention block. In PyTorch: x = x + o_proj(attn(norm1(x)))
-    norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);
-    linear(l, L_Q, L_QB, xb, q, nHeads * headDim, d);
-    linear(l, L_K, L_KB, xb, k, kvDim, d);
-    linear(l, L_V, L_VB, xb, v, kvDim, d);
-    if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
-    const layerK = kCache + (<usize>(l * maxSeq * kvDim) << 2);
-    const layerV = vCache + (<usize>(l * maxSeq * kvDim) << 2);
-    memory.copy(layerK + (<usize>(pos * kvDim) << 2), k, <usize>kvDim << 2);
-    memory.copy(layerV + (<usize>(pos * kvDim) << 2), v, <usize>kvDim << 2);
-    attention(layerK, layerV, pos);
-    linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);
-    vadd(xb2, x, d);
+/** Attention block of layer l, then the FFN's normed input in xb.
+ *  In PyTorch: x = x + o_proj(attn(norm1(x))); h = norm2(x) */
+export function layer_attention(l: i32, pos: i32): void {
+  const t0 = now();
+  const kvDim = nKv * headDim;
+  norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);
+  linear(l, L_Q, L_QB, xb, q, nHeads * headDim, d);
+  linear(l, L_K, L_KB, xb, k, kvDim, d);
+  linear(l, L_V, L_VB, xb, v, kvDim, d);
+  if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
+  const layerK = kCache + (<usize>(l * maxSeq * kvDim) << 2);
+  const layerV = vCache + (<usize>(l * maxSeq * kvDim) << 2);
+  memory.copy(layerK + (<usize>(pos * kvDim) << 2), k, <usize>kvDim << 2);
+  memory.copy(layerV + (<usize>(pos * kvDim) << 2), v, <usize>kvDim << 2);
+  attention(layerK, layerV, pos);
+  linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);
+  vadd(xb2, x, d);
+  norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);
+  memory.copy(ffnIn + (<usize>(l * d) << 2), xb, <usize>d << 2);
+  tCompute += now() - t0;
+}
 
-    // FFN block. In PyTorch (OPT): x = x + fc2(relu(fc1(norm2(x))))
-    //            (Llama): x = x + down_proj(act(gate_proj(h)) * up_proj(h)), h = norm2(x)
-    norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);
-    if (sparse) ffnSparse(l, xb, xb2); else ffnDense(l, xb, xb2);
-    vadd(xb2, x, d);
+/** Adds the FFN output (xb2) to the residual stream.
+ *  In PyTorch (OPT): x = x + fc2(relu(fc1(h)));  (Llama): x = x + down_proj(act(gate_proj(h)) * up_proj(h)) */
+export function layer_end(l: i32): void {
+  const t0 = now();
+  if (flash) ffnOut(l, WDT(l, L_FFN), xb2);
+  vadd(xb2, x, d);
+  if (l == captureLayer) memory.copy(capture, x, <usize>d << 2);
+  tCompute += now() - t0;
+}
 
-    if (l == captureLayer) memory.copy(capture, x, <usize>d << 2);
-  }
-
+/** Final norm and lm_head. */
+export function forward_end(): void {
+  const t0 = now();
   norm(x, G(G_NORM_W), G(G_NORM_B), xb);
   matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), <usize>d * dtypeSize(GDT(G_LM_HEAD)), xb, xp, logits, vocab, d);
+  tCompute += now() - t0;
 }
 
 /** out = row r of an embedding table, widened to f32. */
@@ -301,104 +340,375 @@ function ffnOut(l: i32, dt: i32, out: usize): void {
   unprep_y(dt, yp, out, d);
 }
 
-// ---- Sparse FFN: predicted neurons, windowed neuron cache, bundles read from flash ----
+// ---- FFN on flash: predictor, windowed neuron cache, planned reads ("LLM in a flash" §3) ----
 //
-// Per layer the host (or the predictor) lists the neurons expected to fire, ascending, in
-// predicted (nLayers, ffn) i32 with predCount (nLayers). Neurons used within the last `window`
-// tokens stay cached; the others are evicted; missing ones are read, runs of consecutive ids in
-// one read, straight into the rows they get in the cache.
-let sparse = false;
+// Per token and layer the wanted neurons come from the low-rank predictor, from the host (an
+// oracle list, tests) or are all of them (naive / hybrid modes). Cached rows unused for `window`
+// tokens are evicted (swap-delete), then, if room is still short, the least recently used rows
+// not wanted now. Missing neurons are read in rounds: plan_round() lists up to maxOps reads of
+// whole extents (neighbouring misses merged when the gap is cheaper to read through than a
+// second operation) into the staging buffer; round_done() copies each bundle into a cache row
+// by appending — or, when the cache is full, computes it straight from staging (streamed).
+// Staging offsets and read extents honour `align` (4096 for O_DIRECT).
+
+@external("env", "now")
+declare function now(): f64;
+
+export const WANT_HOST: i32 = 0;       // the host fills predicted_ptr(l) (oracle, tests)
+export const WANT_PREDICTOR: i32 = 1;  // the low-rank predictor
+export const WANT_ALL: i32 = 2;        // every neuron (naive, hybrid)
+export const WINDOW_FOREVER: i32 = 0x3fffffff;  // hybrid: what is cached stays
+
+let flash = false;
+let wantMode: i32 = WANT_HOST;
 let window: i32 = 5;
 let flashFd: u32 = 0;
-let flashOff: usize = 0;   // (nLayers,) u64 file offset of each layer's bundles
+let flashOff: usize = 0;   // (nLayers,) u64 file offset of each layer's FFN section
 let caches = new Array<NeuronCache>(0);
-let predicted: usize = 0;  // (nLayers, ffn) i32
+let predicted: usize = 0;  // (nLayers, ffn) i32 wanted neuron ids of the token, ascending
 let predCount: usize = 0;  // (nLayers,) i32
-let missing: usize = 0;    // (ffn,) i32
+let missing: usize = 0;    // (ffn,) i32 wanted, not cached
+let missCount: i32 = 0;
+let missCursor: i32 = 0;
+let missCached: i32 = 0;   // misses of this layer that get a cache row (the rest stream)
+let hitRows: usize = 0;    // (ffn,) i32 cache rows of wanted neurons already cached
+let hitCount: i32 = 0;
 let step: i32 = 0;         // tokens run since reset, for the window
+
+// Layout of a neuron in the file: nParts extents (1 = bundled; split layouts have up/gate/down/bias
+// apart) at partBase[p] + id * partLen[p] within the layer's section, landing at partRow[p] of a row.
+let nParts: i32 = 1;
+const partBase = memory.data(4 * 8, 16);
+const partLen = memory.data(4 * 8, 16);
+const partRow = memory.data(4 * 8, 16);
+@inline function PB(p: i32): u64 { return load<u64>(partBase + (<usize>p << 3)); }
+@inline function PL(p: i32): usize { return <usize>load<u64>(partLen + (<usize>p << 3)); }
+@inline function PR(p: i32): usize { return <usize>load<u64>(partRow + (<usize>p << 3)); }
+
+let align: u64 = 1;        // read alignment: offsets, lengths and staging addresses
+let staging: usize = 0;
+let stagingBytes: usize = 0;
+let plan: usize = 0;       // (maxOps, 3) f64: file offset, length, destination address
+let maxOps: i32 = 0;
+let items: i32 = 0;        // neurons landed by the current round
+let itemId: usize = 0;     // (ffn,) i32
+let itemPtr: usize = 0;    // (ffn, 4) staging address of each part
+let scratchRow: usize = 0; // one bundle, for streamed neurons of split layouts
+// Planner: cost of one more read operation vs bytes read through (host-measured, see src/probe.ts).
+let opUs: f64 = 0;          // default: minimise bytes (buffered reads of unknown cache state)
+let byteUs: f64 = 1;
+let gapNeurons: i32 = 0;   // merge misses closer than this many neurons
+let wholeLayerUs: f64 = 0;
+
+// Predictor per layer: z = W2 · relu(W1 · x + b1) + b2; neuron i wanted when z_i > threshold.
+let rank: i32 = 0;
+let predW: usize = 0;      // (nLayers, 5) pointers: w1, b1, w2, b2 and threshold (f32 bits)
+let predDt: i32 = 0;
+let predH: usize = 0;      // (rank,)
+let predZ: usize = 0;      // (ffn,)
+
 let ioError: i32 = 0;      // errno of a failed read (negative: short read), 0 when fine
 let bytesRead: f64 = 0;
 let readCount: f64 = 0;
-let droppedNeurons: f64 = 0;
+let tIo: f64 = 0;
+let tMem: f64 = 0;
+let tCompute: f64 = 0;
 
-/** Switches the FFN to flash: caches of `capacity` bundles per layer. Returns the bytes taken. */
-export function sparse_init(capacity: i32, window_: i32): usize {
+/** Moves the FFN to flash. window: tokens a neuron stays cached after use (0 = no reuse). */
+export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, maxOps_: i32, align_: u32): usize {
   const start = heap.alloc(0);
-  sparse = true; window = window_;
+  flash = true; wantMode = wantMode_; window = window_; align = align_;
   flashOff = alloc(<usize>nLayers << 3, 16);
   predicted = alloc(<usize>(nLayers * ffn) << 2, 16);
   predCount = alloc(<usize>nLayers << 2, 16);
   memory.fill(predCount, 0, <usize>nLayers << 2);
   missing = alloc(<usize>ffn << 2, 16);
-  for (let l = 0; l < nLayers; l++) caches.push(new NeuronCache(capacity, bundleBytes, ffn));
+  hitRows = alloc(<usize>ffn << 2, 16);
+  itemId = alloc(<usize>ffn << 2, 16);
+  itemPtr = alloc(<usize>ffn << 4, 16);
+  scratchRow = alloc(bundleBytes, 64);
+  stagingBytes = stagingBytes_;
+  staging = alloc(stagingBytes, 4096);
+  maxOps = maxOps_;
+  plan = alloc(<usize>maxOps * 24, 16);
+  nParts = 1;
+  store<u64>(partBase, 0); store<u64>(partLen, <u64>bundleBytes); store<u64>(partRow, 0);
   return heap.alloc(0) - start;
 }
 
-export function sparse_set_fd(fd: u32): void { flashFd = fd; }
-export function set_ffn_flash(l: i32, offset: u64): void { store<u64>(flashOff + (<usize>l << 3), offset); }
-export function predicted_ptr(l: i32): usize { return predicted + (<usize>(l * ffn) << 2); }
-export function set_predicted_count(l: i32, n: i32): void { store<i32>(predCount + (<usize>l << 2), n); }
-export function cache_rows(l: i32): i32 { return caches[l].count; }
-export function io_error(): i32 { return ioError; }
-export function stat_bytes_read(): f64 { return bytesRead; }
-export function stat_reads(): f64 { return readCount; }
-export function stat_dropped(): f64 { return droppedNeurons; }
-
-/** Forgets the sequence: empty caches and window (after an error or for a new prompt). */
-export function sparse_reset(): void {
-  for (let l = 0; l < caches.length; l++) caches[l].clear();
-  step = 0; ioError = 0;
+/** Layer l's FFN section starts at `offset` in the file; its cache holds `capacity` neurons. */
+export function flash_layer(l: i32, offset: u64, capacity: i32): void {
+  store<u64>(flashOff + (<usize>l << 3), offset);
+  const c = new NeuronCache(capacity, bundleBytes, ffn);
+  if (l < caches.length) caches[l] = c; else caches.push(c);   // the host sets layers 0, 1, ... once
 }
 
-/** Advances the window clock; the host calls it once per token before forward(). */
-export function sparse_next_token(): void { step++; }
+/** Split (unbundled) layout: part p of neuron id is at base + id*len in the section, row offset rowOff. */
+export function flash_part(p: i32, base: u64, len: u32, rowOff: u32): void {
+  store<u64>(partBase + (<usize>p << 3), base);
+  store<u64>(partLen + (<usize>p << 3), <u64>len);
+  store<u64>(partRow + (<usize>p << 3), <u64>rowOff);
+  nParts = p + 1;
+}
 
-function ffnSparse(l: i32, src: usize, out: usize): void {
-  const c = caches[l], dt = WDT(l, L_FFN);
+/** Read costs for the planner: per operation and per byte (µs), and the merge gap. */
+export function planner_costs(opUs_: f64, byteUs_: f64, gapNeurons_: i32): void {
+  opUs = opUs_; byteUs = byteUs_; gapNeurons = gapNeurons_;
+}
+
+export function flash_set_fd(fd: u32): void { flashFd = fd; }
+export function predicted_ptr(l: i32): usize { return predicted + (<usize>(l * ffn) << 2); }
+export function predicted_count(l: i32): i32 { return load<i32>(predCount + (<usize>l << 2)); }
+export function set_predicted_count(l: i32, n: i32): void { store<i32>(predCount + (<usize>l << 2), n); }
+export function plan_ptr(): usize { return plan; }
+export function cache_rows(l: i32): i32 { return caches[l].count; }
+export function cache_capacity(l: i32): i32 { return caches[l].capacity; }
+export function io_error(): i32 { return ioError; }
+export function set_io_error(e: i32): void { ioError = e; }
+export function stat_bytes_read(): f64 { return bytesRead; }
+export function stat_reads(): f64 { return readCount; }
+export function stat_io_ms(): f64 { return tIo; }
+export function stat_mem_ms(): f64 { return tMem; }
+export function stat_compute_ms(): f64 { return tCompute; }
+export function add_io(bytes: f64, ops: f64, ms: f64): void { bytesRead += bytes; readCount += ops; tIo += ms; }
+export function stats_reset(): void { bytesRead = 0; readCount = 0; tIo = 0; tMem = 0; tCompute = 0; }
+
+/** Predictor of rank r (weights dtype dt); per layer set with predictor_layer. */
+export function predictor_init(r: i32, dt: i32): usize {
+  const start = heap.alloc(0);
+  rank = r; predDt = dt;
+  predW = alloc(<usize>nLayers * 20, 16);
+  predH = alloc(<usize>prep_len(r) << 2, 64);
+  predZ = alloc(<usize>ffn << 2, 64);
+  return heap.alloc(0) - start;
+}
+
+export function predictor_layer(l: i32, w1: usize, b1: usize, w2: usize, b2: usize, threshold: f32): void {
+  const p = predW + <usize>l * 20;
+  store<u32>(p, w1); store<u32>(p, b1, 4); store<u32>(p, w2, 8); store<u32>(p, b2, 12); store<f32>(p, threshold, 16);
+}
+
+/** Forgets the sequence: empty caches and window (a new prompt, or after a read error). */
+export function flash_reset(): void {
+  for (let l = 0; l < caches.length; l++) caches[l].clear();
+  step = 0; ioError = 0; missCount = 0; missCursor = 0; items = 0;
+}
+
+function flashNextToken(): void {
+  step++;
+  if (window == 0) for (let l = 0; l < caches.length; l++) caches[l].clear();
+}
+
+/** The wanted neurons of layer l for this token, from the predictor (ascending ids). */
+function predictLayer(l: i32): void {
+  const p = predW + <usize>l * 20;
+  const w1 = <usize>load<u32>(p), b1 = <usize>load<u32>(p, 4), w2 = <usize>load<u32>(p, 8), b2 = <usize>load<u32>(p, 12);
+  const thr = load<f32>(p, 16);
+  matvec(predDt, w1, <usize>d * dtypeSize(predDt), xb, xp, predH, rank, d);
+  vadd(b1, predH, rank);
+  for (let i = 0; i < rank; i++) { const a = predH + (<usize>i << 2); store<f32>(a, max<f32>(load<f32>(a), 0)); }
+  matvec(predDt, w2, <usize>rank * dtypeSize(predDt), predH, xp, predZ, ffn, rank);
+  const list = predicted + (<usize>(l * ffn) << 2);
+  let n = 0;
+  for (let i = 0; i < ffn; i++) {
+    if (load<f32>(predZ + (<usize>i << 2)) + load<f32>(b2 + (<usize>i << 2)) > thr) store<i32>(list + (<usize>(n++) << 2), i);
+  }
+  store<i32>(predCount + (<usize>l << 2), n);
+}
+
+/**
+ * Starts layer l's FFN: decides the wanted neurons, updates the window, evicts, lists the
+ * cached (hits) and the missing neurons, and decides how to read the misses.
+ */
+export function ffn_begin(l: i32): void {
+  const t0 = now();
+  if (wantMode == WANT_PREDICTOR) predictLayer(l);
+  else if (wantMode == WANT_ALL) {
+    const list = predicted + (<usize>(l * ffn) << 2);
+    for (let i = 0; i < ffn; i++) store<i32>(list + (<usize>i << 2), i);
+    store<i32>(predCount + (<usize>l << 2), ffn);
+  }
+  const dt = WDT(l, L_FFN);
+  prep_x(dt, xb, xp, d);
+  prep_zero(dt, yp, d);
+  memory.fill(hAct + (<usize>(l * ffn) << 2), 0, <usize>ffn << 2);
+  const t1 = now();
+  tCompute += t1 - t0;
+
+  const c = caches[l], t = step;
   const list = predicted + (<usize>(l * ffn) << 2), n = load<i32>(predCount + (<usize>l << 2));
-  const acts = hAct + (<usize>(l * ffn) << 2);
-  const t = step;
-
   // Window: mark this token's neurons, evict those unused for `window` tokens.
   for (let i = 0; i < n; i++) store<i32>(c.lastUsed + (<usize>load<i32>(list + (<usize>i << 2)) << 2), t);
-  for (let r = c.count - 1; r >= 0; r--) {
-    const id = c.neuronAt(r);
-    if (load<i32>(c.lastUsed + (<usize>id << 2)) <= t - window) c.remove(id);
-  }
-
-  // Load what is missing; consecutive ids land in consecutive rows, so one read serves a run.
-  let m = 0;
-  for (let i = 0; i < n; i++) {
-    const id = load<i32>(list + (<usize>i << 2));
-    if (c.slot(id) < 0) store<i32>(missing + (<usize>(m++) << 2), id);
-  }
-  if (c.count + m > c.capacity) { droppedNeurons += c.count + m - c.capacity; m = c.capacity - c.count; }
-  const base = load<u64>(flashOff + (<usize>l << 3));
-  let i = 0;
-  while (i < m) {
-    const first = load<i32>(missing + (<usize>i << 2));
-    let j = i + 1;
-    while (j < m && load<i32>(missing + (<usize>j << 2)) == first + (j - i)) j++;
-    const row = c.insert(first);
-    for (let k = i + 1; k < j; k++) c.insert(load<i32>(missing + (<usize>k << 2)));
-    const len = <usize>(j - i) * bundleBytes;
-    const got = flash_read(flashFd, c.rowPtr(row), len, base + <u64>first * <u64>bundleBytes);
-    if (got != <i64>len) {
-      ioError = got < 0 ? <i32>(-got) : -1;
-      for (let k = i; k < j; k++) c.remove(load<i32>(missing + (<usize>k << 2)));
-      return;
+  if (window != WINDOW_FOREVER) {
+    for (let r = c.count - 1; r >= 0; r--) {
+      const id = c.neuronAt(r);
+      if (load<i32>(c.lastUsed + (<usize>id << 2)) <= t - window) c.remove(id);
     }
-    bytesRead += <f64>len; readCount += 1;
-    i = j;
   }
-
-  prep_x(dt, src, xp, d);
-  prep_zero(dt, yp, d);
-  memory.fill(acts, 0, <usize>ffn << 2);
+  hitCount = 0; missCount = 0;
   for (let i = 0; i < n; i++) {
     const id = load<i32>(list + (<usize>i << 2));
     const r = c.slot(id);
-    if (r >= 0) neuron(dt, c.rowPtr(r), acts + (<usize>id << 2));
+    if (r >= 0) store<i32>(hitRows + (<usize>(hitCount++) << 2), r);
+    else store<i32>(missing + (<usize>(missCount++) << 2), id);
   }
-  ffnOut(l, dt, out);
+  // Room for the misses: evict the least recently used rows not wanted now, oldest first.
+  if (c.count + missCount > c.capacity && window != WINDOW_FOREVER) {
+    for (let age = t - window + 1; age < t && c.count + missCount > c.capacity; age++) {
+      for (let r = c.count - 1; r >= 0 && c.count + missCount > c.capacity; r--) {
+        const id = c.neuronAt(r);
+        if (load<i32>(c.lastUsed + (<usize>id << 2)) == age) c.remove(id);
+      }
+    }
+    // Removing rows moved others: list the hit rows again.
+    hitCount = 0;
+    for (let i = 0; i < n; i++) {
+      const r = c.slot(load<i32>(list + (<usize>i << 2)));
+      if (r >= 0) store<i32>(hitRows + (<usize>(hitCount++) << 2), r);
+    }
+  }
+  missCached = min(missCount, c.capacity - c.count);
+  missCursor = 0;
+  choosePlan();
+  tMem += now() - t1;
+}
+
+/** Computes the wanted neurons that were already cached (the host runs it while reads are in flight). */
+export function ffn_hits(l: i32): void {
+  const t0 = now();
+  const c = caches[l], dt = WDT(l, L_FFN), acts = hAct + (<usize>(l * ffn) << 2);
+  for (let i = 0; i < hitCount; i++) {
+    const r = load<i32>(hitRows + (<usize>i << 2));
+    neuron(dt, c.rowPtr(r), acts + (<usize>c.neuronAt(r) << 2));
+  }
+  tCompute += now() - t0;
+}
+
+@inline function missAt(i: i32): i32 { return load<i32>(missing + (<usize>i << 2)); }
+
+/** Estimated µs of reading misses [0, missCount) with merge gap `gap` (neurons). */
+function planCost(gap: i32): f64 {
+  if (missCount == 0) return 0;
+  let ops: f64 = 0, bytes: f64 = 0;
+  let i = 0;
+  while (i < missCount) {
+    let j = i;
+    while (j + 1 < missCount && missAt(j + 1) - missAt(j) - 1 <= gap) j++;
+    const span = <f64>(missAt(j) - missAt(i) + 1);
+    for (let p = 0; p < nParts; p++) { ops += 1; bytes += span * <f64>PL(p); }
+    i = j + 1;
+  }
+  return ops * opUs + bytes * byteUs;
+}
+
+let roundGap: i32 = 0;
+
+/** Picks the merge gap: the profile's, unless reading each missing span through is cheaper;
+ *  never worse than reading the layer's whole FFN front to back. */
+function choosePlan(): void {
+  roundGap = gapNeurons;
+  if (missCount == 0) return;
+  const planned = planCost(gapNeurons);
+  const spanned = planCost(ffn);   // one extent from the first to the last miss (per staging round)
+  const rounds = Math.ceil(<f64>(missAt(missCount - 1) - missAt(0) + 1) * <f64>bundleBytes / <f64>stagingBytes);
+  if (spanned + (rounds - 1) * opUs * <f64>nParts < planned) roundGap = ffn;
+}
+
+/**
+ * Plans the next round of reads for layer l into plan_ptr(): (file offset, length, address)
+ * triples. Returns the number of reads, 0 when every miss has landed.
+ */
+export function plan_round(l: i32): i32 {
+  if (missCursor >= missCount) return 0;
+  const t0 = now();
+  const base = load<u64>(flashOff + (<usize>l << 3));
+  let ops = 0, used: usize = 0;
+  items = 0;
+  while (missCursor < missCount) {
+    // Extent of misses [i, j]: neighbours closer than the gap are read through.
+    const i = missCursor;
+    let j = i;
+    while (j + 1 < missCount && missAt(j + 1) - missAt(j) - 1 <= roundGap) {
+      // Stop growing when the extent would not fit the staging buffer.
+      let need: usize = 0;
+      for (let p = 0; p < nParts; p++) need += <usize>(missAt(j + 1) - missAt(i) + 1) * PL(p) + <usize>(align << 1);
+      if (used + need > stagingBytes) break;
+      j++;
+    }
+    let need: usize = 0;
+    for (let p = 0; p < nParts; p++) need += <usize>(missAt(j) - missAt(i) + 1) * PL(p) + <usize>(align << 1);
+    if (ops + nParts > maxOps || used + need > stagingBytes) {
+      if (ops == 0) { ioError = -2; return 0; }  // staging too small for one neuron: a setup bug
+      break;
+    }
+    const first = missAt(i), last = missAt(j);
+    for (let p = 0; p < nParts; p++) {
+      const lo = (base + PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
+      const end = base + PB(p) + <u64>(last + 1) * <u64>PL(p);
+      const hi = (end + align - 1) & ~(align - 1);
+      used = <usize>((<u64>used + align - 1) & ~(align - 1));
+      const dst = staging + used;
+      const e = plan + <usize>ops * 24;
+      store<f64>(e, <f64>lo); store<f64>(e, <f64>(hi - lo), 8); store<f64>(e, <f64>dst, 16);
+      ops++;
+      for (let k = i; k <= j; k++) {
+        const id = missAt(k);
+        if (p == 0) store<i32>(itemId + (<usize>(items + k - i) << 2), id);
+        store<usize>(itemPtr + (<usize>(items + k - i) << 4) + (<usize>p << 2), dst + <usize>(base + PB(p) + <u64>id * <u64>PL(p) - lo));
+      }
+      used += <usize>(hi - lo);
+    }
+    items += j - i + 1;
+    missCursor = j + 1;
+  }
+  tMem += now() - t0;
+  return ops;
+}
+
+/** Reads the planned round through WASI fd_pread, one after another. False on a failed read. */
+export function exec_plan_sync(n: i32): bool {
+  const t0 = now();
+  let bytes: f64 = 0;
+  for (let i = 0; i < n; i++) {
+    const e = plan + <usize>i * 24;
+    const off = <u64>load<f64>(e), len = <usize>load<f64>(e, 8), dst = <usize>load<f64>(e, 16);
+    const got = flash_read(flashFd, dst, len, off);
+    if (got != <i64>len) { ioError = got < 0 ? <i32>(-got) : -1; tIo += now() - t0; return false; }
+    bytes += <f64>len;
+  }
+  add_io(bytes, n, now() - t0);
+  return true;
+}
+
+/** The round's reads have landed: append each neuron to the cache (or stream it) and compute it. */
+export function round_done(l: i32): void {
+  const t0 = now();
+  const c = caches[l], dt = WDT(l, L_FFN), acts = hAct + (<usize>(l * ffn) << 2);
+  const firstRow = c.count;
+  let cachedNow = 0;
+  const landedBefore = missCursor - items;
+  for (let k = 0; k < items && landedBefore + k < missCached; k++) {
+    const row = c.rowPtr(c.insert(load<i32>(itemId + (<usize>k << 2))));
+    const ptrs = itemPtr + (<usize>k << 4);
+    for (let p = 0; p < nParts; p++) memory.copy(row + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
+    cachedNow++;
+  }
+  const t1 = now();
+  tMem += t1 - t0;
+  for (let k = 0; k < cachedNow; k++) {
+    const r = firstRow + k;
+    neuron(dt, c.rowPtr(r), acts + (<usize>c.neuronAt(r) << 2));
+  }
+  // Streamed: no room in the cache, computed from staging and forgotten.
+  for (let k = cachedNow; k < items; k++) {
+    const id = load<i32>(itemId + (<usize>k << 2)), ptrs = itemPtr + (<usize>k << 4);
+    let b = load<usize>(ptrs);
+    if (nParts > 1) {
+      for (let p = 0; p < nParts; p++) memory.copy(scratchRow + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
+      b = scratchRow;
+    }
+    neuron(dt, b, acts + (<usize>id << 2));
+  }
+  items = 0;
+  tCompute += now() - t1;
 }

@@ -3,11 +3,19 @@
 // forward pass (assembly/model.ts) and exposes forward() and the logits.
 import type { ModelConfig } from './config.js';
 import { DTYPE_CODE } from './config.js';
-import { FileSource, FlashSource } from './flash.js';
-import { ImageHeader, Progress, readImageHeader, section } from './image.js';
+import { FileSource, FlashSource, readExact } from './flash.js';
+import { ImageHeader, Progress, crc32, readImageHeader, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
+
+export type FfnMode = 'dense' | 'naive' | 'hybrid' | 'sparse';
+
+/** The sparsity predictor as the engine runs it (src/predictor.ts trains and stores it). */
+export interface EnginePredictor {
+  rank: number;
+  layers: { w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array; threshold: number; predicted_share?: number }[];
+}
 
 export interface EngineOptions {
   /** Use the SIMD build when the runtime supports it (default true). */
@@ -17,12 +25,38 @@ export interface EngineOptions {
   onProgress?: Progress;
   /** How the wasm reaches the file: the runtime's node:wasi (default for files) or the built-in shim. */
   wasi?: 'node' | 'shim';
-  /** 'dense': every FFN in memory (default). 'sparse': FFN left on flash, neurons read as predicted. */
-  ffn?: 'dense' | 'sparse';
-  /** Sparse: tokens a neuron stays cached after it was last used (default 5). */
+  /**
+   * Where the FFN lives. dense: in memory. naive: read whole from flash every token.
+   * hybrid: a share of neurons kept, the rest read every token. sparse: only the neurons the
+   * predictor (or an oracle through predict()) wants, through the windowed neuron cache.
+   */
+  mode?: FfnMode;
+  /** Sparse: tokens a neuron stays cached after it was last wanted (default 5; 0 = no reuse). */
   window?: number;
-  /** Sparse: neuron-cache rows per layer (default: the whole FFN). */
-  cacheRows?: number;
+  /** Cap on the bytes of wasm memory the engine may hold (weights, predictor, caches, KV, buffers). */
+  memoryBytes?: number;
+  /** Neuron-cache rows per layer (default: sized from memoryBytes, else the whole FFN). */
+  cacheRows?: number | number[];
+  /** Hybrid: share of each layer's neurons kept in memory (default: what the budget allows). */
+  hybridShare?: number;
+  /** Sparse: the predictor; without one the host supplies wanted neurons with predict() (oracle). */
+  predictor?: EnginePredictor;
+  /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
+  threshold?: number;
+  /** Staging buffer for reads (default 256 KiB; more for naive/hybrid). */
+  stagingBytes?: number;
+  /** Planner costs: µs per read operation and per byte, and the merge gap in bytes. */
+  planner?: { opUs: number; byteUs: number; gapBytes: number };
+  /** Reads issued per round at most (the host's queue depth for async reads). */
+  maxOps?: number;
+  /** Read alignment (4096 when the host reads with O_DIRECT). */
+  align?: number;
+}
+
+/** Memory the engine holds, by part (bytes). */
+export interface MemoryReport {
+  total: number; resident: number; predictor: number; neuron_cache: number; kv_cache: number; buffers: number;
+  cache_rows: number[];
 }
 
 const READ_CHUNK = 16 << 20;
@@ -39,8 +73,12 @@ const LAYER_ROLES: Record<string, string> = {
 export class Engine {
   readonly config: ModelConfig;
   readonly contextLength: number;
-  /** Bytes of wasm memory the model holds after loading (weights, KV cache, buffers). */
+  readonly mode: FfnMode;
+  /** Bytes of wasm memory the engine holds (fixed after loading: nothing grows per token). */
   readonly memoryBytes: number;
+  readonly memory: MemoryReport;
+  /** Bytes of all FFN sections in the image. */
+  readonly ffnBytes: number;
   private logitsView: Float32Array;
   private fd: number;
 
@@ -54,12 +92,16 @@ export class Engine {
     private wasi: NodeWasi | WasiShim,
     fd: number,
     contextLength: number,
-    private ffnMode: 'dense' | 'sparse',
+    mode: FfnMode,
+    memory: MemoryReport,
   ) {
     this.config = header.config;
     this.fd = fd;
     this.contextLength = contextLength;
-    this.memoryBytes = wasm.memory_bytes();
+    this.mode = mode;
+    this.memory = memory;
+    this.memoryBytes = wasm.memory.buffer.byteLength;
+    this.ffnBytes = header.ffn.bundle_bytes * header.config.ffn * header.config.nLayers;
     this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
   }
 
@@ -76,52 +118,133 @@ export class Engine {
 
   private static load(src: FlashSource, path: string | undefined, opts: EngineOptions): Engine {
     const header = readImageHeader(src);
-    const cfg = header.config;
+    const cfg = header.config, f = header.ffn;
+    const mode: FfnMode = opts.mode ?? 'dense';
+    if (!['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new Error(`unknown mode ${mode} (dense, naive, hybrid or sparse)`);
+    const flash = mode !== 'dense';
     const useNode = path !== undefined && (opts.wasi ?? 'node') === 'node';
     const nodeWasi = useNode ? createNodeWasi(path) : undefined;
     const shim = useNode ? undefined : createWasiShim([src]);
     const { exports: e, simd, instance } = instantiateEngine({ simd: opts.simd, wasiImports: nodeWasi?.imports ?? shim!.imports });
     shim?.bind(e.memory);
     if (nodeWasi) nodeWasi.start(instance as any); else e._initialize();
-
-    const ctx = Math.min(cfg.maxPositions, opts.contextLength ?? cfg.maxPositions);
     const g = (n: string) => (e[n] as WebAssembly.Global).value as number;
+
+    // The tokenizer stays with the host; the wasm holds only what the forward pass needs.
+    const tokSec = section(header, 'tokenizer');
+    const tokBytes = new Uint8Array(tokSec.length);
+    readExact(src, tokBytes, tokSec.offset, 'tokenizer section');
+    if (crc32(tokBytes) !== tokSec.crc32) throw new Error(`${src.name}: checksum mismatch in section tokenizer (file is corrupted)`);
+    const tokenizerJson = new TextDecoder().decode(tokBytes);
+
+    // Everything is allocated before the first WASI call: memory never grows while the WASI
+    // host may hold a view of it, nor in the token loop.
+    const budget = opts.memoryBytes;
+    const ctx = Math.min(cfg.maxPositions, opts.contextLength ?? cfg.maxPositions);
     e.model_config(cfg.arch === 'opt' ? g('ARCH_OPT') : g('ARCH_LLAMA'), cfg.nLayers, cfg.hidden, cfg.ffn, cfg.nHeads,
       cfg.nKvHeads, cfg.headDim, cfg.vocab, ctx, cfg.normEps, cfg.act === 'relu' ? g('ACT_RELU') : g('ACT_SILU'),
       cfg.ropeTheta, cfg.posOffset, cfg.hasGate ? 1 : 0);
-    e.model_init();
-    const f = header.ffn;
+    const base = e.alloc(0, 16);
+    const runState = e.model_init();
+    const kvBytes = 2 * cfg.nLayers * ctx * cfg.nKvHeads * cfg.headDim * 4;
     e.ffn_layout(f.bundle_bytes, f.up, Math.max(f.gate, 0), f.down, f.bias);
-    const sparse = opts.ffn === 'sparse';
-    const cacheRows = Math.max(1, Math.min(cfg.ffn, opts.cacheRows ?? cfg.ffn));
-    if (sparse) e.sparse_init(cacheRows, opts.window ?? 5);
+    const resSec = section(header, 'resident');
+    const resident = e.alloc(resSec.length, 4096);
+    const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
-    // Reserve all memory the sections need before the first WASI call: memory never grows while
-    // the WASI host may hold a view of it, and a model that does not fit fails here, cleanly.
-    const need = header.sections.reduce((a, s) => a + (sparse && s.name.startsWith('ffn.') ? 0 : s.length + 4096), 4096 + src.name.length);
-    const top = e.alloc(0, 16);
-    const missing = top + need - e.memory.buffer.byteLength;
-    if (missing > 0) {
-      const pages = Math.ceil(missing / 65536);
-      if (e.memory.buffer.byteLength / 65536 + pages > 65536) {
-        throw new Error(`model needs ${((top + need) / 2 ** 30).toFixed(2)} GiB of wasm memory; wasm32 allows 4 GiB`);
+    let predBytes = 0, rowsPerLayer: number[] = [];
+    let predPtrs: { w1: number; b1: number; w2: number; b2: number }[] = [];
+    if (flash) {
+      const pred = mode === 'sparse' ? opts.predictor : undefined;
+      if (pred) checkPredictor(pred, cfg);
+      const want = mode === 'sparse' ? (pred ? g('WANT_PREDICTOR') : g('WANT_HOST')) : g('WANT_ALL');
+      const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window ?? 5;
+      if (!(Number.isInteger(window) && window >= 0)) throw new Error(`window must be a whole number of tokens ≥ 0 (got ${opts.window})`);
+      const align = opts.align ?? 1;
+      const staging = opts.stagingBytes ?? (mode === 'sparse' ? 256 << 10 : 1 << 20);
+      e.flash_init(want, window, staging, opts.maxOps ?? 64, align);
+      if (pred) {
+        const before = e.alloc(0, 16);
+        e.predictor_init(pred.rank, DTYPE_CODE.f16);
+        predPtrs = pred.layers.map((L) => ({
+          w1: putF16(e, L.w1), b1: putF32(e, L.b1), w2: putF16(e, L.w2), b2: putF32(e, L.b2),
+        }));
+        predBytes = e.alloc(0, 16) - before;
       }
-      e.memory.grow(pages);
+      // Neuron caches: what the budget leaves, shared by layers in proportion to their wanted sets.
+      const perRowOverhead = f.bundle_bytes + 4;
+      const perLayerFixed = cfg.ffn * 8 + 3 * 4096;
+      const top = e.alloc(0, 16);
+      let totalRows: number;
+      if (opts.cacheRows !== undefined) {
+        rowsPerLayer = Array.isArray(opts.cacheRows) ? opts.cacheRows.slice() : new Array(cfg.nLayers).fill(opts.cacheRows);
+        totalRows = rowsPerLayer.reduce((a, b) => a + b, 0);
+      } else if (mode === 'naive') {
+        rowsPerLayer = new Array(cfg.nLayers).fill(0);
+        totalRows = 0;
+      } else {
+        const full = cfg.ffn * cfg.nLayers;
+        if (budget === undefined) totalRows = mode === 'hybrid' ? Math.round(full * (opts.hybridShare ?? 0.5)) : full;
+        else {
+          const room = budget - top - cfg.nLayers * perLayerFixed - 65536;
+          totalRows = Math.min(full, Math.floor(room / perRowOverhead));
+          if (mode === 'hybrid' && opts.hybridShare !== undefined) totalRows = Math.min(totalRows, Math.round(full * opts.hybridShare));
+        }
+        const weights = mode === 'sparse' && pred ? pred.layers.map((L) => Math.max(L.predicted_share ?? 1, 1e-3)) : new Array(cfg.nLayers).fill(1);
+        rowsPerLayer = shareRows(Math.max(0, totalRows), weights, cfg.ffn);
+      }
+      if (budget !== undefined) {
+        const minimum = top + cfg.nLayers * (perLayerFixed + 16 * perRowOverhead) + 65536;
+        if (mode !== 'naive' && rowsPerLayer.some((r) => r < 16)) {
+          throw new Error(`memory budget ${fmtBytes(budget)} is too small for ${mode} mode: the resident part (weights, ` +
+            `KV cache for ${ctx} tokens, predictor, buffers) needs ${fmtBytes(top)}; give at least ${fmtBytes(minimum)} ` +
+            `(${(100 * minimum / src.size).toFixed(1)}% of the model)`);
+        }
+      }
+      for (let l = 0; l < cfg.nLayers; l++) {
+        rowsPerLayer[l] = Math.max(0, Math.min(cfg.ffn, Math.floor(rowsPerLayer[l])));
+        e.flash_layer(l, BigInt(section(header, `ffn.${l}`).offset), rowsPerLayer[l]);
+      }
+      if (opts.planner) {
+        e.planner_costs(opts.planner.opUs, opts.planner.byteUs, Math.floor(opts.planner.gapBytes / f.bundle_bytes));
+      }
     }
-
     const name = new TextEncoder().encode(src.name);
     const namePtr = e.alloc(name.length, 16);
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
+    const total = e.memory.buffer.byteLength;
+    if (budget !== undefined && total > budget) {
+      throw new Error(`memory budget ${fmtBytes(budget)} is too small: the resident part alone needs ${fmtBytes(total)} ` +
+        `(${(100 * total / src.size).toFixed(1)}% of the model)`);
+    }
+    if (e.alloc(0, 16) === 0 || resident === 0) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
+    const cacheBytes = rowsPerLayer.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
+    const memory: MemoryReport = {
+      total, resident: resSec.length + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
+      predictor: predBytes, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
+    };
+    memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);
+    void base; void runState;
+
+    // Pointers of the predictor weights, set after allocation.
+    if (flash && opts.predictor && mode === 'sparse') {
+      const thr = opts.threshold;
+      if (thr !== undefined && !(thr > 0 && thr < 1)) throw new Error(`threshold must be a probability between 0 and 1 (got ${thr})`);
+      opts.predictor.layers.forEach((L, l) => {
+        const p = predPtrs[l];
+        e.predictor_layer(l, p.w1, p.b1, p.w2, p.b2, thr === undefined ? L.threshold : Math.log(thr / (1 - thr)));
+      });
+    }
+
     const fd = e.flash_open(PREOPEN_FD, namePtr, name.length);
     if (fd < 0) throw new Error(`${src.name}: cannot open through WASI (${errnoName(-fd)})`);
 
     // What the loader reads, for the progress bar.
-    const total = header.sections.reduce((a, s) => a + (sparse && s.name.startsWith('ffn.') ? 0 : s.length), 0);
+    const sections = ['resident', ...denseFfn.map((_, l) => `ffn.${l}`)];
+    const totalBytes = sections.reduce((a, n) => a + section(header, n).length, 0);
     let done = 0;
-    const readSection = (name: string): number => {
+    const readSection = (name: string, ptr: number): number => {
       const s = section(header, name);
-      const ptr = e.alloc(Math.max(s.length, 1), 4096);
-      if (!ptr || ptr + s.length > e.memory.buffer.byteLength) throw new Error(`out of wasm memory loading ${name} (${s.length} bytes)`);
       let crc = 0;
       for (let off = 0; off < s.length; off += READ_CHUNK) {
         const n = Math.min(READ_CHUNK, s.length - off);
@@ -130,17 +253,13 @@ export class Engine {
         if (got !== n) throw new Error(`${src.name}: image is truncated in section ${name}`);
         crc = e.crc32(crc, ptr + off, n) >>> 0;
         done += n;
-        opts.onProgress?.(done, total, 'load');
+        opts.onProgress?.(done, totalBytes, 'load');
       }
       if (crc !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section ${name} (file is corrupted)`);
       return ptr;
     };
 
-    const tokPtr = readSection('tokenizer');
-    const tokLen = section(header, 'tokenizer').length;
-    const tokenizerJson = new TextDecoder().decode(new Uint8Array(e.memory.buffer, tokPtr, tokLen));
-
-    const resident = readSection('resident');
+    readSection('resident', resident);
     for (const t of header.tensors) {
       const ptr = resident + t.offset, dt = DTYPE_CODE[t.dtype];
       if (t.layer < 0) e.set_global(g(GLOBAL_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
@@ -148,48 +267,66 @@ export class Engine {
       if (t.role === 'tok_embed' && cfg.tieWordEmbeddings) e.set_global(g('G_LM_HEAD'), ptr, dt);
     }
     for (let l = 0; l < cfg.nLayers; l++) {
-      if (!sparse) e.set_layer(l, g('L_FFN'), readSection(`ffn.${l}`), DTYPE_CODE[f.dtype]);
-      else {
-        e.set_layer(l, g('L_FFN'), 0, DTYPE_CODE[f.dtype]);
-        e.set_ffn_flash(l, BigInt(section(header, `ffn.${l}`).offset));
-      }
+      e.set_layer(l, g('L_FFN'), flash ? 0 : readSection(`ffn.${l}`, denseFfn[l]), DTYPE_CODE[f.dtype]);
     }
-    if (sparse) e.sparse_set_fd(fd);
+    if (flash) e.flash_set_fd(fd);
+    if (e.memory.buffer.byteLength !== total) throw new Error('internal error: wasm memory grew after allocation');
 
-    return new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, sparse ? 'sparse' : 'dense');
+    return new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
   forward(token: number, pos: number): void {
-    if (pos >= this.contextLength) throw new Error(`position ${pos} is past the context length ${this.contextLength}`);
-    if (!(token >= 0 && token < this.config.vocab)) throw new Error(`token id ${token} is outside the vocabulary (${this.config.vocab})`);
-    if (this.sparse) this.wasm.sparse_next_token();
+    this.checkStep(token, pos);
     this.wasm.forward(token, pos);
-    const err = this.sparse ? this.wasm.io_error() : 0;
-    if (err) {
-      this.wasm.sparse_reset();
-      const cause = err < 0 ? 'short read: file truncated?' : ioCause(err, this.wasi as Partial<WasiShim>);
-      throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);
-    }
+    this.checkIo();
   }
 
-  /** Sparse FFN: whether the FFN is read from flash. */
-  get sparse(): boolean { return this.header.ffn !== undefined && this.ffnMode === 'sparse'; }
+  /** Whether the FFN is read from flash (naive, hybrid or sparse mode). */
+  get flash(): boolean { return this.mode !== 'dense'; }
 
-  /** Sparse FFN: the neurons of layer l expected to fire for the next token (ascending ids). */
+  /** Oracle/host predictions: the neurons of layer l wanted at the next token (ascending ids). */
   predict(l: number, ids: ArrayLike<number>): void {
+    if (this.mode !== 'sparse') throw new Error('predict() needs sparse mode');
     new Int32Array(this.wasm.memory.buffer, this.wasm.predicted_ptr(l), ids.length).set(ids);
     this.wasm.set_predicted_count(l, ids.length);
   }
 
-  /** Starts a new sequence: the neuron caches and the window are emptied. */
-  reset(): void {
-    if (this.sparse) this.wasm.sparse_reset();
+  /** The neurons of layer l the last token wanted (after forward; sparse mode). */
+  predicted(l: number): Int32Array {
+    return new Int32Array(this.wasm.memory.buffer, this.wasm.predicted_ptr(l), this.wasm.predicted_count(l));
   }
 
-  /** Flash traffic so far (sparse FFN). */
-  flashStats(): { bytes_read: number; reads: number; dropped_neurons: number } {
-    return this.sparse ? { bytes_read: this.wasm.stat_bytes_read(), reads: this.wasm.stat_reads(), dropped_neurons: this.wasm.stat_dropped() } : { bytes_read: 0, reads: 0, dropped_neurons: 0 };
+  /** Starts a new sequence: the neuron caches and the window are emptied. */
+  reset(): void {
+    if (this.flash) this.wasm.flash_reset();
+  }
+
+  /** Counters since the last resetStats(): flash traffic and where the time went (ms). */
+  stats(): { bytes_read: number; reads: number; io_ms: number; mem_ms: number; compute_ms: number } {
+    const w = this.wasm;
+    return { bytes_read: w.stat_bytes_read(), reads: w.stat_reads(), io_ms: w.stat_io_ms(), mem_ms: w.stat_mem_ms(), compute_ms: w.stat_compute_ms() };
+  }
+
+  resetStats(): void { this.wasm.stats_reset(); }
+
+  /** Neurons now cached per layer. */
+  cacheRows(): number[] {
+    return this.flash ? Array.from({ length: this.config.nLayers }, (_, l) => this.wasm.cache_rows(l)) : [];
+  }
+
+  private checkStep(token: number, pos: number): void {
+    if (pos >= this.contextLength) throw new Error(`position ${pos} is past the context length ${this.contextLength}`);
+    if (!(token >= 0 && token < this.config.vocab)) throw new Error(`token id ${token} is outside the vocabulary (${this.config.vocab})`);
+  }
+
+  private checkIo(): void {
+    const err = this.flash ? this.wasm.io_error() : 0;
+    if (err) {
+      this.wasm.flash_reset();
+      const cause = err === -1 ? 'short read: file truncated?' : err === -2 ? 'staging buffer too small' : ioCause(err, this.wasi as Partial<WasiShim>);
+      throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);
+    }
   }
 
   /** Logits of the last forward(), a view into wasm memory (valid until the next call). */
@@ -207,6 +344,11 @@ export class Engine {
   /** FFN activations of layer l for the last token (ffn values; 0 = neuron inactive). */
   activations(l: number): Float32Array {
     return this.view(this.wasm.activations_ptr() + l * this.config.ffn * 4, this.config.ffn);
+  }
+
+  /** FFN input of layer l for the last token (the normed residual the FFN and its predictor see). */
+  ffnInput(l: number): Float32Array {
+    return this.view(this.wasm.ffn_input_ptr() + l * this.config.hidden * 4, this.config.hidden);
   }
 
   close(): void {
@@ -227,6 +369,73 @@ function ioCause(errno: number, shim: Partial<WasiShim> | undefined): string {
 
 function errnoName(n: number): string {
   return ERRNO_NAMES[n] ? `${ERRNO_NAMES[n]}` : `errno ${n}`;
+}
+
+function fmtBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
+}
+
+/** Splits `total` rows over layers in proportion to `weights`, none above `cap`. */
+export function shareRows(total: number, weights: number[], cap: number): number[] {
+  const rows = new Array(weights.length).fill(0);
+  let left = total, open = weights.map((_, i) => i);
+  while (left > 0 && open.length) {
+    const sum = open.reduce((a, i) => a + weights[i], 0);
+    let given = 0;
+    for (const i of open) {
+      const add = Math.min(cap - rows[i], Math.max(1, Math.floor(left * weights[i] / sum)));
+      rows[i] += add; given += add;
+      if (given >= left) break;
+    }
+    left -= given;
+    open = open.filter((i) => rows[i] < cap);
+    if (given === 0) break;
+  }
+  return rows;
+}
+
+function checkPredictor(p: EnginePredictor, cfg: ModelConfig): void {
+  if (p.layers.length !== cfg.nLayers) throw new Error(`predictor has ${p.layers.length} layers, the model ${cfg.nLayers}`);
+  p.layers.forEach((L, l) => {
+    if (L.w1.length !== p.rank * cfg.hidden || L.b1.length !== p.rank || L.w2.length !== cfg.ffn * p.rank || L.b2.length !== cfg.ffn) {
+      throw new Error(`predictor layer ${l} does not fit this model (rank ${p.rank}, d ${cfg.hidden}, ffn ${cfg.ffn})`);
+    }
+  });
+}
+
+/** Copies values into wasm memory as IEEE half floats (round to nearest even). */
+function putF16(e: EngineExports, v: Float32Array): number {
+  const p = e.alloc(v.length * 2, 64);
+  const out = new Uint16Array(e.memory.buffer, p, v.length);
+  for (let i = 0; i < v.length; i++) out[i] = f32ToF16(v[i]);
+  return p;
+}
+
+function putF32(e: EngineExports, v: Float32Array): number {
+  const p = e.alloc(v.length * 4, 64);
+  new Float32Array(e.memory.buffer, p, v.length).set(v);
+  return p;
+}
+
+const f32buf = new Float32Array(1), u32buf = new Uint32Array(f32buf.buffer);
+export function f32ToF16(x: number): number {
+  f32buf[0] = x;
+  const b = u32buf[0], sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff, man = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = man | 0x800000, shift = 14 - e;
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (man >>> 13);
+  const rem = man & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
 }
 
 function unknownRole(role: string): never {

@@ -39,6 +39,7 @@ export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<s
   const module = new WebAssembly.Module(bytes);
   let memory: WebAssembly.Memory | undefined;
   const env = {
+    now: () => performance.now(),
     abort(msg: number, file: number, line: number, col: number) {
       throw new Error(`wasm abort: ${memory ? asString(memory, msg) : msg} at ${memory ? asString(memory, file) : file}:${line}:${col}`);
     },

@@ -20,7 +20,7 @@ for (const name of MODELS) {
       it(`equals dense logits token by token (window ${window}); reads only what the window lacks`, async () => {
         const path = await imagePath(name);
         const dense = Engine.open(path);
-        const sparse = Engine.open(path, { ffn: 'sparse', window });
+        const sparse = Engine.open(path, { mode: 'sparse', window });
         try {
           const ids = golden(name).activations[2].ids.slice(0, 48);
           const L = dense.config.nLayers, ffnBytes = dense.header.ffn.bundle_bytes * dense.config.ffn * L;
@@ -32,7 +32,7 @@ for (const name of MODELS) {
             worst = Math.max(worst, maxAbsDiff(sparse.logits(), dense.logits()));
           }
           assert.ok(worst < 1e-4, `logits differ by ${worst}`);
-          const st = sparse.flashStats();
+          const st = sparse.stats();
           const perToken = st.bytes_read / ids.length / ffnBytes;
           const activeShare = active / ids.length / (dense.config.ffn * L);
           assert.ok(st.bytes_read > 0 && perToken <= activeShare + 1e-9, `read ${perToken} of the FFN per token, active share ${activeShare}`);
@@ -54,7 +54,7 @@ describe('sparse FFN failures', () => {
       pread(dst, off) { if (fail && off > 4096 * 1000) throw new Error('EIO: i/o error, read'); return super.pread(dst, off); }
     }
     const dense = Engine.open(path);
-    const sparse = Engine.open(new Flaky('opt.fnimg', bytes), { ffn: 'sparse' });
+    const sparse = Engine.open(new Flaky('opt.fnimg', bytes), { mode: 'sparse' });
     const ids = golden('opt-relu-mini').prompts[0].ids;
     const step = (p) => {
       dense.forward(ids[p], p);
