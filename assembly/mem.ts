@@ -1,8 +1,17 @@
 // Memory the host asks for: everything is allocated once, at load time, never freed
 // (the stub runtime is a bump allocator; a model owns its whole wasm instance).
 
+// The stub runtime grows memory by doubling when it runs out; under a memory budget that would
+// waste up to half of it. alloc() grows first, to exactly what is needed plus one page of room
+// for the runtime's own small objects, so the runtime never has to grow on its own.
+const SLACK: usize = 65536;
+
 /** Allocate `size` bytes aligned to `align` (a power of two, ≥ 16). Returns 0 if memory is exhausted. */
 export function alloc(size: usize, align: usize): usize {
+  const top = heap.alloc(0);
+  const need = top + size + align + SLACK;
+  const have = <usize>memory.size() << 16;
+  if (need > have && memory.grow(<i32>((need - have + 65535) >> 16)) < 0) return 0;
   const p = heap.alloc(size + align);
   return (p + align - 1) & ~(align - 1);
 }

@@ -5,7 +5,7 @@
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
 import { readFileSync } from 'node:fs';
-import { loadModel, DEFAULT_MODEL, Model } from './model.js';
+import { loadModel, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
 import { convertHF, Progress } from './image.js';
 
 type Flags = Record<string, string | boolean>;
@@ -22,6 +22,25 @@ const MODEL_FLAG = `  --model PATH        a flashneuron image or a Hugging Face 
                       cache: $FLASHNEURON_CACHE or ~/.cache/flashneuron). Default: the embedded
                       opt-relu-mini`;
 
+const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine holds (weights, predictor, neuron caches,
+                      KV cache, buffers): bytes (300MB, 1.5GiB) or a share of the model's
+                      bytes (60%). Implies --mode sparse unless a mode is given
+  --mode M            dense (all in memory, default without --memory) | naive (FFN read from
+                      flash every token) | hybrid (a share of neurons kept, the rest read every
+                      token) | sparse (predictor + windowed neuron cache + bundled reads)
+  --window K          sparse: neurons stay cached K tokens after last use (default 5)
+  --no-window         sparse: no reuse across tokens (each token reads its whole predicted set)
+  --threshold P       sparse: predictor probability cut (default: per-layer calibrated values)
+  --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)
+  --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
+  --context N         KV cache length in tokens (default: the model's; with --memory: 256)
+  --check-predictor   run a dense pass alongside and report per-layer recall and
+                      predicted ÷ true set size (the dense pass is outside the budget)`;
+const FLASH_FLAGS = {
+  memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean',
+} as const;
+
 const commands: Record<string, Command> = {
   generate: {
     usage: 'flashneuron generate [options] PROMPT',
@@ -35,8 +54,12 @@ ${MODEL_FLAG}
   --seed S            RNG seed (default: random)
   --no-stop           do not stop at the end-of-sequence token
   --json              print one JSON object instead of streaming:
-                      {"prompt_ids":[..],"ids":[..generated..],"text":"..","stats":{"tokens":n,"ms_per_token":x,..}}`,
-    flags: { model: 'string', 'max-tokens': 'number', temperature: 'number', 'top-k': 'number', 'top-p': 'number', seed: 'number', json: 'boolean', 'no-stop': 'boolean' },
+                      {"prompt_ids":[..],"ids":[..generated..],"text":"..","stats":{"tokens":n,"ms_per_token":x,..}}
+                      stats also give bytes_read_per_token, reads_per_token, io_ms_per_token,
+                      mem_ms_per_token, compute_ms_per_token, ffn_bytes_total, model_bytes,
+                      resident_bytes_peak, ffn_cache_fraction
+${FLASH_FLAGS_HELP}`,
+    flags: { model: 'string', 'max-tokens': 'number', temperature: 'number', 'top-k': 'number', 'top-p': 'number', seed: 'number', json: 'boolean', 'no-stop': 'boolean', ...FLASH_FLAGS },
     async run(args, f) {
       const prompt = args.join(' ');
       if (!prompt) throw new UsageError('generate needs a PROMPT');
@@ -50,11 +73,14 @@ ${MODEL_FLAG}
       for (;;) {
         const r = await it.next();
         if (r.done) {
-          if (f.json) process.stdout.write(JSON.stringify(r.value) + '\n');
+          const check = model.predictorCheck();
+          if (f.json) process.stdout.write(JSON.stringify(check ? { ...r.value, predictor_check: check } : r.value) + '\n');
           else {
             process.stdout.write('\n');
             const s = r.value.stats;
-            process.stderr.write(`[${s.tokens} tokens, ${s.ms_per_token} ms/token, ${s.tokens_per_s} tokens/s, prompt ${s.prompt_tokens} tokens in ${s.prompt_ms} ms, ${s.simd ? 'SIMD' : 'scalar'} wasm]\n`);
+            const io = s.mode === 'dense' ? '' : `, ${s.mode}: ${(s.bytes_read_per_token / 1024).toFixed(1)} KiB read/token (${(100 * s.ffn_read_fraction).toFixed(1)}% of FFN), io ${s.io_ms_per_token} / mem ${s.mem_ms_per_token} / compute ${s.compute_ms_per_token} ms, ${(s.resident_bytes_peak / 2 ** 20).toFixed(1)} MiB held`;
+            process.stderr.write(`[${s.tokens} tokens, ${s.ms_per_token} ms/token, ${s.tokens_per_s} tokens/s, prompt ${s.prompt_tokens} tokens in ${s.prompt_ms} ms, ${s.simd ? 'SIMD' : 'scalar'} wasm${io}]\n`);
+            if (check) process.stderr.write(check.map((c) => `layer ${c.layer}: recall ${c.recall}, predicted/true ${c.over_prediction}`).join('\n') + '\n');
           }
           break;
         }
@@ -81,22 +107,26 @@ ${MODEL_FLAG}
     usage: 'flashneuron perplexity [options] FILE',
     help: `Prints {"tokens":n,"nll":x,"ppl":y} for the text in FILE.
 
-The text is encoded once (with BOS) and cut into windows of --window tokens, each run
-from an empty KV cache as BOS followed by its slice. The first window scores every token;
-each later window starts --window - 1 - --stride tokens before the end of the previous one
-and scores only its last --stride tokens, so every token is scored exactly once, with at
-least that much context.
+The text is encoded once (with BOS) and cut into windows of --context tokens, each run
+from an empty KV cache (and empty neuron caches) as BOS followed by its slice. The first
+window scores every token; each later window starts --context - 1 - --stride tokens before
+the end of the previous one and scores only its last --stride tokens, so every token is
+scored exactly once, with at least that much context. With --json the output adds "stats"
+(the per-token flash figures, as for generate).
 
 ${MODEL_FLAG}
-  --window N          tokens per window, BOS included (default: the model's context length)
-  --stride S          tokens scored per window after the first (default: half a window)`,
-    flags: { model: 'string', window: 'number', stride: 'number' },
+  --stride S          tokens scored per window after the first (default: half a window)
+  --json              add "stats" (and "predictor_check") to the output
+${FLASH_FLAGS_HELP}`,
+    flags: { model: 'string', stride: 'number', json: 'boolean', ...FLASH_FLAGS },
     async run(args, f) {
       if (args.length !== 1) throw new UsageError('perplexity needs one FILE');
       const text = readFileSync(args[0], 'utf8');
       const model = await load(f);
-      const r = await model.perplexity(text, { window: num(f.window), stride: num(f.stride), onProgress: bar('perplexity') });
-      process.stdout.write(JSON.stringify({ tokens: r.tokens, nll: round6(r.nll), ppl: round6(r.ppl) }) + '\n');
+      const r = await model.perplexity(text, { stride: num(f.stride), onProgress: bar('perplexity') });
+      const out: Record<string, unknown> = { tokens: r.tokens, nll: round6(r.nll), ppl: round6(r.ppl) };
+      if (f.json) { out.stats = r.stats; const c = model.predictorCheck(); if (c) out.predictor_check = c; }
+      process.stdout.write(JSON.stringify(out) + '\n');
       model.close();
     },
   },
@@ -115,8 +145,20 @@ then each layer's FFN as 4096-aligned row-column bundles, with checksums. See RE
 };
 
 async function load(f: Flags): Promise<Model> {
-  return loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, { onProgress: bar('load') });
+  const mode = str(f.mode);
+  if (mode !== undefined && !['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new UsageError(`--mode must be dense, naive, hybrid or sparse (got "${mode}")`);
+  if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
+  const memory = str(f.memory);
+  const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
+    onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
+    window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor),
+    hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
+  });
+  if (f['check-predictor']) model.checkPredictor();
+  return model;
 }
+
+const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
 
 /** A progress bar on stderr, drawn only on a terminal and at most every 100 ms. */
 function bar(label: string): Progress {

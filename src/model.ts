@@ -4,17 +4,28 @@ import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from './config.js';
-import { Engine, EngineOptions } from './engine.js';
-import { convertHF, crc32, Progress, VERSION } from './image.js';
+import { Engine, EngineOptions, EnginePredictor } from './engine.js';
+import { FileSource } from './flash.js';
+import { convertHF, crc32, Progress, readImageHeader, VERSION } from './image.js';
+import { Predictor, loadPredictor, modelFingerprint, predictorPath } from './predictor.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
 import { Tokenizer } from './tokenizer.js';
 
 /** The model shipped inside the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../models/opt-relu-mini', import.meta.url));
 
-export interface LoadOptions extends Omit<EngineOptions, 'onProgress'> {
+export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryBytes' | 'predictor'> {
   /** Called while converting a Hugging Face folder and while loading: (done, total, phase). */
   onProgress?: Progress;
+  /**
+   * Cap on the memory the engine holds: bytes (a number, or "300MB", "1.5GiB") or a share of the
+   * model's bytes on flash ("60%"). With a cap the FFN stays on flash (default mode sparse).
+   */
+  memory?: number | string;
+  /** Sparse mode's predictor file (default: the one beside the model, see predictorPath()). */
+  predictorPath?: string;
+  /** Sparse mode without a predictor: the host supplies the wanted neurons (tests, oracles). */
+  oracle?: boolean;
   /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
   cacheDir?: string;
 }
@@ -33,14 +44,31 @@ export interface GeneratedToken {
   text: string;
 }
 
-export interface GenerationStats {
+export interface GenerationStats extends FlashStats {
   prompt_tokens: number;
   tokens: number;
   prompt_ms: number;
-  ms_per_token: number;
   tokens_per_s: number;
   memory_bytes: number;
   simd: boolean;
+}
+
+/** Per-token cost as in the paper: flash I/O, neuron-cache management, compute (decode phase). */
+export interface FlashStats {
+  mode: string;
+  ms_per_token: number;
+  bytes_read_per_token: number;
+  reads_per_token: number;
+  io_ms_per_token: number;
+  mem_ms_per_token: number;
+  compute_ms_per_token: number;
+  ffn_bytes_total: number;
+  model_bytes: number;
+  resident_bytes_peak: number;
+  /** Share of the FFN the neuron caches can hold (1 in dense mode). */
+  ffn_cache_fraction: number;
+  /** Share of the FFN read per token. */
+  ffn_read_fraction: number;
 }
 
 export interface Completion {
@@ -52,7 +80,7 @@ export interface Completion {
 
 export interface PerplexityOptions {
   /** Tokens per window including the BOS that starts it (default: the context length). */
-  window?: number;
+  context?: number;
   /** Tokens scored per window after the first (default window/2); the rest is context. */
   stride?: number;
   onProgress?: Progress;
@@ -63,7 +91,46 @@ export class Model {
   /** Stats of the last generate() run. */
   lastStats: GenerationStats | undefined;
 
+  /** With checkPredictor: a dense engine run alongside, and per-layer predictor tallies. */
+  private shadow: Engine | undefined;
+  private tally: { truth: number; predicted: number; hit: number }[] = [];
+
   constructor(readonly engine: Engine, readonly tokenizer: Tokenizer, readonly path: string) {}
+
+  /**
+   * Measures the predictor against the truth: a dense engine (outside the budget) runs every
+   * token too, and predictorCheck() reports per layer recall and predicted ÷ true set size.
+   */
+  checkPredictor(): void {
+    if (this.engine.mode !== 'sparse') throw new Error('--check-predictor needs sparse mode');
+    this.shadow ??= Engine.open(new FileSource((this.engine.source as FileSource).path ?? this.path));
+    this.tally = Array.from({ length: this.config.nLayers }, () => ({ truth: 0, predicted: 0, hit: 0 }));
+  }
+
+  predictorCheck(): { layer: number; recall: number; over_prediction: number; true_share: number; predicted_share: number }[] | undefined {
+    if (!this.shadow) return undefined;
+    const ffn = this.config.ffn;
+    return this.tally.map((t, l) => ({
+      layer: l, recall: round(t.truth ? t.hit / t.truth : 1), over_prediction: round(t.truth ? t.predicted / t.truth : 0),
+      true_share: round(t.truth / this.checked / ffn), predicted_share: round(t.predicted / this.checked / ffn),
+    }));
+  }
+
+  private checked = 0;
+
+  /** One forward pass (plus the dense shadow's, when checking the predictor). */
+  private step(id: number, pos: number): void {
+    this.engine.forward(id, pos);
+    if (!this.shadow) return;
+    this.shadow.forward(id, pos);
+    this.checked++;
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const acts = this.shadow.activations(l), pred = this.engine.predicted(l), t = this.tally[l];
+      for (let i = 0; i < acts.length; i++) if (acts[i] !== 0) t.truth++;
+      t.predicted += pred.length;
+      for (let i = 0; i < pred.length; i++) if (acts[pred[i]] !== 0) t.hit++;
+    }
+  }
 
   get config(): ModelConfig { return this.engine.config; }
 
@@ -86,7 +153,8 @@ export class Model {
 
     const t0 = now();
     this.engine.reset();
-    for (let p = 0; p < ids.length; p++) this.engine.forward(ids[p], p);
+    for (let p = 0; p < ids.length; p++) this.step(ids[p], p);
+    this.engine.resetStats();
     const t1 = now();
     let pos = ids.length;
     while (out.length < Math.min(maxTokens, room)) {
@@ -98,21 +166,23 @@ export class Model {
       if ((opts.stopAtEos ?? true) && eos.has(id)) break;
       yield { id, text: piece };
       await tick();
-      if (out.length < Math.min(maxTokens, room)) this.engine.forward(id, pos++);
+      if (out.length < Math.min(maxTokens, room)) this.step(id, pos++);
     }
     const rest = decoder.flush();
     text += rest;
     if (rest) yield { id: -1, text: rest };
     const t2 = now();
     const n = out.length;
+    // The last sampled token is not run through the model: n - 1 forward passes since t1.
     const stats: GenerationStats = {
       prompt_tokens: ids.length,
       tokens: n,
       prompt_ms: round(t1 - t0),
-      ms_per_token: round(n ? (t2 - t1) / n : 0),
       tokens_per_s: round(n ? (1000 * n) / (t2 - t1) : 0),
       memory_bytes: this.engine.memoryBytes,
       simd: this.engine.simd,
+      ...this.flashStats(Math.max(1, n - 1), t2 - t1),
+      ms_per_token: round(n ? (t2 - t1) / n : 0),
     };
     this.lastStats = stats;
     return { prompt_ids: ids, ids: out, text, stats };
@@ -133,12 +203,15 @@ export class Model {
    * scores every token, later ones overlap the previous by window - stride tokens and score only
    * their last `stride` tokens, so every token is scored once with at least that much context.
    */
-  async perplexity(text: string, opts: PerplexityOptions = {}): Promise<{ tokens: number; nll: number; ppl: number }> {
+  async perplexity(text: string, opts: PerplexityOptions = {}): Promise<{ tokens: number; nll: number; ppl: number; stats: FlashStats }> {
     const all = this.tokenize(text);
     const bos = this.config.bosId;
     const body = all[0] === bos ? all.slice(1) : all;
-    const window = Math.min(opts.window ?? this.engine.contextLength, this.engine.contextLength);
-    if (window < 2) throw new Error(`window must be at least 2 tokens (got ${window})`);
+    const window = Math.min(opts.context ?? this.engine.contextLength, this.engine.contextLength);
+    if (window < 2) throw new Error(`context must be at least 2 tokens (got ${window})`);
+    this.engine.resetStats();
+    const t0 = now();
+    let passes = 0;
     const span = window - 1; // tokens of text per window after BOS
     const stride = Math.min(opts.stride ?? Math.max(1, span >> 1), span);
     let nll = 0, scored = 0, start = 0, scoredUpTo = 0;
@@ -148,7 +221,8 @@ export class Model {
       this.engine.reset();
       let prev = bos;
       for (let i = start; i < end; i++) {
-        this.engine.forward(prev, i - start);
+        this.step(prev, i - start);
+        passes++;
         if (i >= scoredUpTo) { nll -= logSoftmaxAt(this.engine.logits(), body[i]); scored++; }
         prev = body[i];
       }
@@ -158,7 +232,29 @@ export class Model {
       start = end - (span - stride);
       await tick();
     }
-    return { tokens: scored, nll: scored ? nll / scored : 0, ppl: scored ? Math.exp(nll / scored) : NaN };
+    const stats = this.flashStats(passes, now() - t0);
+    return { tokens: scored, nll: scored ? nll / scored : 0, ppl: scored ? Math.exp(nll / scored) : NaN, stats };
+  }
+
+  /** Engine counters since resetStats(), per token over `tokens` forward passes taking `ms`. */
+  flashStats(tokens: number, ms: number): FlashStats {
+    const e = this.engine, s = e.stats(), t = Math.max(1, tokens);
+    const cfg = e.config;
+    const cached = e.flash ? e.memory.cache_rows.reduce((a, b) => a + b, 0) / (cfg.ffn * cfg.nLayers) : 1;
+    return {
+      mode: e.mode,
+      ms_per_token: round(ms / t),
+      bytes_read_per_token: Math.round(s.bytes_read / t),
+      reads_per_token: round(s.reads / t),
+      io_ms_per_token: round(s.io_ms / t),
+      mem_ms_per_token: round(s.mem_ms / t),
+      compute_ms_per_token: round(Math.max(0, ms - s.io_ms - s.mem_ms) / t),
+      ffn_bytes_total: e.ffnBytes,
+      model_bytes: e.source.size,
+      resident_bytes_peak: e.memoryBytes,
+      ffn_cache_fraction: round(cached),
+      ffn_read_fraction: round(s.bytes_read / t / e.ffnBytes),
+    };
   }
 
   /** Greedy next token after `ids` (a fresh sequence). */
@@ -168,7 +264,7 @@ export class Model {
     return argmax(this.engine.logits());
   }
 
-  close(): void { this.engine.close(); }
+  close(): void { this.engine.close(); this.shadow?.close(); }
 }
 
 /**
@@ -179,7 +275,22 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   const full = resolve(path);
   if (!existsSync(full)) throw new Error(`model not found: ${path}`);
   const image = statSync(full).isDirectory() ? await cachedImage(full, opts) : full;
-  const engine = Engine.open(image, opts);
+  const size = statSync(image).size;
+  const memoryBytes = opts.memory === undefined ? undefined : parseMemory(opts.memory, size);
+  const mode = opts.mode ?? (memoryBytes !== undefined ? 'sparse' : 'dense');
+  let predictor: Predictor | undefined;
+  if (mode === 'sparse' && !opts.oracle) {
+    const p = opts.predictorPath ?? predictorPath(statSync(full).isDirectory() ? full : image);
+    if (!existsSync(p)) {
+      throw new Error(`sparse mode needs a sparsity predictor for this model and there is none at ${p}: ` +
+        `train one with "flashneuron train-predictor --model ${path} TEXT_FILE", or use --mode naive or hybrid`);
+    }
+    const src = new FileSource(image);
+    try { predictor = loadPredictor(p, modelFingerprint(readImageHeader(src))); } finally { src.close(); }
+  }
+  const engine = Engine.open(image, {
+    ...opts, mode, memoryBytes, predictor: predictor && enginePredictor(predictor),
+  });
   try {
     const tokenizer = Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
     return new Model(engine, tokenizer, full);
@@ -187,6 +298,33 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     engine.close();
     throw e;
   }
+}
+
+/** The engine's view of a trained predictor: per-layer weights, thresholds and expected set sizes. */
+function enginePredictor(p: Predictor): EnginePredictor {
+  return {
+    rank: p.rank,
+    layers: p.layers.map((L, l) => ({ ...L, predicted_share: p.report?.layers?.[l]?.predicted_share })),
+  };
+}
+
+/** "60%" of the model's bytes, "300MB", "1.5GiB", "123456" or a number of bytes. */
+export function parseMemory(v: number | string, modelBytes: number): number {
+  if (typeof v === 'number') {
+    if (!(v > 0)) throw new Error(`memory budget must be positive (got ${v})`);
+    return Math.floor(v);
+  }
+  const m = /^\s*([0-9]*\.?[0-9]+)\s*(%|[kmg]i?b?|b)?\s*$/i.exec(v);
+  if (!m) throw new Error(`memory budget "${v}" is neither bytes (e.g. 300MB, 1.5GiB) nor a share of the model (e.g. 60%)`);
+  const x = Number(m[1]), unit = (m[2] ?? 'b').toLowerCase();
+  if (unit === '%') {
+    if (!(x > 0 && x <= 100)) throw new Error(`memory budget ${v} must be a share between 0 and 100%`);
+    return Math.floor(modelBytes * x / 100);
+  }
+  const scale = unit.startsWith('k') ? 1 << 10 : unit.startsWith('m') ? 1 << 20 : unit.startsWith('g') ? 1 << 30 : 1;
+  const bytes = Math.floor(x * scale);
+  if (!(bytes > 0)) throw new Error(`memory budget must be positive (got ${v})`);
+  return bytes;
 }
 
 export function cacheDir(opts: { cacheDir?: string } = {}): string {
