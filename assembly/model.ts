@@ -461,6 +461,7 @@ export function predicted_ptr(l: i32): usize { return predicted + (<usize>(l * f
 export function predicted_count(l: i32): i32 { return load<i32>(predCount + (<usize>l << 2)); }
 export function set_predicted_count(l: i32, n: i32): void { store<i32>(predCount + (<usize>l << 2), n); }
 export function plan_ptr(): usize { return plan; }
+export function plan_capacity(): i32 { return maxOps; }
 export function cache_rows(l: i32): i32 { return caches[l].count; }
 export function cache_capacity(l: i32): i32 { return caches[l].capacity; }
 export function io_error(): i32 { return ioError; }

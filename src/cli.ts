@@ -34,11 +34,15 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
   --context N         KV cache length in tokens (default: the model's; with --memory: 256)
+  --io wasi|async     FFN reads: through WASI fd_pread one at a time (default), or issued by
+                      the host in parallel while cached neurons compute
+  --direct            O_DIRECT reads (cold: no page cache), implies --io async
+  --queue-depth N     reads in flight with --io async (default 32)
   --check-predictor   run a dense pass alongside and report per-layer recall and
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
   memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
-  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number',
 } as const;
 
 const commands: Record<string, Command> = {
@@ -149,9 +153,11 @@ async function load(f: Flags): Promise<Model> {
   if (mode !== undefined && !['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new UsageError(`--mode must be dense, naive, hybrid or sparse (got "${mode}")`);
   if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
   const memory = str(f.memory);
+  if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async') throw new UsageError(`--io must be wasi or async (got "${f.io}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
     window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor),
+    io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
     hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
   });
   if (f['check-predictor']) model.checkPredictor();

@@ -6,6 +6,7 @@ import { DTYPE_CODE } from './config.js';
 import { FileSource, FlashSource, readExact } from './flash.js';
 import { ImageHeader, Progress, crc32, readImageHeader, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
+import { ParallelReader } from './reader.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
 
@@ -47,10 +48,17 @@ export interface EngineOptions {
   stagingBytes?: number;
   /** Planner costs: µs per read operation and per byte, and the merge gap in bytes. */
   planner?: { opUs: number; byteUs: number; gapBytes: number };
-  /** Reads issued per round at most (the host's queue depth for async reads). */
+  /** Reads issued per round at most. */
   maxOps?: number;
-  /** Read alignment (4096 when the host reads with O_DIRECT). */
-  align?: number;
+  /**
+   * FFN reads: 'wasi' (default) — the wasm reads through WASI fd_pread, one at a time;
+   * 'async' — the host reads each round in parallel (queueDepth in flight, libuv pool) while the
+   * wasm computes the cached neurons; needs a file path. `direct` opens the file with O_DIRECT
+   * (cold reads: no page cache), where the filesystem allows it.
+   */
+  io?: 'wasi' | 'async';
+  direct?: boolean;
+  queueDepth?: number;
 }
 
 /** Memory the engine holds, by part (bytes). */
@@ -153,6 +161,7 @@ export class Engine {
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
     let predBytes = 0, rowsPerLayer: number[] = [];
+    let reader: ParallelReader | undefined;
     let predPtrs: { w1: number; b1: number; w2: number; b2: number }[] = [];
     if (flash) {
       const pred = mode === 'sparse' ? opts.predictor : undefined;
@@ -160,9 +169,13 @@ export class Engine {
       const want = mode === 'sparse' ? (pred ? g('WANT_PREDICTOR') : g('WANT_HOST')) : g('WANT_ALL');
       const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window ?? 5;
       if (!(Number.isInteger(window) && window >= 0)) throw new Error(`window must be a whole number of tokens ≥ 0 (got ${opts.window})`);
-      const align = opts.align ?? 1;
+      if ((opts.io ?? 'wasi') === 'async' || opts.direct) {
+        if (!path) throw new Error('async and direct reads need the model as a file path');
+        reader = new ParallelReader(path, { direct: opts.direct, queueDepth: opts.queueDepth ?? 32 });
+      }
+      const align = reader?.alignment ?? 1;
       const staging = opts.stagingBytes ?? (mode === 'sparse' ? 256 << 10 : 1 << 20);
-      e.flash_init(want, window, staging, opts.maxOps ?? 64, align);
+      e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, reader?.queueDepth ?? 0), align);
       if (pred) {
         const before = e.alloc(0, 16);
         e.predictor_init(pred.rank, DTYPE_CODE.f16);
@@ -272,7 +285,51 @@ export class Engine {
     if (flash) e.flash_set_fd(fd);
     if (e.memory.buffer.byteLength !== total) throw new Error('internal error: wasm memory grew after allocation');
 
-    return new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
+    const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
+    engine.reader = reader;
+    return engine;
+  }
+
+  /** Host-side parallel reader (io 'async' or direct); undefined when the wasm reads through WASI. */
+  reader: ParallelReader | undefined;
+  private planView: Float64Array | undefined;
+
+  /**
+   * forward() with the FFN reads issued by the host: each round's reads go out in parallel and,
+   * while they are in flight, the wasm computes the neurons already cached. io_ms counts only
+   * the time spent waiting for reads.
+   */
+  async forwardAsync(token: number, pos: number): Promise<void> {
+    const r = this.reader;
+    if (!r || !this.flash) { this.forward(token, pos); return; }
+    this.checkStep(token, pos);
+    const w = this.wasm;
+    const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
+    w.forward_begin(token, pos);
+    for (let l = 0; l < this.config.nLayers; l++) {
+      w.layer_attention(l, pos);
+      w.ffn_begin(l);
+      let hitsDone = false;
+      for (let n = w.plan_round(l); n > 0; n = w.plan_round(l)) {
+        const pending = r.read(w.memory, plan, n);
+        if (!hitsDone) { w.ffn_hits(l); hitsDone = true; }
+        const t0 = performance.now();
+        try {
+          await pending;
+        } catch (e) {
+          w.flash_reset();
+          throw new Error(`${(e as Error).message}; the neuron cache was reset`);
+        }
+        let bytes = 0;
+        for (let i = 0; i < n; i++) bytes += plan[3 * i + 1];
+        w.add_io(bytes, n, performance.now() - t0);
+        w.round_done(l);
+      }
+      this.checkIo();
+      if (!hitsDone) w.ffn_hits(l);
+      w.layer_end(l);
+    }
+    w.forward_end();
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
@@ -352,6 +409,8 @@ export class Engine {
   }
 
   close(): void {
+    this.reader?.close();
+    this.reader = undefined;
     if (this.fd >= 0) this.wasm.flash_close(this.fd);
     this.fd = -1;
     this.source.close();

@@ -8,6 +8,7 @@ import { Engine, EngineOptions, EnginePredictor } from './engine.js';
 import { FileSource } from './flash.js';
 import { convertHF, crc32, Progress, readImageHeader, VERSION } from './image.js';
 import { Predictor, loadPredictor, modelFingerprint, predictorPath } from './predictor.js';
+import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
 import { Tokenizer } from './tokenizer.js';
 
@@ -119,8 +120,9 @@ export class Model {
   private checked = 0;
 
   /** One forward pass (plus the dense shadow's, when checking the predictor). */
-  private step(id: number, pos: number): void {
-    this.engine.forward(id, pos);
+  private async step(id: number, pos: number): Promise<void> {
+    if (this.engine.reader) await this.engine.forwardAsync(id, pos);
+    else this.engine.forward(id, pos);
     if (!this.shadow) return;
     this.shadow.forward(id, pos);
     this.checked++;
@@ -153,7 +155,7 @@ export class Model {
 
     const t0 = now();
     this.engine.reset();
-    for (let p = 0; p < ids.length; p++) this.step(ids[p], p);
+    for (let p = 0; p < ids.length; p++) await this.step(ids[p], p);
     this.engine.resetStats();
     const t1 = now();
     let pos = ids.length;
@@ -166,7 +168,7 @@ export class Model {
       if ((opts.stopAtEos ?? true) && eos.has(id)) break;
       yield { id, text: piece };
       await tick();
-      if (out.length < Math.min(maxTokens, room)) this.step(id, pos++);
+      if (out.length < Math.min(maxTokens, room)) await this.step(id, pos++);
     }
     const rest = decoder.flush();
     text += rest;
@@ -221,7 +223,7 @@ export class Model {
       this.engine.reset();
       let prev = bos;
       for (let i = start; i < end; i++) {
-        this.step(prev, i - start);
+        await this.step(prev, i - start);
         passes++;
         if (i >= scoredUpTo) { nll -= logSoftmaxAt(this.engine.logits(), body[i]); scored++; }
         prev = body[i];
@@ -288,8 +290,16 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     const src = new FileSource(image);
     try { predictor = loadPredictor(p, modelFingerprint(readImageHeader(src))); } finally { src.close(); }
   }
+  // Host-issued reads are planned from the device profile (flashneuron probe), or this machine
+  // class's defaults; WASI reads of unknown cache state minimise bytes instead.
+  let planner = opts.planner;
+  if (!planner && (opts.io === 'async' || opts.direct)) {
+    const prof = loadProfile();
+    const qd = opts.queueDepth ?? 32;
+    planner = { opUs: estimateUs(prof, 1, 0, qd), byteUs: estimateUs(prof, 0, 1 << 20, qd) / (1 << 20), gapBytes: mergeGapBytes(prof, qd) };
+  }
   const engine = Engine.open(image, {
-    ...opts, mode, memoryBytes, predictor: predictor && enginePredictor(predictor),
+    ...opts, mode, memoryBytes, planner, predictor: predictor && enginePredictor(predictor),
   });
   try {
     const tokenizer = Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
