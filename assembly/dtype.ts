@@ -29,3 +29,25 @@ export const DT_BF16: i32 = 2;
   const h = <u32>load<u16>(p + (<usize>i << 1));
   return dt == DT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
+
+/** float -> IEEE half, round to nearest even (overflow to inf; NaN stays NaN). */
+@inline export function f32_to_f16(f: f32): u16 {
+  const b = reinterpret<u32>(f);
+  const sign = (b >>> 16) & 0x8000;
+  const exp = <i32>((b >>> 23) & 0xff), man = b & 0x7fffff;
+  if (exp == 0xff) return <u16>(sign | 0x7c00 | (man ? 0x200 : 0));
+  const e = exp - 112;
+  if (e >= 0x1f) return <u16>(sign | 0x7c00);
+  if (e <= 0) {
+    if (e < -10) return <u16>sign;
+    const m = man | 0x800000, shift = <u32>(14 - e);
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1), half = <u32>1 << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++;
+    return <u16>(sign | h);
+  }
+  let h = (<u32>e << 10) | (man >>> 13);
+  const rem = man & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+  return <u16>(sign | h);
+}

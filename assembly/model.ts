@@ -10,7 +10,7 @@
 import { alloc } from "./mem";
 import { NeuronCache } from "./cache";
 import { flash_read } from "./flash";
-import { dtypeSize, loadElem } from "./dtype";
+import { DT_F32, DT_F16, dtypeSize, loadElem, f32_to_f16 } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy, matvec } from "./kernels/matvec";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 
@@ -115,8 +115,11 @@ let att: usize = 0;     // (maxSeq,) scores of one head
 let hAct: usize = 0;    // (nLayers, ffn) FFN activations of the last token
 let ffnIn: usize = 0;   // (nLayers, d) FFN input (normed) of the last token: what predictors see
 let logits: usize = 0;  // (vocab,)
-let kCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim)
-let vCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim)
+let kCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
+let vCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
+let kvDt: i32 = DT_F32; // f16 halves the KV cache (the host chooses, before model_init)
+let qp: usize = 0;      // (prep_len(headDim),) one query head, prepared for an f16 KV cache
+let vp: usize = 0;      // (prep_len(headDim),) one head's value accumulator, prepared
 let ropeCos: usize = 0; // (maxSeq, headDim/2)
 let ropeSin: usize = 0; // (maxSeq, headDim/2)
 let xp: usize = 0;      // prepared activation (kernel layout), widest input
@@ -134,7 +137,9 @@ export function model_init(): usize {
   x = f32s(d); xb = f32s(d); xb2 = f32s(d); capture = f32s(d);
   q = f32s(qDim); k = f32s(kvDim); v = f32s(kvDim); attOut = f32s(qDim);
   att = f32s(maxSeq); hAct = f32s(nLayers * ffn); ffnIn = f32s(nLayers * d); logits = f32s(vocab);
-  kCache = f32s(nLayers * maxSeq * kvDim); vCache = f32s(nLayers * maxSeq * kvDim);
+  const kvElems = nLayers * maxSeq * kvDim, kvHalves = kvDt == DT_F32 ? 1 : 0;
+  kCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1); vCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1);
+  qp = f32s(prep_len(headDim)); vp = f32s(prep_len(headDim));
   const widest = max(max(d, ffn), qDim);
   xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
   if (ropeTheta > 0) {
@@ -159,6 +164,7 @@ function f32s(n: i32): usize {
   return p;
 }
 
+export function set_kv_dtype(dt: i32): void { kvDt = dt; }
 export function logits_ptr(): usize { return logits; }
 export function activations_ptr(): usize { return hAct; }
 export function ffn_input_ptr(): usize { return ffnIn; }
@@ -213,10 +219,11 @@ export function layer_attention(l: i32, pos: i32): void {
   linear(l, L_K, L_KB, xb, k, kvDim, d);
   linear(l, L_V, L_VB, xb, v, kvDim, d);
   if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
-  const layerK = kCache + (<usize>(l * maxSeq * kvDim) << 2);
-  const layerV = vCache + (<usize>(l * maxSeq * kvDim) << 2);
-  memory.copy(layerK + (<usize>(pos * kvDim) << 2), k, <usize>kvDim << 2);
-  memory.copy(layerV + (<usize>(pos * kvDim) << 2), v, <usize>kvDim << 2);
+  const es = <usize>dtypeSize(kvDt);
+  const layerK = kCache + <usize>(l * maxSeq * kvDim) * es;
+  const layerV = vCache + <usize>(l * maxSeq * kvDim) * es;
+  kvStore(layerK + <usize>(pos * kvDim) * es, k, kvDim);
+  kvStore(layerV + <usize>(pos * kvDim) * es, v, kvDim);
   attention(layerK, layerV, pos);
   linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);
   vadd(xb2, x, d);
@@ -279,10 +286,17 @@ function rope(vec: usize, heads: i32, pos: i32): void {
   }
 }
 
+/** Appends one position's keys or values to the KV cache, as kvDt. */
+function kvStore(dst: usize, src: usize, n: i32): void {
+  if (kvDt == DT_F32) { memory.copy(dst, src, <usize>n << 2); return; }
+  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), f32_to_f16(load<f32>(src + (<usize>i << 2))));
+}
+
 /** Causal attention of q over cached positions 0..pos; query heads share KV heads in groups (GQA). */
 function attention(layerK: usize, layerV: usize, pos: i32): void {
   const kvDim = nKv * headDim, group = nHeads / nKv;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>headDim);
+  if (kvDt != DT_F32) { attentionHalf(layerK, layerV, pos, scale); return; }
   for (let h = 0; h < nHeads; h++) {
     const qh = q + (<usize>(h * headDim) << 2);
     const kvOff = <usize>((h / group) * headDim) << 2;
@@ -296,6 +310,26 @@ function attention(layerK: usize, layerV: usize, pos: i32): void {
     for (let t = 0; t <= pos; t++) {
       vaxpy(load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 2) + kvOff, oh, headDim);
     }
+  }
+}
+
+/** attention() over an f16 KV cache, through the weight kernels' prepared layout. */
+function attentionHalf(layerK: usize, layerV: usize, pos: i32, scale: f32): void {
+  const kvDim = nKv * headDim, group = nHeads / nKv;
+  for (let h = 0; h < nHeads; h++) {
+    prep_x(DT_F16, q + (<usize>(h * headDim) << 2), qp, headDim);
+    const kvOff = <usize>((h / group) * headDim) << 1;
+    for (let t = 0; t <= pos; t++) {
+      store<f32>(att + (<usize>t << 2), dot(DT_F16, layerK + (<usize>(t * kvDim) << 1) + kvOff, qp, headDim) * scale);
+    }
+    softmax(att, pos + 1);
+    prep_zero(DT_F16, vp, headDim);
+    for (let t = 0; t <= pos; t++) {
+      axpy(DT_F16, load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 1) + kvOff, vp, headDim);
+    }
+    const oh = attOut + (<usize>(h * headDim) << 2);
+    memory.fill(oh, 0, <usize>headDim << 2);
+    unprep_y(DT_F16, vp, oh, headDim);
   }
 }
 

@@ -34,6 +34,7 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
   --context N         KV cache length in tokens (default: the model's; with --memory: 256)
+  --kv f32|f16        KV cache element type (default f32; with --memory f16)
   --io wasi|async     FFN reads: through WASI fd_pread one at a time (default), or issued by
                       the host in parallel while cached neurons compute
   --direct            O_DIRECT reads (cold: no page cache), implies --io async
@@ -42,7 +43,7 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
   memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
-  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string',
 } as const;
 
 const commands: Record<string, Command> = {
@@ -158,7 +159,7 @@ async function load(f: Flags): Promise<Model> {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
     window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
-    hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
+    kvDtype: str(f.kv) as LoadOptions['kvDtype'], hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
   });
   if (f['check-predictor']) model.checkPredictor();
   return model;

@@ -23,6 +23,8 @@ export interface EngineOptions {
   simd?: boolean;
   /** KV cache length; defaults to the model's max positions. */
   contextLength?: number;
+  /** KV cache element type (default f32; f16 halves it, as llama.cpp does by default). */
+  kvDtype?: 'f32' | 'f16';
   onProgress?: Progress;
   /** How the wasm reaches the file: the runtime's node:wasi (default for files) or the built-in shim. */
   wasi?: 'node' | 'shim';
@@ -38,6 +40,8 @@ export interface EngineOptions {
   memoryBytes?: number;
   /** Neuron-cache rows per layer (default: sized from memoryBytes, else the whole FFN). */
   cacheRows?: number | number[];
+  /** How the budget's neuron-cache rows are shared by layers (default: the predictor's expected set sizes, else evenly). */
+  cacheWeights?: number[];
   /** Hybrid: share of each layer's neurons kept in memory (default: what the budget allows). */
   hybridShare?: number;
   /** Sparse: the predictor; without one the host supplies wanted neurons with predict() (oracle). */
@@ -152,9 +156,11 @@ export class Engine {
     e.model_config(cfg.arch === 'opt' ? g('ARCH_OPT') : g('ARCH_LLAMA'), cfg.nLayers, cfg.hidden, cfg.ffn, cfg.nHeads,
       cfg.nKvHeads, cfg.headDim, cfg.vocab, ctx, cfg.normEps, cfg.act === 'relu' ? g('ACT_RELU') : g('ACT_SILU'),
       cfg.ropeTheta, cfg.posOffset, cfg.hasGate ? 1 : 0);
-    const base = e.alloc(0, 16);
-    const runState = e.model_init();
-    const kvBytes = 2 * cfg.nLayers * ctx * cfg.nKvHeads * cfg.headDim * 4;
+    const kvDtype = opts.kvDtype ?? 'f32';
+    if (kvDtype !== 'f32' && kvDtype !== 'f16') throw new Error(`kvDtype must be f32 or f16 (got ${kvDtype})`);
+    e.set_kv_dtype(DTYPE_CODE[kvDtype]);
+    e.model_init();
+    const kvBytes = 2 * cfg.nLayers * ctx * cfg.nKvHeads * cfg.headDim * (kvDtype === 'f16' ? 2 : 4);
     e.ffn_layout(f.bundle_bytes, f.up, Math.max(f.gate, 0), f.down, f.bias);
     const resSec = section(header, 'resident');
     const resident = e.alloc(resSec.length, 4096);
@@ -199,11 +205,12 @@ export class Engine {
         const full = cfg.ffn * cfg.nLayers;
         if (budget === undefined) totalRows = mode === 'hybrid' ? Math.round(full * (opts.hybridShare ?? 0.5)) : full;
         else {
-          const room = budget - top - cfg.nLayers * perLayerFixed - 65536;
+          const room = budget - top - cfg.nLayers * perLayerFixed - 3 * 65536;  // page rounding, alloc slack, the file name
           totalRows = Math.min(full, Math.floor(room / perRowOverhead));
           if (mode === 'hybrid' && opts.hybridShare !== undefined) totalRows = Math.min(totalRows, Math.round(full * opts.hybridShare));
         }
-        const weights = mode === 'sparse' && pred ? pred.layers.map((L) => Math.max(L.predicted_share ?? 1, 1e-3)) : new Array(cfg.nLayers).fill(1);
+        const weights = opts.cacheWeights ?? (mode === 'sparse' && pred ? pred.layers.map((L) => Math.max(L.predicted_share ?? 1, 1e-3)) : new Array(cfg.nLayers).fill(1));
+        if (weights.length !== cfg.nLayers || weights.some((w) => !(w > 0))) throw new Error(`cacheWeights needs ${cfg.nLayers} positive numbers`);
         rowsPerLayer = shareRows(Math.max(0, totalRows), weights, cfg.ffn);
       }
       if (budget !== undefined) {
@@ -237,7 +244,6 @@ export class Engine {
       predictor: predBytes, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
     };
     memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);
-    void base; void runState;
 
     // Pointers of the predictor weights, set after allocation.
     if (flash && opts.predictor && mode === 'sparse') {

@@ -300,6 +300,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   }
   const engine = Engine.open(image, {
     ...opts, mode, memoryBytes, planner, predictor: predictor && enginePredictor(predictor),
+    kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
     const tokenizer = Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
