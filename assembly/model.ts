@@ -662,12 +662,12 @@ export function plan_round(l: i32): i32 {
   while (missCursor < missCount) {
     // Extent of misses [i, j]: neighbours closer than the gap are read through.
     const i = missCursor;
-    let j = i;
+    let j = i, full = false;
     while (j + 1 < missCount && missAt(j + 1) - missAt(j) - 1 <= roundGap) {
       // Stop growing when the extent would not fit the staging buffer.
       let need: usize = 0;
       for (let p = 0; p < nParts; p++) need += <usize>(missAt(j + 1) - missAt(i) + 1) * PL(p) + <usize>(align << 1);
-      if (used + need > stagingBytes) break;
+      if (used + need > stagingBytes) { full = true; break; }
       j++;
     }
     let need: usize = 0;
@@ -695,6 +695,7 @@ export function plan_round(l: i32): i32 {
     }
     items += j - i + 1;
     missCursor = j + 1;
+    if (full) break;   // staging is full: a new extent would be one more, smaller read
   }
   tMem += now() - t0;
   return ops;

@@ -53,7 +53,7 @@ describe('cli', () => {
   it('perplexity prints tokens, nll and ppl', async () => {
     const file = join(tmpDir('ppl'), 'text.txt');
     writeFileSync(file, golden('opt-relu-mini').activations[1].text.slice(0, 400));
-    const r = await cli('perplexity', '--window', '64', file);
+    const r = await cli('perplexity', '--context', '64', file);
     assert.equal(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout);
     assert.ok(o.tokens > 50 && o.ppl > 1 && Math.abs(Math.exp(o.nll) - o.ppl) / o.ppl < 1e-4, r.stdout);
@@ -75,7 +75,7 @@ describe('cli', () => {
       assert.equal(r.code, 0);
       assert.match(r.stdout, new RegExp(`Usage: flashneuron ${c}`));
     }
-    assert.match((await cli('perplexity', '--help')).stdout, /windows of --window tokens/);
+    assert.match((await cli('perplexity', '--help')).stdout, /windows of --context tokens/);
     const bad = [
       [['generate', '--model', '/no/such/model', 'x'], 1, /model not found/],
       [['generate'], 2, /needs a PROMPT/],

@@ -118,7 +118,7 @@ describe('generation options', () => {
       const whole = await model.perplexity(text);
       assert.equal(whole.tokens, ids.length - 1);
       assert.ok(Math.abs(whole.nll - nll / whole.tokens) < 1e-9, `${whole.nll} vs ${nll / whole.tokens}`);
-      const windowed = await model.perplexity(text, { window: 64, stride: 32 });
+      const windowed = await model.perplexity(text, { context: 64, stride: 32 });
       assert.equal(windowed.tokens, whole.tokens);
       assert.ok(Number.isFinite(windowed.ppl) && Math.abs(Math.log(windowed.ppl / whole.ppl)) < 0.5, `${windowed.ppl} vs ${whole.ppl}`);
     } finally {
