@@ -39,11 +39,13 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
                       the host in parallel while cached neurons compute
   --direct            O_DIRECT reads (cold: no page cache), implies --io async
   --queue-depth N     reads in flight with --io async (default 32)
+  --no-bundle         ablation: an image whose FFN parts (up, gate, down) are stored apart, so
+                      each neuron takes one read per part (made once from a Hugging Face folder)
   --check-predictor   run a dense pass alongside and report per-layer recall and
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
   memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
-  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', 'no-bundle': 'boolean',
 } as const;
 
 const commands: Record<string, Command> = {
@@ -136,14 +138,16 @@ ${FLASH_FLAGS_HELP}`,
     },
   },
   convert: {
-    usage: 'flashneuron convert HF_DIR OUT',
+    usage: 'flashneuron convert [--no-bundle] HF_DIR OUT',
     help: `Converts a Hugging Face checkpoint folder (config.json, tokenizer.json, safetensors,
 single or sharded; F32/F16/BF16) into a flashneuron image file OUT: resident weights,
-then each layer's FFN as 4096-aligned row-column bundles, with checksums. See README.`,
-    flags: {},
-    async run(args) {
+then each layer's FFN as 4096-aligned row-column bundles, with checksums. See README.
+
+  --no-bundle         store up, gate and down apart (the unbundled ablation baseline)`,
+    flags: { 'no-bundle': 'boolean' },
+    async run(args, f) {
       if (args.length !== 2) throw new UsageError('convert needs HF_DIR and OUT');
-      const h = await convertHF(args[0], args[1], bar('convert'));
+      const h = await convertHF(args[0], args[1], bar('convert'), { layout: f['no-bundle'] ? 'split' : 'bundled' });
       process.stderr.write(`wrote ${args[1]}: ${h.config.architecture}, ${h.config.nLayers} layers, d=${h.config.hidden}, ffn=${h.config.ffn}, ${h.ffn.dtype}, bundle ${h.ffn.bundle_bytes} bytes\n`);
     },
   },
@@ -159,7 +163,7 @@ async function load(f: Flags): Promise<Model> {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
     window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
-    kvDtype: str(f.kv) as LoadOptions['kvDtype'], hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
+    kvDtype: str(f.kv) as LoadOptions['kvDtype'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
   });
   if (f['check-predictor']) model.checkPredictor();
   return model;

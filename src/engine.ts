@@ -134,6 +134,7 @@ export class Engine {
     const mode: FfnMode = opts.mode ?? 'dense';
     if (!['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new Error(`unknown mode ${mode} (dense, naive, hybrid or sparse)`);
     const flash = mode !== 'dense';
+    if (f.layout === 'split' && !flash) throw new Error(`${src.name} has the unbundled (split) FFN layout of the ablation; it runs in the flash modes (naive, hybrid, sparse), not dense`);
     const useNode = path !== undefined && (opts.wasi ?? 'node') === 'node';
     const nodeWasi = useNode ? createNodeWasi(path) : undefined;
     const shim = useNode ? undefined : createWasiShim([src]);
@@ -221,6 +222,7 @@ export class Engine {
             `(${(100 * minimum / src.size).toFixed(1)}% of the model)`);
         }
       }
+      (f.layout === 'split' ? f.parts! : []).forEach((p, i) => e.flash_part(i, BigInt(p.base), p.len, p.row));
       for (let l = 0; l < cfg.nLayers; l++) {
         rowsPerLayer[l] = Math.max(0, Math.min(cfg.ffn, Math.floor(rowsPerLayer[l])));
         e.flash_layer(l, BigInt(section(header, `ffn.${l}`).offset), rowsPerLayer[l]);

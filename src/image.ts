@@ -14,11 +14,16 @@
 //                         +down  fc2 / down_proj column i (d) dtype
 //                         +bias  fc1 / up_proj bias i     f32         (when the model has one)
 //                       padded to 16 bytes; one read of bundle_bytes fetches a whole neuron.
+//                     With ffn.layout "split" (convert --no-bundle, the unbundled baseline of the
+//                     paper's ablation) the section instead holds each part for all neurons in turn:
+//                     part p of neuron i at parts[p].base + i * parts[p].len, landing at
+//                     parts[p].row of the bundle the engine assembles in its neuron cache.
 //  3. Header, UTF-8 JSON at header_offset (after the last section):
 //       { format, version, config: ModelConfig, tokenizer_config, source,
 //         sections: [{ name, offset, length, crc32 }],
 //         tensors:  [{ role, layer, offset (in "resident"), dtype, shape }],
-//         ffn:      { dtype, bundle_bytes, up, gate, down, bias } }   (gate/bias: -1 when absent)
+//         ffn:      { dtype, bundle_bytes, up, gate, down, bias, layout?, parts? } }
+//                   (gate/bias: -1 when absent; layout "bundled" when absent)
 // Every section carries a CRC-32 (zlib's); the loader verifies each section it reads whole.
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -37,7 +42,13 @@ const BUNDLE_ALIGN = 16;
 
 export interface Section { name: string; offset: number; length: number; crc32: number }
 export interface TensorEntry { role: string; layer: number; offset: number; dtype: DType; shape: number[] }
-export interface FfnLayout { dtype: DType; bundle_bytes: number; up: number; gate: number; down: number; bias: number }
+export interface FfnPart { base: number; len: number; row: number }
+export interface FfnLayout {
+  dtype: DType; bundle_bytes: number; up: number; gate: number; down: number; bias: number;
+  layout?: 'bundled' | 'split';
+  /** split layout: where each part of a neuron lies in the section and in the assembled bundle */
+  parts?: FfnPart[];
+}
 export interface ImageHeader {
   format: 'flashneuron';
   version: number;
@@ -109,9 +120,19 @@ function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
     if (off >= 0 && off + rowBytes > f.bundle_bytes) bad(`ffn.${k} lies outside the bundle`);
   }
   if (f.bias >= 0 && f.bias + 4 > f.bundle_bytes) bad('ffn.bias lies outside the bundle');
+  let perNeuron = f.bundle_bytes;
+  if (f.layout === 'split') {
+    if (!Array.isArray(f.parts) || f.parts.length < 2 || f.parts.length > 4) bad('split ffn layout needs 2 to 4 parts');
+    perNeuron = 0;
+    for (const p of f.parts!) {
+      if (![p.base, p.len, p.row].every((v) => Number.isSafeInteger(v) && v >= 0) || p.row + p.len > f.bundle_bytes) bad('ffn part lies outside the bundle');
+      if (p.base !== c.ffn * perNeuron) bad('ffn parts are not contiguous');
+      perNeuron += p.len;
+    }
+  } else if (f.layout !== undefined && f.layout !== 'bundled') bad(`unknown ffn layout ${f.layout}`);
   for (let l = 0; l < c.nLayers; l++) {
     const s = section(h, `ffn.${l}`);
-    if (s.length !== c.ffn * f.bundle_bytes) bad(`section ffn.${l} holds ${s.length} bytes, expected ${c.ffn} bundles of ${f.bundle_bytes}`);
+    if (s.length !== c.ffn * perNeuron) bad(`section ffn.${l} holds ${s.length} bytes, expected ${c.ffn} neurons of ${perNeuron}`);
   }
 }
 
@@ -127,7 +148,12 @@ export function section(h: ImageHeader, name: string): Section {
  * Converts a Hugging Face checkpoint folder to an image at `out`. Writes a temporary file and
  * renames it when complete, so an interrupted conversion never leaves a valid-looking image.
  */
-export async function convertHF(dir: string, out: string, onProgress?: Progress): Promise<ImageHeader> {
+export interface ConvertOptions {
+  /** 'bundled' (default): one read fetches a neuron. 'split': up, gate, down and bias stored apart (ablation). */
+  layout?: 'bundled' | 'split';
+}
+
+export async function convertHF(dir: string, out: string, onProgress?: Progress, opts: ConvertOptions = {}): Promise<ImageHeader> {
   const ckpt = await openHFCheckpoint(dir);
   const cfg = ckpt.config;
   const spec = modelTensors(cfg);
@@ -147,6 +173,17 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress)
     ffn.down = o; o += d * es;
     if (L0.upB) { ffn.bias = o; o += 4; }
     ffn.bundle_bytes = alignUp(o, BUNDLE_ALIGN);
+    const split = opts.layout === 'split';
+    if (split) {
+      ffn.layout = 'split';
+      ffn.parts = [];
+      let base = 0;
+      for (const [row, len] of [[ffn.up, d * es], [ffn.gate, d * es], [ffn.down, d * es], [ffn.bias, 4]]) {
+        if (row < 0) continue;
+        ffn.parts.push({ base, len, row });
+        base += cfg.ffn * len;
+      }
+    } else if (opts.layout !== undefined && opts.layout !== 'bundled') throw new Error(`unknown ffn layout ${opts.layout} (bundled or split)`);
 
     // Resident tensors in order: globals, then per layer.
     type Item = { role: string; layer: number; name: string; vector: boolean };
@@ -177,7 +214,7 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress)
       residentLen += info.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
     }
     const tokBytes = new TextEncoder().encode(ckpt.tokenizerJson);
-    const ffnLen = cfg.ffn * ffn.bundle_bytes;
+    const ffnLen = cfg.ffn * (split ? ffn.parts!.reduce((a, p) => a + p.len, 0) : ffn.bundle_bytes);
     const total = tokBytes.length + residentLen + cfg.nLayers * ffnLen;
     let done = 0;
     const progress = (n: number, phase: string) => { done += n; onProgress?.(done, total, phase); };
@@ -207,7 +244,8 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress)
       const gate = L.gate ? asDtype(ckpt.readTensor(L.gate.name), ckpt.tensor(L.gate.name).dtype, ffnDtype) : undefined;
       const down = asDtype(ckpt.readTensor(L.down.name), ckpt.tensor(L.down.name).dtype, ffnDtype);
       const bias = L.upB ? widenToF32(ckpt.readTensor(L.upB.name), ckpt.tensor(L.upB.name).dtype) : undefined;
-      writeSection(`ffn.${l}`, bundle(cfg, ffn, es, up, gate, down, bias));
+      const b = bundle(cfg, ffn, es, up, gate, down, bias);
+      writeSection(`ffn.${l}`, split ? unbundle(b, ffn, cfg.ffn) : b);
     }
 
     const header: ImageHeader = {
@@ -254,6 +292,16 @@ function bundle(cfg: ModelConfig, f: FfnLayout, es: number, up: Uint8Array, gate
       for (let k = 0; k < es; k++) out[t + k] = down[s + k];
     }
     if (bias) outF.setFloat32(b + f.bias, bias[i], true);
+  }
+  return out;
+}
+
+/** The split layout of a layer's bundles: each part for all neurons in turn. */
+function unbundle(bundles: Uint8Array, f: FfnLayout, n: number): Uint8Array {
+  const parts = f.parts!;
+  const out = new Uint8Array(n * parts.reduce((a, p) => a + p.len, 0));
+  for (const p of parts) {
+    for (let i = 0; i < n; i++) out.set(bundles.subarray(i * f.bundle_bytes + p.row, i * f.bundle_bytes + p.row + p.len), p.base + i * p.len);
   }
   return out;
 }

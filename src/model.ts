@@ -27,6 +27,8 @@ export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryB
   predictorPath?: string;
   /** Sparse mode without a predictor: the host supplies the wanted neurons (tests, oracles). */
   oracle?: boolean;
+  /** FFN layout of the image made from a Hugging Face folder: 'split' is the unbundled ablation. */
+  layout?: 'bundled' | 'split';
   /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
   cacheDir?: string;
 }
@@ -278,6 +280,12 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   if (!existsSync(full)) throw new Error(`model not found: ${path}`);
   const image = statSync(full).isDirectory() ? await cachedImage(full, opts) : full;
   const size = statSync(image).size;
+  if (opts.layout === 'split' && !statSync(full).isDirectory()) {
+    const src = new FileSource(image);
+    try {
+      if (readImageHeader(src).ffn.layout !== 'split') throw new Error(`${path} has bundled FFNs; for the unbundled ablation give the Hugging Face folder or an image converted with --no-bundle`);
+    } finally { src.close(); }
+  }
   const memoryBytes = opts.memory === undefined ? undefined : parseMemory(opts.memory, size);
   const mode = opts.mode ?? (memoryBytes !== undefined ? 'sparse' : 'dense');
   let predictor: Predictor | undefined;
@@ -348,11 +356,12 @@ export async function cachedImage(dir: string, opts: LoadOptions = {}): Promise<
   const stamp = readdirSync(dir).sort()
     .filter((f) => /\.(json|safetensors)$/.test(f))
     .map((f) => { const s = statSync(join(dir, f)); return `${f}:${s.size}:${s.mtimeMs}`; }).join('|');
+  const layout = opts.layout ?? 'bundled';
   const key = crc32(new TextEncoder().encode(`${VERSION}|${resolve(dir)}|${stamp}`)).toString(16).padStart(8, '0');
-  const out = join(cacheDir(opts), `${basename(dir)}-${key}.fnimg`);
+  const out = join(cacheDir(opts), `${basename(dir)}-${key}${layout === 'split' ? '-split' : ''}.fnimg`);
   if (!existsSync(out)) {
     mkdirSync(cacheDir(opts), { recursive: true });
-    await convertHF(dir, out, opts.onProgress);
+    await convertHF(dir, out, opts.onProgress, { layout });
   }
   return out;
 }

@@ -3,9 +3,10 @@
 // reads equal WASI reads, and failures leave a model that still serves.
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
-import { Engine, MemorySource, parseMemory } from '../dist/src/index.js';
-import { MODELS, golden, imagePath, maxAbsDiff } from './helpers/models.js';
-import { cleanupTmp } from './helpers/hostile.js';
+import { Engine, MemorySource, convertHF, parseMemory } from '../dist/src/index.js';
+import { join } from 'node:path';
+import { MODELS, golden, imagePath, maxAbsDiff, modelDir } from './helpers/models.js';
+import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 
 after(cleanupTmp);
 
@@ -121,6 +122,24 @@ for (const name of MODELS) {
         assert.ok(e.reader.stats.maxInFlight > 1, `max in flight ${e.reader.stats.maxInFlight}`);
         assert.ok(e.stats().bytes_read > 0);
       } finally { e.close(); }
+    });
+
+    it('the unbundled (split) layout gives the same logits with one read per part', async () => {
+      const split = join(tmpDir('split'), `${name}-split.fnimg`);
+      const h = await convertHF(modelDir(name), split, undefined, { layout: 'split' });
+      assert.equal(h.ffn.layout, 'split');
+      assert.throws(() => Engine.open(split), /unbundled \(split\) FFN layout/);
+      const ids = seq(name, 12);
+      const a = Engine.open(path, { mode: 'sparse', window: 0 });
+      const b = Engine.open(split, { mode: 'sparse', window: 0 });
+      try {
+        assert.ok(await compare(dense, a, ids) < 1e-4);
+        assert.ok(await compare(dense, b, ids) < 1e-4);
+        const parts = h.ffn.parts.length;
+        // the same runs of neighbours, read part by part (staging may cut long runs elsewhere)
+        assert.ok(Math.abs(b.stats().reads / (a.stats().reads * parts) - 1) < 0.02, `${b.stats().reads} vs ${parts} × ${a.stats().reads}`);
+        assert.ok(b.stats().bytes_read <= a.stats().bytes_read, 'bundles carry padding the split layout does not');
+      } finally { a.close(); b.close(); }
     });
 
     it('the memory budget caps everything the engine holds', () => {
