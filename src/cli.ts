@@ -2,11 +2,15 @@
 //   flashneuron generate [--model PATH] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json] PROMPT
 //   flashneuron tokenize [--model PATH] [--no-special] TEXT
 //   flashneuron perplexity [--model PATH] [--window N] [--stride S] FILE
+//   flashneuron train-predictor [--model PATH] [--rank R] FILE
+//   flashneuron probe [--file F]
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
 import { readFileSync } from 'node:fs';
 import { loadModel, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
 import { convertHF, Progress } from './image.js';
+import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
+import { probeDevice, saveProfile } from './probe.js';
 
 type Flags = Record<string, string | boolean>;
 interface Command {
@@ -135,6 +139,61 @@ ${FLASH_FLAGS_HELP}`,
       if (f.json) { out.stats = r.stats; const c = model.predictorCheck(); if (c) out.predictor_check = c; }
       process.stdout.write(JSON.stringify(out) + '\n');
       model.close();
+    },
+  },
+  'train-predictor': {
+    usage: 'flashneuron train-predictor [options] FILE',
+    help: `Trains the sparsity predictor of every FFN layer on the text in FILE: a low-rank
+network d -> r -> ffn (z = W2 relu(W1 x + b1) + b2) fed with the FFN's input, trained against
+the model's true activations with a loss that weighs active and inactive neurons equally,
+its per-layer thresholds calibrated to a recall target on a validation split. The end of the
+text is held out; the report gives per layer the recall (share of truly active neurons
+predicted) and the predicted ÷ true set size there. Writes flashneuron.fnpred beside the
+model (in a Hugging Face folder, or x.fnpred beside an image x.fnimg), where sparse mode finds it.
+
+${MODEL_FLAG}
+  --rank R            predictor width (default 32)
+  --epochs E          passes over the training tokens (default 8)
+  --max-tokens N      training tokens at most (default 24000)
+  --recall R          recall the thresholds are calibrated to (default 0.975)
+  --out FILE          where to write the predictor (default: beside the model)
+  --json              print the report as JSON`,
+    flags: { model: 'string', rank: 'number', epochs: 'number', 'max-tokens': 'number', recall: 'number', out: 'string', json: 'boolean' },
+    async run(args, f) {
+      if (args.length !== 1) throw new UsageError('train-predictor needs one FILE of text');
+      const text = readFileSync(args[0], 'utf8');
+      const modelPath = typeof f.model === 'string' ? f.model : DEFAULT_MODEL;
+      const model = await loadModel(modelPath, { onProgress: bar('load') });
+      try {
+        const p = await trainPredictor(model, text, {
+          rank: num(f.rank), epochs: num(f.epochs), maxTokens: num(f['max-tokens']), targetRecall: num(f.recall), onProgress: bar('train'),
+        });
+        const out = str(f.out) ?? predictorPath(modelPath);
+        savePredictor(out, p);
+        if (f.json) process.stdout.write(JSON.stringify({ path: out, bytes: predictorBytes(p), ...p.report }) + '\n');
+        else {
+          process.stderr.write(`wrote ${out} (rank ${p.rank}, ${(predictorBytes(p) / 1024).toFixed(0)} KiB in memory, ${p.report.seconds.toFixed(0)} s)\n`);
+          process.stdout.write(`held-out text (${p.report.heldout_tokens} tokens):\n` + p.report.layers.map((L) =>
+            `layer ${L.layer}: recall ${L.recall.toFixed(3)}, predicted/true ${L.ratio.toFixed(2)}, active ${(100 * L.true_share).toFixed(1)}%, predicted ${(100 * L.predicted_share).toFixed(1)}%`).join('\n') + '\n');
+        }
+      } finally { model.close(); }
+    },
+  },
+  probe: {
+    usage: 'flashneuron probe [options]',
+    help: `Measures the flash device: random reads by chunk size and queue depth (O_DIRECT where
+the filesystem allows it), and fits the cost model the read planner uses (latency per read,
+bandwidth, parallelism). Prints the profile as JSON and saves it where the engine finds it
+($FLASHNEURON_CACHE or ~/.cache/flashneuron/device.json).
+
+  --file F            probe this file (default: a temporary 512 MiB file)
+  --seconds S         time per point (default 0.4)
+  --no-save           do not save the profile`,
+    flags: { file: 'string', seconds: 'number', 'no-save': 'boolean' },
+    async run(_args, f) {
+      const prof = await probeDevice({ file: str(f.file), seconds: num(f.seconds), onProgress: bar('probe') });
+      if (!f['no-save']) saveProfile(prof);
+      process.stdout.write(JSON.stringify(prof) + '\n');
     },
   },
   convert: {
