@@ -7,7 +7,7 @@
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
 import { readFileSync } from 'node:fs';
-import { loadModel, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
+import { loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
 import { convertHF, Progress } from './image.js';
 import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
 import { probeDevice, saveProfile } from './probe.js';
@@ -37,7 +37,8 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --threshold P       sparse: predictor probability cut (default: per-layer calibrated values)
   --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
-  --context N         KV cache length in tokens (default: the model's; with --memory: 256)
+  --context N         KV cache length in tokens (default: the model's; with --memory: the
+                      prompt plus --max-tokens for generate, 128 for perplexity)
   --kv f32|f16        KV cache element type (default f32; with --memory f16)
   --io wasi|async     FFN reads: through WASI fd_pread one at a time (default), or issued by
                       the host in parallel while cached neurons compute
@@ -74,7 +75,13 @@ ${FLASH_FLAGS_HELP}`,
     async run(args, f) {
       const prompt = args.join(' ');
       if (!prompt) throw new UsageError('generate needs a PROMPT');
-      const model = await load(f);
+      // Under a budget the KV cache is sized to the job: the prompt plus the tokens asked for.
+      let context = num(f.context);
+      if (context === undefined && f.memory !== undefined) {
+        const tok = await loadTokenizer(str(f.model) ?? DEFAULT_MODEL, { onProgress: bar('convert') });
+        context = tok.encode(prompt).length + (num(f['max-tokens']) ?? 128);
+      }
+      const model = await load(context === undefined ? f : { ...f, context: String(context) });
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
       const it = model.generate(prompt, {
@@ -222,7 +229,7 @@ async function load(f: Flags): Promise<Model> {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
     window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
-    kvDtype: str(f.kv) as LoadOptions['kvDtype'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 256 : undefined),
+    kvDtype: str(f.kv) as LoadOptions['kvDtype'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),
   });
   if (f['check-predictor']) model.checkPredictor();
   return model;

@@ -181,7 +181,7 @@ export class Engine {
         reader = new ParallelReader(path, { direct: opts.direct, queueDepth: opts.queueDepth ?? 32 });
       }
       const align = reader?.alignment ?? 1;
-      const staging = opts.stagingBytes ?? (mode === 'sparse' ? 256 << 10 : 1 << 20);
+      const staging = opts.stagingBytes ?? (mode === "sparse" ? 128 << 10 : 1 << 20);
       e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, reader?.queueDepth ?? 0), align);
       if (pred) {
         const before = e.alloc(0, 16);

@@ -5,7 +5,7 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from './config.js';
 import { Engine, EngineOptions, EnginePredictor } from './engine.js';
-import { FileSource } from './flash.js';
+import { FileSource, readExact } from './flash.js';
 import { convertHF, crc32, Progress, readImageHeader, VERSION } from './image.js';
 import { Predictor, loadPredictor, modelFingerprint, predictorPath } from './predictor.js';
 import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
@@ -317,6 +317,23 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     engine.close();
     throw e;
   }
+}
+
+/** The tokenizer of a model (image or Hugging Face folder) without loading its weights. */
+export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOptions = {}): Promise<Tokenizer> {
+  const full = resolve(path);
+  if (!existsSync(full)) throw new Error(`model not found: ${path}`);
+  const image = statSync(full).isDirectory() ? await cachedImage(full, opts) : full;
+  const src = new FileSource(image);
+  try {
+    const h = readImageHeader(src);
+    const s = h.sections.find((x) => x.name === 'tokenizer');
+    if (!s) throw new Error(`${image}: invalid image: section tokenizer is missing`);
+    const bytes = new Uint8Array(s.length);
+    readExact(src, bytes, s.offset, 'tokenizer section');
+    if (crc32(bytes) !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section tokenizer (file is corrupted)`);
+    return Tokenizer.fromJSON(new TextDecoder().decode(bytes), h.tokenizer_config as any);
+  } finally { src.close(); }
 }
 
 /** The engine's view of a trained predictor: per-layer weights, thresholds and expected set sizes. */
