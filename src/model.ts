@@ -304,7 +304,13 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   if (!planner && (opts.io === 'async' || opts.direct)) {
     const prof = loadProfile();
     const qd = opts.queueDepth ?? 32;
-    planner = { opUs: estimateUs(prof, 1, 0, qd), byteUs: estimateUs(prof, 0, 1 << 20, qd) / (1 << 20), gapBytes: mergeGapBytes(prof, qd) };
+    // Marginal costs in a batch: one more read, one more byte.
+    const base = estimateUs(prof, 1, 0, qd);
+    planner = {
+      opUs: (estimateUs(prof, 1001, 0, qd) - base) / 1000,
+      byteUs: (estimateUs(prof, 1, 1 << 20, qd) - base) / (1 << 20),
+      gapBytes: mergeGapBytes(prof, qd),
+    };
   }
   const engine = Engine.open(image, {
     ...opts, mode, memoryBytes, planner, predictor: predictor && enginePredictor(predictor),
