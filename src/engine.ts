@@ -6,7 +6,6 @@ import { DTYPE_CODE } from './config.js';
 import { FileSource, FlashSource, readExact } from './flash.js';
 import { ImageHeader, Progress, crc32, readImageHeader, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
-import { ParallelReader } from './reader.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
 
@@ -119,7 +118,7 @@ export class Engine {
 
   /** Opens an image file (path) or any FlashSource and loads the model into a fresh wasm instance. */
   static open(image: string | FlashSource, opts: EngineOptions = {}): Engine {
-    const src = typeof image === 'string' ? new FileSource(image) : image;
+    const src = typeof image === 'string' ? new FileSource(image, { direct: opts.direct, queueDepth: opts.queueDepth ?? 32 }) : image;
     try {
       return Engine.load(src, typeof image === 'string' ? image : undefined, opts);
     } catch (e) {
@@ -168,7 +167,7 @@ export class Engine {
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
     let predBytes = 0, rowsPerLayer: number[] = [];
-    let reader: ParallelReader | undefined;
+    let batched = false;
     let predPtrs: { w1: number; b1: number; w2: number; b2: number }[] = [];
     if (flash) {
       const pred = mode === 'sparse' ? opts.predictor : undefined;
@@ -177,12 +176,13 @@ export class Engine {
       const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window ?? 5;
       if (!(Number.isInteger(window) && window >= 0)) throw new Error(`window must be a whole number of tokens ≥ 0 (got ${opts.window})`);
       if ((opts.io ?? 'wasi') === 'async' || opts.direct) {
-        if (!path) throw new Error('async and direct reads need the model as a file path');
-        reader = new ParallelReader(path, { direct: opts.direct, queueDepth: opts.queueDepth ?? 32 });
+        if (!src.readBatch) throw new Error(`${src.name}: this flash source has no parallel reads (readBatch); use io 'wasi'`);
+        if (opts.direct && !path) throw new Error('direct (O_DIRECT) reads need the model as a file path');
+        batched = true;
       }
-      const align = reader?.alignment ?? 1;
+      const align = batched ? src.alignment ?? 1 : 1;
       const staging = opts.stagingBytes ?? (mode === "sparse" ? 128 << 10 : 1 << 20);
-      e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, reader?.queueDepth ?? 0), align);
+      e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0), align);
       if (pred) {
         const before = e.alloc(0, 16);
         e.predictor_init(pred.rank, DTYPE_CODE.f16);
@@ -294,12 +294,12 @@ export class Engine {
     if (e.memory.buffer.byteLength !== total) throw new Error('internal error: wasm memory grew after allocation');
 
     const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
-    engine.reader = reader;
+    engine.batched = batched;
     return engine;
   }
 
-  /** Host-side parallel reader (io 'async' or direct); undefined when the wasm reads through WASI. */
-  reader: ParallelReader | undefined;
+  /** Whether FFN reads go through the source's readBatch (io 'async' or direct) rather than WASI. */
+  batched = false;
   private planView: Float64Array | undefined;
 
   /**
@@ -308,8 +308,8 @@ export class Engine {
    * the time spent waiting for reads.
    */
   async forwardAsync(token: number, pos: number): Promise<void> {
-    const r = this.reader;
-    if (!r || !this.flash) { this.forward(token, pos); return; }
+    const src = this.source;
+    if (!this.batched || !this.flash || !src.readBatch) { this.forward(token, pos); return; }
     this.checkStep(token, pos);
     const w = this.wasm;
     const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
@@ -319,7 +319,7 @@ export class Engine {
       w.ffn_begin(l);
       let hitsDone = false;
       for (let n = w.plan_round(l); n > 0; n = w.plan_round(l)) {
-        const pending = r.read(w.memory, plan, n);
+        const pending = src.readBatch(w.memory, plan, n);
         if (!hitsDone) { w.ffn_hits(l); hitsDone = true; }
         const t0 = performance.now();
         try {
@@ -417,8 +417,6 @@ export class Engine {
   }
 
   close(): void {
-    this.reader?.close();
-    this.reader = undefined;
     if (this.fd >= 0) this.wasm.flash_close(this.fd);
     this.fd = -1;
     this.source.close();

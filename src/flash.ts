@@ -1,6 +1,8 @@
 // FlashSource: the one interface every flash backend implements (file, memory, OPFS, ...).
-// The wasm engine reaches a source through WASI fd_pread (wasi/), the host through pread().
+// The wasm engine reaches a source through WASI fd_pread (wasi/), the host through pread(), and
+// the host's parallel reads (io 'async') through readBatch().
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { ParallelReader, ReaderOptions } from './reader.js';
 
 export interface FlashSource {
   /** File name the engine opens it by (path_open relative to the preopened directory). */
@@ -9,19 +11,41 @@ export interface FlashSource {
   readonly size: number;
   /** Reads up to dst.length bytes at `offset` into dst; returns the count (short only at end). Throws on I/O errors. */
   pread(dst: Uint8Array, offset: number): number;
+  /**
+   * Optional: reads `count` (file offset, length, destination) triples of `plan` into `memory`,
+   * many at once; rejects with a clear error (nothing is written after it settles).
+   */
+  readBatch?(memory: WebAssembly.Memory, plan: Float64Array, count: number): Promise<void>;
+  /** Alignment readBatch needs for offsets, lengths and destinations (4096 for O_DIRECT; 1 if absent). */
+  readonly alignment?: number;
   close(): void;
 }
 
-/** A file on disk, read with positioned reads. */
+/**
+ * A file on disk, read with positioned reads; readBatch runs a ParallelReader (queue depth,
+ * optionally O_DIRECT) on its own descriptor, opened on first use.
+ */
 export class FileSource implements FlashSource {
   readonly name: string;
   readonly size: number;
   private fd: number;
+  private parallel: ParallelReader | undefined;
 
-  constructor(readonly path: string) {
+  constructor(readonly path: string, private batchOpts: ReaderOptions = {}) {
     this.fd = openSync(path, 'r');
     this.size = fstatSync(this.fd).size;
     this.name = path.split(/[\\/]/).pop()!;
+  }
+
+  /** The parallel reader behind readBatch (opened on first use). */
+  get reader(): ParallelReader {
+    return this.parallel ??= new ParallelReader(this.path, this.batchOpts);
+  }
+
+  get alignment(): number { return this.reader.alignment; }
+
+  readBatch(memory: WebAssembly.Memory, plan: Float64Array, count: number): Promise<void> {
+    return this.reader.read(memory, plan, count);
   }
 
   pread(dst: Uint8Array, offset: number): number {
@@ -37,6 +61,8 @@ export class FileSource implements FlashSource {
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
+    this.parallel?.close();
+    this.parallel = undefined;
   }
 }
 
@@ -50,6 +76,14 @@ export class MemorySource implements FlashSource {
     const n = Math.max(0, Math.min(dst.length, this.size - offset));
     dst.set(this.bytes.subarray(offset, offset + n));
     return n;
+  }
+  async readBatch(memory: WebAssembly.Memory, plan: Float64Array, count: number): Promise<void> {
+    const mem = new Uint8Array(memory.buffer);
+    for (let i = 0; i < count; i++) {
+      const off = plan[3 * i], len = plan[3 * i + 1], dst = plan[3 * i + 2];
+      const got = this.pread(mem.subarray(dst, dst + len), off);
+      if (got !== len) throw new Error(`${this.name}: short read of ${len} bytes at offset ${off}: got ${got} (file truncated?)`);
+    }
   }
   close(): void {}
 }

@@ -123,7 +123,7 @@ export class Model {
 
   /** One forward pass (plus the dense shadow's, when checking the predictor). */
   private async step(id: number, pos: number): Promise<void> {
-    if (this.engine.reader) await this.engine.forwardAsync(id, pos);
+    if (this.engine.batched) await this.engine.forwardAsync(id, pos);
     else this.engine.forward(id, pos);
     if (!this.shadow) return;
     this.shadow.forward(id, pos);

@@ -115,11 +115,19 @@ for (const name of MODELS) {
       } finally { e.close(); }
     });
 
+    it('batched reads from an in-memory source give the dense logits', async () => {
+      const e = Engine.open(new MemorySource('m.fnimg', new Uint8Array(readFileSync(path))), { mode: 'sparse', io: 'async', window: 2 });
+      try {
+        assert.ok(await compare(dense, e, seq(name, 12), { async: true }) < 1e-4);
+        assert.ok(e.stats().reads > 0);
+      } finally { e.close(); }
+    });
+
     it('host-issued parallel reads (io async) give the same logits as WASI reads', async () => {
       const e = Engine.open(path, { mode: 'sparse', io: 'async', queueDepth: 16, stagingBytes: 128 << 10 });
       try {
         assert.ok(await compare(dense, e, seq(name, 16), { async: true }) < 1e-4);
-        assert.ok(e.reader.stats.maxInFlight > 1, `max in flight ${e.reader.stats.maxInFlight}`);
+        assert.ok(e.source.reader.stats.maxInFlight > 1, `max in flight ${e.source.reader.stats.maxInFlight}`);
         assert.ok(e.stats().bytes_read > 0);
       } finally { e.close(); }
     });
@@ -183,12 +191,12 @@ describe('flash failures', () => {
     try {
       const ids = seq('opt-relu-mini', 6);
       assert.ok(await compare(dense, e, ids.slice(0, 2), { async: true }) < 1e-4);
-      const real = e.reader.read.bind(e.reader);
-      e.reader.read = () => Promise.reject(new Error('model.fnimg: read of 1552 bytes at offset 4096 failed (EIO: i/o error)'));
+      const real = e.source.readBatch;
+      e.source.readBatch = () => Promise.reject(new Error('model.fnimg: read of 1552 bytes at offset 4096 failed (EIO: i/o error)'));
       dense.forward(ids[2], 2);
       for (let l = 0; l < dense.config.nLayers; l++) e.predict(l, activeIds(dense.activations(l)));
       await assert.rejects(e.forwardAsync(ids[2], 2), /EIO.*the neuron cache was reset/);
-      e.reader.read = real;
+      e.source.readBatch = real;
       assert.ok(await compare(dense, e, ids, { async: true }) < 1e-4);
     } finally { e.close(); dense.close(); }
   });
