@@ -1,0 +1,231 @@
+// Flash-offloaded decode ("LLM in a flash", Table 2 style): per-token cost of every FFN mode —
+// dense (all in memory), naive (the whole FFN read every token), hybrid (a share kept, the rest
+// read), sparse (predicted neurons through the windowed neuron cache; plus window ablations) —
+// for both reference models, cold (O_DIRECT, parallel host reads) and warm (WASI reads through
+// the page cache), split into I/O, cache management and compute. Beside every cold cell: the
+// device profile's estimate of the I/O time its reads need at the queue depth used.
+// Usage: node bench/flash.js [--runs N] [--tokens N] [--memory NAME=BUDGET ...] [--predictor NAME=FILE ...]
+// (default predictor: models/NAME/flashneuron.fnpred; without one the sparse rows are skipped)
+// Writes bench/results/flash.json and bench/results/flash.svg.
+import { spawnSync } from 'node:child_process';
+
+// Cold reads run on the libuv pool; it is sized at first use, which Node's ES-module loader has
+// already made before this line runs: re-run this script with the variable set instead.
+if (!process.env.UV_THREADPOOL_SIZE) {
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: '64' } });
+  process.exit(r.status ?? 1);
+}
+
+const { existsSync, mkdirSync, readFileSync, writeFileSync } = await import('node:fs');
+const { join } = await import('node:path');
+const { fileURLToPath } = await import('node:url');
+const { loadModel } = await import('../dist/src/index.js');
+const { loadProfile, profilePath, estimateUs } = await import('../dist/src/probe.js');
+const { machine } = await import('./machine.js');
+const { barChart } = await import('./plot.js');
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const args = process.argv.slice(2);
+const arg = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const RUNS = Number(arg('--runs') ?? 3), TOKENS = Number(arg('--tokens') ?? 64), PROMPT = 32, CONTEXT = 128;
+const QD = 32;
+const MODELS = { 'opt-relu-mini': '60%', 'llama-relu-mini': '80%' };
+const PREDICTORS = {};
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--memory') { const [n, v] = args[++i].split('='); MODELS[n] = v; }
+  if (args[i] === '--predictor') { const [n, v] = args[++i].split('='); PREDICTORS[n] = v; }
+}
+
+// Modes in table order; the sparse rows differ only in the neuron-cache window (default 5).
+const MODES = [
+  { name: 'dense', mode: 'dense' },
+  { name: 'naive', mode: 'naive' },
+  { name: 'hybrid', mode: 'hybrid' },
+  { name: 'sparse', mode: 'sparse' },
+  { name: 'sparse_w0', mode: 'sparse', window: 0 },
+  { name: 'sparse_w10', mode: 'sparse', window: 10 },
+];
+const SETTINGS = {
+  warm: { io: 'wasi' },
+  cold: { io: 'async', direct: true, queueDepth: QD },
+};
+const KEYS = ['ms_per_token', 'io_ms_per_token', 'mem_ms_per_token', 'compute_ms_per_token', 'bytes_read_per_token',
+  'reads_per_token', 'ffn_read_fraction', 'ffn_cache_fraction', 'resident_bytes_peak'];
+
+// Device cost model for the I/O bound: the saved profile the engine's planner uses (or its
+// built-in default), and this machine's probe (bench/results/probe.json) when there is one.
+const profile = loadProfile();
+const probeFile = join(ROOT, 'bench/results/probe.json');
+const probe = existsSync(probeFile) ? JSON.parse(readFileSync(probeFile, 'utf8')) : undefined;
+const r3 = (v) => +v.toFixed(3);
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+
+// Held-out prompt: the predictor trains on the first 85 % of calibration.txt's tokens, so take
+// text from its last 5 %, starting at a paragraph.
+const calib = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8');
+const from = calib.indexOf('\n\n', Math.floor(calib.length * 0.95)) + 2;
+const promptText = calib.slice(from, from + 4000);
+
+/** Loads a model, turning a failure into {error}. */
+async function open(dir, opts) {
+  try { return { model: await loadModel(dir, { contextLength: CONTEXT, ...opts }) }; }
+  catch (e) { return { error: e.message }; }
+}
+
+/**
+ * The budget all flash modes run with: the requested one, or, when a mode cannot hold its
+ * resident part within it, the smallest whole percentage of the model every mode accepts.
+ */
+async function pickBudget(dir, requested, flashModes, predictor) {
+  let memory = requested, note;
+  for (let attempt = 0; attempt < 8; attempt++) {
+    let need = 0, first;
+    for (const m of flashModes) {
+      const r = await open(dir, { mode: m.mode, memory, window: m.window, predictorPath: predictor });
+      if (r.model) { r.model.close(); continue; }
+      const pct = /\(([0-9.]+)% of the model\)/.exec(r.error);
+      if (!/too small/.test(r.error) || !pct || !memory.endsWith('%')) return { memory, note };
+      first ??= `${m.name} at ${memory}: ${r.error}`;
+      need = Math.max(need, Math.ceil(Number(pct[1]) + 0.5));
+    }
+    if (!first) return { memory, note };
+    note = note ? `${note}; ${first}` : first;
+    memory = `${Math.max(need, parseFloat(memory) + 1)}%`;
+  }
+  return { memory, note };
+}
+
+/** One cell: a warm-up run (warm: fills the page cache; cold: JIT only), then RUNS measured runs;
+ *  reports the run with the median ms/token. */
+async function measure(model, ids, setting, denseIds) {
+  await model.complete(ids, { maxTokens: setting === 'warm' ? TOKENS : 4, temperature: 0, stopAtEos: false });
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) runs.push(await model.complete(ids, { maxTokens: TOKENS, temperature: 0, stopAtEos: false }));
+  const ms = runs.map((c) => c.stats.ms_per_token);
+  const c = runs.find((x) => x.stats.ms_per_token === median(ms));
+  const cell = Object.fromEntries(KEYS.map((k) => [k, c.stats[k]]));
+  cell.ms_per_token_runs = ms;
+  cell.tokens_per_s = r3(1000 / cell.ms_per_token);
+  if (denseIds) cell.ids_match_dense = JSON.stringify(c.ids) === JSON.stringify(denseIds);
+  if (setting === 'cold' && cell.reads_per_token > 0) {
+    cell.io_bound_ms_per_token = r3(estimateUs(profile, cell.reads_per_token, cell.bytes_read_per_token, QD) / 1000);
+    if (probe) cell.io_bound_probe_ms_per_token = r3(estimateUs(probe, cell.reads_per_token, cell.bytes_read_per_token, QD) / 1000);
+  }
+  return { cell, ids: c.ids };
+}
+
+const t0 = Date.now(), load0 = (await import('node:os')).loadavg();
+const results = {}, ratios = {};
+for (const [name, requested] of Object.entries(MODELS)) {
+  const dir = join(ROOT, 'models', name);
+  const predictor = PREDICTORS[name] ?? join(dir, 'flashneuron.fnpred');
+  const hasPredictor = existsSync(predictor);
+  const flashModes = MODES.filter((m) => m.mode !== 'dense' && (m.mode !== 'sparse' || hasPredictor));
+  const { memory, note } = await pickBudget(dir, requested, flashModes, predictor);
+  const res = results[name] = { memory, ...(memory !== requested ? { memory_requested: requested, memory_note: note } : {}), predictor: hasPredictor ? (predictor.startsWith(ROOT) ? predictor.slice(ROOT.length) : predictor) : null };
+  let ids;
+  for (const setting of ['cold', 'warm']) {
+    const out = res[setting] = {};
+    let denseIds;
+    for (const m of MODES) {
+      if (m.mode === 'sparse' && !hasPredictor) { out[m.name] = { skipped: 'no predictor' }; continue; }
+      const opts = { mode: m.mode, ...SETTINGS[setting], ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}) };
+      const r = await open(dir, opts);
+      if (r.error) { out[m.name] = { error: r.error }; console.log(`${name} ${setting} ${m.name}: ${r.error}`); continue; }
+      ids ??= r.model.tokenize(promptText).slice(0, PROMPT);
+      try {
+        const { cell, ids: got } = await measure(r.model, ids, setting, denseIds);
+        if (m.mode === 'dense') denseIds = got;
+        if (m.window !== undefined) cell.window = m.window;
+        out[m.name] = cell;
+        console.log(`${name} ${setting} ${m.name.padEnd(10)} ${cell.ms_per_token.toFixed(2).padStart(7)} ms/token (io ${cell.io_ms_per_token}, mem ${cell.mem_ms_per_token}, compute ${cell.compute_ms_per_token}), ` +
+          `${(cell.bytes_read_per_token / 1024).toFixed(0)} KiB in ${cell.reads_per_token} reads/token` +
+          (cell.io_bound_ms_per_token !== undefined ? `, io bound ${cell.io_bound_ms_per_token} ms` : ''));
+      } catch (e) {
+        out[m.name] = { error: e.message };
+        console.log(`${name} ${setting} ${m.name}: ${e.message}`);
+      } finally {
+        r.model.close();
+      }
+    }
+  }
+  const ok = (c) => c && c.ms_per_token !== undefined;
+  const { warm, cold } = res;
+  ratios[name] = {
+    warm_sparse_over_dense_ms: ok(warm.sparse) && ok(warm.dense) ? r3(warm.sparse.ms_per_token / warm.dense.ms_per_token) : null,
+    warm_sparse_over_dense_goal: 1.3,
+    cold_naive_over_sparse_speedup: ok(cold.naive) && ok(cold.sparse) ? r3(cold.naive.ms_per_token / cold.sparse.ms_per_token) : null,
+    // What the device model says the reads alone allow: naive's I/O bound over sparse's.
+    cold_naive_over_sparse_io_bound: ok(cold.naive) && ok(cold.sparse) && cold.sparse.io_bound_ms_per_token ? r3(cold.naive.io_bound_ms_per_token / cold.sparse.io_bound_ms_per_token) : null,
+    // ... and with each mode's measured compute and cache time added (no overlap of I/O and compute).
+    cold_naive_over_sparse_bound: ok(cold.naive) && ok(cold.sparse)
+      ? r3((cold.naive.io_bound_ms_per_token + cold.naive.compute_ms_per_token + cold.naive.mem_ms_per_token) /
+        ((cold.sparse.io_bound_ms_per_token ?? 0) + cold.sparse.compute_ms_per_token + cold.sparse.mem_ms_per_token))
+      : null,
+    cold_naive_over_hybrid_speedup: ok(cold.naive) && ok(cold.hybrid) ? r3(cold.naive.ms_per_token / cold.hybrid.ms_per_token) : null,
+    ...(hasPredictor ? {} : { note: 'no predictor: sparse rows skipped' }),
+  };
+  console.log(name, JSON.stringify(ratios[name]));
+}
+
+const pinfo = (p, path) => ({ path, latency_us: p.latency_us, bytes_per_us: p.bytes_per_us, parallelism: p.parallelism, direct: p.direct, date: p.date, ...(p.note ? { note: p.note } : {}) });
+const out = {
+  machine: machine(), date: new Date().toISOString(),
+  setup: {
+    prompt_tokens: PROMPT, tokens: TOKENS, context_length: CONTEXT, runs: RUNS, statistic: 'run with the median ms/token (a warm-up run first)',
+    prompt: 'models/calibration.txt from the first paragraph after 95 % of its length (held out from predictor training)',
+    warm: 'io wasi (fd_pread through the page cache), after one full warm-up run',
+    cold: `io async, O_DIRECT, queue depth ${QD}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}`,
+    io_bound: `estimateUs(profile, reads_per_token, bytes_read_per_token, ${QD}) / 1000 with loadProfile()`
+      + (probe ? '; io_bound_probe_ms_per_token: the same with bench/results/probe.json' : ''),
+    profile: pinfo(profile, existsSync(profilePath()) ? profilePath() : '(built-in default)'),
+    ...(probe ? { probe: pinfo(probe, 'bench/results/probe.json') } : {}),
+    seconds: Math.round((Date.now() - t0) / 1000),
+    load_average_before: load0.map((v) => +v.toFixed(2)),
+    load_average_after: (await import('node:os')).loadavg().map((v) => +v.toFixed(2)),
+  },
+  models: results, ratios,
+};
+mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+writeFileSync(join(ROOT, 'bench/results/flash.json'), JSON.stringify(out, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench/results/flash.svg'), chart(out));
+console.log(`wrote bench/results/flash.json and flash.svg (${out.setup.seconds} s)`);
+
+/** One grouped bar chart per model × cold/warm (modes as groups; total, I/O (and its bound),
+ *  cache management and compute as bars), laid out two by two in one SVG. */
+function chart(o) {
+  const W = 900, H = 400, panels = [];
+  for (const [name, r] of Object.entries(o.models)) {
+    for (const setting of ['cold', 'warm']) {
+      const cells = Object.entries(r[setting]).filter(([, c]) => c.ms_per_token !== undefined);
+      const missing = Object.entries(r[setting]).filter(([, c]) => c.ms_per_token === undefined);
+      const why = [...new Set(missing.map(([, c]) => c.skipped ?? 'error'))];
+      const skipped = why.map((w) => `${missing.filter(([, c]) => (c.skipped ?? 'error') === w).map(([k]) => k.replace('_', ' ')).join(', ')}: ${w}`);
+      const dense = r[setting].dense?.ms_per_token;
+      panels.push(barChart({
+        title: `${name}, ${setting}: ms per token by FFN mode`,
+        subtitle: `budget ${r.memory} of the model (dense: none) · ${setting === 'cold' ? `O_DIRECT, QD${QD}, reads overlap compute` : 'WASI reads, page cache warm'}` +
+          (skipped.length ? ` · ${skipped.join(', ')}` : ''),
+        unit: 'ms / token',
+        width: W, height: H,
+        groups: cells.map(([mode, c]) => ({
+          label: mode.replace('_', ' '),
+          bars: [
+            { label: 'total', value: c.ms_per_token, text: `${c.ms_per_token.toFixed(1)}` },
+            { label: 'I/O', value: c.io_ms_per_token },
+            { label: 'cache mgmt', value: c.mem_ms_per_token },
+            { label: 'compute', value: c.compute_ms_per_token },
+            ...(setting === 'cold' ? [{ label: 'I/O bound (device model)', value: c.io_bound_ms_per_token ?? 0 }] : []),
+          ].map((b) => (b.value === 0 ? { ...b, text: '' } : b)),
+        })),
+        ...(setting === 'warm' && dense ? { refLine: { label: 'goal 1.3× dense', value: 1.3 * dense } } : {}),
+      }));
+    }
+  }
+  const cols = 2, rows = Math.ceil(panels.length / cols);
+  const svg = [`<svg xmlns="http://www.w3.org/2000/svg" width="${cols * W}" height="${rows * H}" viewBox="0 0 ${cols * W} ${rows * H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${cols * W}" height="${rows * H}" fill="#fff"/>`];
+  panels.forEach((p, i) => svg.push(`<g transform="translate(${(i % cols) * W} ${Math.floor(i / cols) * H})">`, p.trim(), '</g>'));
+  svg.push('</svg>');
+  return svg.join('\n') + '\n';
+}
