@@ -1,0 +1,200 @@
+// Sparsity predictors: the training kernels (SIMD against their scalar references), a short training
+// run, the .fnpred format (round trip and hostile files), and the shipped predictors measured with
+// the real engine against Hugging Face's activations on golden text (not in calibration.txt).
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModel } from '../dist/src/index.js';
+import {
+  trainKernels, trainLayer, trainPredictor, collectSamples, evaluatePredictor, savePredictor, loadPredictor,
+  predictorPath, predictorBytes, modelFingerprint, roundF16, f32ToF16,
+} from '../dist/src/predictor.js';
+import { f16ToF32 } from '../dist/src/image.js';
+import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
+import { tmpDir, cleanupTmp } from './helpers/hostile.js';
+
+after(cleanupTmp);
+
+function lcg(seed) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+}
+
+describe('predictor training kernels: SIMD vs scalar reference', () => {
+  const k = trainKernels();
+  const r = lcg(7);
+  const put = (n, gen = r) => { const p = k.alloc(Math.max(4, n) * 4 + 64, 64); new Float32Array(k.memory.buffer, p, n).forEach((_, i, a) => { a[i] = gen(); }); return p; };
+  const get = (p, n) => new Float32Array(k.memory.buffer, p, n).slice();
+  const copy = (p, n) => { const q = k.alloc(Math.max(4, n) * 4 + 64, 64); new Float32Array(k.memory.buffer, q, n).set(get(p, n)); return q; };
+  const close = (a, b, tol, what) => {
+    for (let i = 0; i < a.length; i++) {
+      const e = Math.abs(a[i] - b[i]), lim = tol * (1 + Math.abs(b[i]));
+      if (!(e <= lim)) assert.fail(`${what}: element ${i} is ${a[i]}, reference ${b[i]} (|diff| ${e} > ${lim})`);
+    }
+  };
+  const SIZES = [[1, 1, 1, 1], [3, 5, 7, 3], [5, 17, 15, 33], [7, 33, 31, 17], [17, 15, 5, 9], [2, 384, 16, 1536]]; // [B, d, r, ffn]
+
+  for (const [B, d, R, ffn] of SIZES) {
+    it(`forward, loss, backward and Adam agree at B=${B} d=${d} r=${R} ffn=${ffn}`, () => {
+      const X = put(B * d), W1 = put(R * d), b1 = put(R), W2T = put(R * ffn), b2 = put(ffn);
+      const yb = (ffn + 7) >> 3, Y = k.alloc(B * yb + 16, 16);
+      new Uint8Array(k.memory.buffer, Y, B * yb).forEach((_, i, a) => { a[i] = Math.floor((r() + 1) * 128); });
+      const H = put(B * R), Hr = put(B * R);
+      k.linear_relu(X, B, d, W1, b1, R, H); k.linear_relu_ref(X, B, d, W1, b1, R, Hr);
+      close(get(H, B * R), get(Hr, B * R), 1e-5, 'linear_relu');
+      const Z = put(B * ffn), Zr = put(B * ffn);
+      k.linear_out(H, B, R, W2T, b2, ffn, Z); k.linear_out_ref(H, B, R, W2T, b2, ffn, Zr);
+      close(get(Z, B * ffn), get(Zr, B * ffn), 1e-5, 'linear_out');
+      // spread logits over ±12 so exp/log1p see their whole range
+      new Float32Array(k.memory.buffer, Z, B * ffn).forEach((v, i, a) => { a[i] = v * 3; });
+      const Zr2 = copy(Z, B * ffn);
+      const loss = k.bce_grad(Z, Y, B, ffn, yb, 3.5, 0.25), lossRef = k.bce_grad_ref(Zr2, Y, B, ffn, yb, 3.5, 0.25);
+      close([loss], [lossRef], 1e-5, 'bce_grad loss');
+      close(get(Z, B * ffn), get(Zr2, B * ffn), 1e-5, 'bce_grad gradient');
+      const dW2 = put(R * ffn), db2 = put(ffn), dW2r = copy(dW2, R * ffn), db2r = copy(db2, ffn);
+      k.grad_out(H, Z, B, R, ffn, dW2, db2); k.grad_out_ref(H, Z, B, R, ffn, dW2r, db2r);
+      close(get(dW2, R * ffn), get(dW2r, R * ffn), 1e-5, 'grad_out dW2');
+      close(get(db2, ffn), get(db2r, ffn), 1e-5, 'grad_out db2');
+      const dA = put(B * R), dAr = put(B * R);
+      k.grad_hidden(Z, W2T, H, B, R, ffn, dA); k.grad_hidden_ref(Z, W2T, H, B, R, ffn, dAr);
+      close(get(dA, B * R), get(dAr, B * R), 1e-5, 'grad_hidden');
+      const dW1 = put(R * d), db1 = put(R), dW1r = copy(dW1, R * d), db1r = copy(db1, R);
+      k.grad_in(X, dA, B, d, R, dW1, db1); k.grad_in_ref(X, dA, B, d, R, dW1r, db1r);
+      close(get(dW1, R * d), get(dW1r, R * d), 1e-5, 'grad_in dW1');
+      close(get(db1, R), get(db1r, R), 1e-5, 'grad_in db1');
+      const n = R * d, P = put(n), G = put(n), M = put(n), V = put(n, () => Math.abs(r()));
+      const Pr = copy(P, n), Mr = copy(M, n), Vr = copy(V, n);
+      k.adam(P, G, M, V, n, 1e-2, 0.9, 0.999, 1e-8, 0.19, 0.002); k.adam_ref(Pr, G, Mr, Vr, n, 1e-2, 0.9, 0.999, 1e-8, 0.19, 0.002);
+      close(get(P, n), get(Pr, n), 1e-6, 'adam P');
+      close(get(M, n), get(Mr, n), 1e-6, 'adam m');
+      close(get(V, n), get(Vr, n), 1e-6, 'adam v');
+    });
+  }
+
+  it('f32 → f16 rounds to nearest even, saturates and keeps subnormals', () => {
+    for (const h of [0, 1, 0x3ff, 0x400, 0x3c00, 0x3c01, 0x7bff, 0x8001, 0xbc00, 0xfbff]) assert.equal(f32ToF16(f16ToF32(h)), h);
+    assert.equal(f32ToF16(1 + 2 ** -11), 0x3c00); // tie → even
+    assert.equal(f32ToF16(1 + 3 * 2 ** -11), 0x3c02);
+    assert.equal(f32ToF16(1e6), 0x7c00);
+    assert.equal(f32ToF16(-1e6), 0xfc00);
+  });
+});
+
+describe('predictor: short training run and the file format', () => {
+  const name = 'opt-relu-mini';
+  let model, text, small;
+  before(async () => {
+    model = await loadModel(modelDir(name));
+    text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8').slice(0, 6000);
+  });
+  after(() => model?.close());
+
+  it('the BCE loss falls over a short run (rank 8, 300 tokens)', async () => {
+    const ids = model.tokenize(text).slice(0, 150);
+    const s = await collectSamples(model, [ids, [ids[0], ...ids.slice(150, 299)]]);
+    const { hidden: d, ffn } = model.config;
+    const w = await trainLayer(s.x[1], s.active[1], s.n, d, ffn, 8, { epochs: 4, lr: 1e-2 });
+    assert.equal(w.losses.length, 4);
+    for (let e = 1; e < 4; e++) assert.ok(w.losses[e] < w.losses[e - 1], `loss ${w.losses.join(' → ')} did not fall every epoch`);
+    assert.ok(w.losses[3] < w.losses[0] * 0.9, `loss ${w.losses.join(' → ')} fell by less than 10 %`);
+  });
+
+  it('trains (rank 8, 1 epoch), reports progress, and round-trips through save/load exactly', async () => {
+    const phases = new Set();
+    small = await trainPredictor(model, text, { rank: 8, epochs: 1, maxTokens: 512, onProgress: (d, t, phase) => phases.add(phase) });
+    for (const ph of ['collect', 'init', 'train']) assert.ok(phases.has(ph), `no ${ph} progress`);
+    assert.equal(small.layers.length, model.config.nLayers);
+    assert.equal(small.fingerprint, modelFingerprint(model.engine.header));
+    for (const l of small.layers) {
+      assert.deepEqual(l.w1, roundF16(l.w1), 'weights are f16-rounded');
+      assert.ok(l.recall >= 0.975, `validation recall ${l.recall}`);
+    }
+    const path = join(tmpDir('pred'), 'p.fnpred');
+    savePredictor(path, small);
+    const back = loadPredictor(path, small.fingerprint);
+    assert.equal(back.rank, 8);
+    assert.deepEqual(back.report, small.report);
+    small.layers.forEach((l, i) => {
+      const b = back.layers[i];
+      assert.deepEqual(b.w1, l.w1); assert.deepEqual(b.b1, l.b1); assert.deepEqual(b.w2, l.w2); assert.deepEqual(b.b2, l.b2);
+      assert.equal(b.threshold, l.threshold);
+    });
+    assert.equal(predictorBytes(back), 6 * (2 * (8 * 384 + 1536 * 8) + 4 * (8 + 1536) + 4));
+  });
+
+  it('aborts through the signal', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(trainPredictor(model, text, { rank: 4, maxTokens: 300, signal: ac.signal }), /abort/i);
+  });
+
+  describe('hostile files', () => {
+    let good, bytes;
+    before(() => {
+      good = join(tmpDir('pred'), 'good.fnpred');
+      savePredictor(good, small);
+      bytes = readFileSync(good);
+    });
+    const variant = (mut) => { const b = Buffer.from(bytes); const out = join(tmpDir('pred'), 'bad.fnpred'); writeFileSync(out, mut(b) ?? b); return out; };
+    it('truncated', () => {
+      assert.throws(() => loadPredictor(variant((b) => b.subarray(0, 10))), /not a flashneuron predictor|truncated/);
+      assert.throws(() => loadPredictor(variant((b) => b.subarray(0, 200))), /truncated/);
+      assert.throws(() => loadPredictor(variant((b) => b.subarray(0, b.length - 100))), /truncated/);
+    });
+    it('bad magic and unsupported version', () => {
+      assert.throws(() => loadPredictor(variant((b) => { b.write('GGUFxxxx', 0); })), /bad magic/);
+      assert.throws(() => loadPredictor(variant((b) => { b.write('FNPRED02', 0); })), /not supported/);
+    });
+    it('checksum mismatches', () => {
+      assert.throws(() => loadPredictor(variant((b) => { b[20] ^= 1; })), /header checksum mismatch/);
+      assert.throws(() => loadPredictor(variant((b) => { b[b.length - 3] ^= 0x40; })), /data checksum mismatch/);
+    });
+    it("another model's predictor", async () => {
+      const other = await loadModel(modelDir('llama-relu-mini'));
+      try {
+        assert.throws(() => loadPredictor(good, modelFingerprint(other.engine.header)), /belongs to another model/);
+      } finally { other.close(); }
+    });
+    it('missing file', () => assert.throws(() => loadPredictor(join(tmpDir('pred'), 'none.fnpred')), /not found/));
+  });
+
+  it('predictorPath', () => {
+    assert.equal(predictorPath('/m/opt'), join('/m/opt', 'flashneuron.fnpred'));
+    assert.equal(predictorPath('/c/opt-1234.fnimg'), '/c/opt-1234.fnpred');
+  });
+});
+
+// The shipped predictors, measured with the real engine on golden text (not in calibration.txt):
+// FFN inputs from our engine, truth = Hugging Face's activity bits from golden.json.
+for (const name of MODELS) {
+  describe(`shipped predictor: ${name}`, () => {
+    it('loads for its model and reaches recall ≥ 0.97 at ratio ≤ 2.0 on every layer of golden text', async function () {
+      const path = predictorPath(modelDir(name));
+      assert.ok(existsSync(path), `${path} is missing: run node bench/predictor.js`);
+      const model = await loadModel(modelDir(name));
+      try {
+        const p = loadPredictor(path, modelFingerprint(model.engine.header));
+        const g = golden(name);
+        const s = await collectSamples(model, g.activations.map((a) => a.ids));
+        const yb = (p.ffn + 7) >> 3;
+        s.active = s.active.map((_, l) => {
+          const bits = new Uint8Array(s.n * yb);
+          let t = 0;
+          for (const a of g.activations) { const m = Buffer.from(a.layers[l], 'base64'); assert.equal(m.length, a.ids.length * yb); bits.set(m, t * yb); t += a.ids.length; }
+          return bits;
+        });
+        const ev = evaluatePredictor(p, s);
+        for (const l of ev) {
+          assert.ok(l.recall >= 0.97, `layer ${l.layer}: recall ${l.recall.toFixed(4)} < 0.97`);
+          assert.ok(l.ratio <= 2.0, `layer ${l.layer}: predicted/true ratio ${l.ratio.toFixed(3)} > 2.0`);
+        }
+        // the global knob: a lower threshold predicts more and never loses recall
+        const loose = evaluatePredictor(p, s, Math.min(...p.layers.map((l) => l.threshold)) - 1);
+        loose.forEach((l, i) => assert.ok(l.recall >= ev[i].recall && l.ratio >= ev[i].ratio));
+        console.log(`      ${name} rank ${p.rank}, ${s.n} golden tokens: ` + ev.map((l) => `L${l.layer} ${l.recall.toFixed(3)}/${l.ratio.toFixed(2)}`).join(' '));
+      } finally {
+        model.close();
+      }
+    });
+  });
+}
