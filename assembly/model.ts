@@ -197,10 +197,25 @@ export function forward(token: i32, pos: i32): void {
   forward_end();
 }
 
+let embedOff: u64 = 0;       // file offset of the token embeddings when they stay on flash
+let embedRowBytes: usize = 0;
+let embedBuf: usize = 0;
+
+/** Leaves the token embeddings on flash at file `offset`: each token reads its row. */
+export function embed_on_flash(offset: u64, rowBytes: usize): void {
+  embedOff = offset; embedRowBytes = rowBytes; embedBuf = alloc(rowBytes, 64);
+}
+
 /** Token embedding (+ learned position for OPT, whose position ids start at posOffset). */
 export function forward_begin(token: i32, pos: i32): void {
   const t0 = now();
-  embedRow(G(G_TOK_EMBED), GDT(G_TOK_EMBED), token, x);
+  if (embedRowBytes) {
+    // Token embeddings left on flash: read this token's row.
+    const got = flash_read(flashFd, embedBuf, embedRowBytes, embedOff + <u64>token * <u64>embedRowBytes);
+    if (got != <i64>embedRowBytes && !ioError) ioError = got < 0 ? <i32>(-got) : -1;
+    add_io(<f64>embedRowBytes, 1, now() - t0);
+    embedRow(embedBuf, GDT(G_TOK_EMBED), 0, x);
+  } else embedRow(G(G_TOK_EMBED), GDT(G_TOK_EMBED), token, x);
   if (arch == ARCH_OPT) {
     embedRow(G(G_POS_EMBED), GDT(G_POS_EMBED), pos + posOffset, xb);
     vadd(xb, x, d);

@@ -2,7 +2,7 @@
 // fd_pread into its own memory, verifies their checksums, hands the weight pointers to the
 // forward pass (assembly/model.ts) and exposes forward() and the logits.
 import type { ModelConfig } from './config.js';
-import { DTYPE_CODE } from './config.js';
+import { DTYPE_BYTES, DTYPE_CODE } from './config.js';
 import { FileSource, FlashSource, readExact } from './flash.js';
 import { ImageHeader, Progress, crc32, readImageHeader, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
@@ -22,6 +22,8 @@ export interface EngineOptions {
   simd?: boolean;
   /** KV cache length; defaults to the model's max positions. */
   contextLength?: number;
+  /** Leave the token embeddings on flash, one row read per token (untied models; default: under a memory budget). */
+  embeddingsOnFlash?: boolean;
   /** KV cache element type (default f32; f16 halves it, as llama.cpp does by default). */
   kvDtype?: 'f32' | 'f16';
   onProgress?: Progress;
@@ -71,6 +73,7 @@ export interface MemoryReport {
 }
 
 const READ_CHUNK = 16 << 20;
+const SCRATCH = 64 << 10;
 const ERRNO_NAMES: Record<number, string> = { 8: 'EBADF', 28: 'EINVAL', 29: 'EIO', 44: 'ENOENT', 52: 'ENOSYS', 76: 'ENOTCAPABLE' };
 
 const GLOBAL_ROLES: Record<string, string> = {
@@ -163,7 +166,15 @@ export class Engine {
     const kvBytes = 2 * cfg.nLayers * ctx * cfg.nKvHeads * cfg.headDim * (kvDtype === 'f16' ? 2 : 4);
     e.ffn_layout(f.bundle_bytes, f.up, Math.max(f.gate, 0), f.down, f.bias);
     const resSec = section(header, 'resident');
-    const resident = e.alloc(resSec.length, 4096);
+    // Token embeddings of untied models can stay on flash: a token needs one row (one read).
+    const embT = header.tensors.find((t) => t.role === 'tok_embed')!;
+    const embBytes = embT.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[embT.dtype];
+    const embOnFlash = opts.embeddingsOnFlash ?? (budget !== undefined && !cfg.tieWordEmbeddings);
+    if (embOnFlash && cfg.tieWordEmbeddings) throw new Error('token embeddings cannot stay on flash when the lm_head shares them (tied)');
+    const embSkip = embOnFlash ? { from: embT.offset, to: embT.offset + embBytes } : undefined;
+    const resident = e.alloc(resSec.length - (embSkip ? embBytes : 0), 4096);
+    const scratch = embSkip ? e.alloc(SCRATCH, 4096) : 0;
+    if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), cfg.hidden * DTYPE_BYTES[embT.dtype]);
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
     let predBytes = 0, rowsPerLayer: number[] = [];
@@ -242,7 +253,7 @@ export class Engine {
     if (e.alloc(0, 16) === 0 || resident === 0) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const cacheBytes = rowsPerLayer.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
     const memory: MemoryReport = {
-      total, resident: resSec.length + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
+      total, resident: resSec.length - (embSkip ? embBytes : 0) + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
       predictor: predBytes, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
     };
     memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);
@@ -264,25 +275,33 @@ export class Engine {
     const sections = ['resident', ...denseFfn.map((_, l) => `ffn.${l}`)];
     const totalBytes = sections.reduce((a, n) => a + section(header, n).length, 0);
     let done = 0;
-    const readSection = (name: string, ptr: number): number => {
+    // Reads a section, verifying its checksum; bytes in `skip` (left on flash) pass through the
+    // scratch buffer for the checksum only, and later bytes land that much lower.
+    const readSection = (name: string, ptr: number, skip?: { from: number; to: number }): number => {
       const s = section(header, name);
       let crc = 0;
-      for (let off = 0; off < s.length; off += READ_CHUNK) {
-        const n = Math.min(READ_CHUNK, s.length - off);
-        const got = Number(e.flash_read(fd, ptr + off, n, BigInt(s.offset + off)));
-        if (got < 0) throw new Error(`${src.name}: read of section ${name} failed (${ioCause(-got, shim)})`);
-        if (got !== n) throw new Error(`${src.name}: image is truncated in section ${name}`);
-        crc = e.crc32(crc, ptr + off, n) >>> 0;
-        done += n;
-        opts.onProgress?.(done, totalBytes, 'load');
-      }
+      const run = (from: number, to: number, dst: number | undefined) => {
+        const chunk = dst === undefined ? SCRATCH : READ_CHUNK;
+        for (let off = from; off < to; off += chunk) {
+          const n = Math.min(chunk, to - off), p = dst === undefined ? scratch : dst + (off - from);
+          const got = Number(e.flash_read(fd, p, n, BigInt(s.offset + off)));
+          if (got < 0) throw new Error(`${src.name}: read of section ${name} failed (${ioCause(-got, shim)})`);
+          if (got !== n) throw new Error(`${src.name}: image is truncated in section ${name}`);
+          crc = e.crc32(crc, p, n) >>> 0;
+          done += n;
+          opts.onProgress?.(done, totalBytes, 'load');
+        }
+      };
+      if (!skip) run(0, s.length, ptr);
+      else { run(0, skip.from, ptr); run(skip.from, skip.to, undefined); run(skip.to, s.length, ptr + skip.from); }
       if (crc !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section ${name} (file is corrupted)`);
       return ptr;
     };
 
-    readSection('resident', resident);
+    readSection('resident', resident, embSkip);
     for (const t of header.tensors) {
-      const ptr = resident + t.offset, dt = DTYPE_CODE[t.dtype];
+      if (embSkip && t === embT) { e.set_global(g('G_TOK_EMBED'), 0, DTYPE_CODE[t.dtype]); continue; }
+      const ptr = resident + t.offset - (embSkip && t.offset >= embSkip.to ? embSkip.to - embSkip.from : 0), dt = DTYPE_CODE[t.dtype];
       if (t.layer < 0) e.set_global(g(GLOBAL_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
       else e.set_layer(t.layer, g(LAYER_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
       if (t.role === 'tok_embed' && cfg.tieWordEmbeddings) e.set_global(g('G_LM_HEAD'), ptr, dt);
@@ -290,7 +309,7 @@ export class Engine {
     for (let l = 0; l < cfg.nLayers; l++) {
       e.set_layer(l, g('L_FFN'), flash ? 0 : readSection(`ffn.${l}`, denseFfn[l]), DTYPE_CODE[f.dtype]);
     }
-    if (flash) e.flash_set_fd(fd);
+    e.flash_set_fd(fd);
     if (e.memory.buffer.byteLength !== total) throw new Error('internal error: wasm memory grew after allocation');
 
     const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);

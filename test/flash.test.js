@@ -169,6 +169,21 @@ for (const name of MODELS) {
         /memory budget .* is too small.*needs [\d.]+ MiB.*give at least [\d.]+ MiB \([\d.]+% of the model\)/);
     });
 
+    it('token embeddings left on flash (untied models) give the same logits, one row read per token', async () => {
+      if (dense.config.tieWordEmbeddings) {
+        assert.throws(() => Engine.open(path, { embeddingsOnFlash: true }), /cannot stay on flash when the lm_head shares them/);
+        return;
+      }
+      const e = Engine.open(path, { embeddingsOnFlash: true });
+      try {
+        const ids = seq(name, 12);
+        assert.ok(await compare(dense, e, ids) < 1e-6);
+        const row = e.config.hidden * 2;
+        assert.equal(e.stats().bytes_read, row * ids.length);
+        assert.equal(e.memory.resident, dense.memory.resident - e.config.vocab * row);
+      } finally { e.close(); }
+    });
+
     it('an f16 KV cache stays within 2e-2 of the f32 logits', () => {
       const e = Engine.open(path, { kvDtype: 'f16' });
       try {
