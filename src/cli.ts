@@ -36,6 +36,8 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --no-window         sparse: no reuse across tokens (each token reads its whole predicted set)
   --threshold P       sparse: predictor probability cut (default: per-layer calibrated values)
   --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)
+  --predictor-rank R  sparse: run the predictor at rank R (default: the largest that leaves
+                      the neuron caches at least half of the memory left)
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
   --context N         KV cache length in tokens (default: the model's; with --memory: the
                       prompt plus --max-tokens for generate, 128 for perplexity)
@@ -50,7 +52,7 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
   memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
-  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', 'no-bundle': 'boolean',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', 'no-bundle': 'boolean', 'predictor-rank': 'number',
 } as const;
 
 const commands: Record<string, Command> = {
@@ -159,9 +161,9 @@ predicted) and the predicted ÷ true set size there. Writes flashneuron.fnpred b
 model (in a Hugging Face folder, or x.fnpred beside an image x.fnimg), where sparse mode finds it.
 
 ${MODEL_FLAG}
-  --rank R            predictor width (default 32)
-  --epochs E          passes over the training tokens (default 8)
-  --max-tokens N      training tokens at most (default 24000)
+  --rank R            predictor width (default 192); smaller rungs are stored too
+  --epochs E          BCE fine-tuning passes after the PCA start (default 1; 0: PCA only)
+  --max-tokens N      training tokens at most (default 16000)
   --recall R          recall the thresholds are calibrated to (default 0.975)
   --out FILE          where to write the predictor (default: beside the model)
   --json              print the report as JSON`,
@@ -227,7 +229,7 @@ async function load(f: Flags): Promise<Model> {
   if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async') throw new UsageError(`--io must be wasi or async (got "${f.io}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
-    window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor),
+    window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
     kvDtype: str(f.kv) as LoadOptions['kvDtype'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),
   });

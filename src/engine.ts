@@ -45,8 +45,12 @@ export interface EngineOptions {
   cacheWeights?: number[];
   /** Hybrid: share of each layer's neurons kept in memory (default: what the budget allows). */
   hybridShare?: number;
-  /** Sparse: the predictor; without one the host supplies wanted neurons with predict() (oracle). */
-  predictor?: EnginePredictor;
+  /**
+   * Sparse: the predictor, or a function giving the one to use for the bytes left after the
+   * resident part (the caller picks a rank that fits); without one the host supplies the wanted
+   * neurons with predict() (oracle).
+   */
+  predictor?: EnginePredictor | ((roomBytes: number, bytesPerCacheRow: number) => EnginePredictor);
   /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
   threshold?: number;
   /** Staging buffer for reads (default 256 KiB; more for naive/hybrid). */
@@ -68,7 +72,7 @@ export interface EngineOptions {
 
 /** Memory the engine holds, by part (bytes). */
 export interface MemoryReport {
-  total: number; resident: number; predictor: number; neuron_cache: number; kv_cache: number; buffers: number;
+  total: number; resident: number; predictor: number; predictor_rank: number; neuron_cache: number; kv_cache: number; buffers: number;
   cache_rows: number[];
 }
 
@@ -179,9 +183,16 @@ export class Engine {
 
     let predBytes = 0, rowsPerLayer: number[] = [];
     let batched = false;
+    let chosen: EnginePredictor | undefined;
     let predPtrs: { w1: number; b1: number; w2: number; b2: number }[] = [];
     if (flash) {
-      const pred = mode === 'sparse' ? opts.predictor : undefined;
+      let pred = mode === 'sparse' ? opts.predictor : undefined;
+      if (pred && typeof pred === 'function') {
+        // A predictor of several ranks: the largest that leaves the neuron caches enough room.
+        const top0 = e.alloc(0, 16) + (opts.stagingBytes ?? 128 << 10) + cfg.ffn * 48 + cfg.nLayers * cfg.ffn * 4;
+        const room = budget === undefined ? Infinity : budget - top0 - cfg.nLayers * (cfg.ffn * 8 + 3 * 4096) - 3 * 65536;
+        pred = pred(room, f.bundle_bytes + 4);
+      }
       if (pred) checkPredictor(pred, cfg);
       const want = mode === 'sparse' ? (pred ? g('WANT_PREDICTOR') : g('WANT_HOST')) : g('WANT_ALL');
       const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window ?? 5;
@@ -194,6 +205,7 @@ export class Engine {
       const align = batched ? src.alignment ?? 1 : 1;
       const staging = opts.stagingBytes ?? (mode === "sparse" ? 128 << 10 : 1 << 20);
       e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0), align);
+      chosen = pred;
       if (pred) {
         const before = e.alloc(0, 16);
         e.predictor_init(pred.rank, DTYPE_CODE.f16);
@@ -254,15 +266,15 @@ export class Engine {
     const cacheBytes = rowsPerLayer.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
     const memory: MemoryReport = {
       total, resident: resSec.length - (embSkip ? embBytes : 0) + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
-      predictor: predBytes, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
+      predictor: predBytes, predictor_rank: chosen?.rank ?? 0, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
     };
     memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);
 
     // Pointers of the predictor weights, set after allocation.
-    if (flash && opts.predictor && mode === 'sparse') {
+    if (chosen) {
       const thr = opts.threshold;
       if (thr !== undefined && !(thr > 0 && thr < 1)) throw new Error(`threshold must be a probability between 0 and 1 (got ${thr})`);
-      opts.predictor.layers.forEach((L, l) => {
+      chosen.layers.forEach((L, l) => {
         const p = predPtrs[l];
         e.predictor_layer(l, p.w1, p.b1, p.w2, p.b2, thr === undefined ? L.threshold : Math.log(thr / (1 - thr)));
       });

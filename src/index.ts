@@ -15,5 +15,5 @@ export type { ModelConfig } from './config.js';
 export { ParallelReader } from './reader.js';
 export { probeDevice, loadProfile, saveProfile, defaultProfile, estimateUs, mergeGapBytes } from './probe.js';
 export type { DeviceProfile } from './probe.js';
-export { trainPredictor, loadPredictor, savePredictor, predictorPath, evaluatePredictor } from './predictor.js';
-export type { Predictor } from './predictor.js';
+export { trainPredictor, loadPredictor, savePredictor, predictorPath, evaluatePredictor, truncatePredictor, predictorBytesAt } from './predictor.js';
+export type { Predictor, PredictorRung } from './predictor.js';

@@ -7,7 +7,7 @@ import type { ModelConfig } from './config.js';
 import { Engine, EngineOptions, EnginePredictor } from './engine.js';
 import { FileSource, readExact } from './flash.js';
 import { convertHF, crc32, Progress, readImageHeader, VERSION } from './image.js';
-import { Predictor, loadPredictor, modelFingerprint, predictorPath } from './predictor.js';
+import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, truncatePredictor } from './predictor.js';
 import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
 import { Tokenizer } from './tokenizer.js';
@@ -25,6 +25,8 @@ export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryB
   memory?: number | string;
   /** Sparse mode's predictor file (default: the one beside the model, see predictorPath()). */
   predictorPath?: string;
+  /** Run the predictor at this rank (a rung of its file; default: the largest the budget affords). */
+  predictorRank?: number;
   /** Sparse mode without a predictor: the host supplies the wanted neurons (tests, oracles). */
   oracle?: boolean;
   /** FFN layout of the image made from a Hugging Face folder: 'split' is the unbundled ablation. */
@@ -313,7 +315,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     };
   }
   const engine = Engine.open(image, {
-    ...opts, mode, memoryBytes, planner, predictor: predictor && enginePredictor(predictor),
+    ...opts, mode, memoryBytes, planner, predictor: predictor && pickRank(predictor, opts.predictorRank),
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
@@ -340,6 +342,29 @@ export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOpti
     if (crc32(bytes) !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section tokenizer (file is corrupted)`);
     return Tokenizer.fromJSON(new TextDecoder().decode(bytes), h.tokenizer_config as any);
   } finally { src.close(); }
+}
+
+/**
+ * The predictor at the rank to run: the one asked for, else under a budget the rung expected to
+ * read least. A smaller rank predicts more neurons (its predicted_share, measured on held-out
+ * text) but leaves more rows for the neuron caches; each cached row saves about (1 - FRESH) of a
+ * read per token, FRESH being the share of a token's neurons a window does not hold.
+ */
+function pickRank(p: Predictor, rank: number | undefined): (room: number, rowBytes: number) => EnginePredictor {
+  const FRESH = 0.3;
+  return (room, rowBytes) => {
+    if (rank !== undefined) return enginePredictor(truncatePredictor(p, rank));
+    if (!Number.isFinite(room) || !p.rungs?.length) return enginePredictor(p);
+    let best = p.rungs[0].rank, bestReads = Infinity;
+    for (const r of p.rungs) {
+      const rows = (room - predictorBytesAt(p, r.rank)) / rowBytes;
+      if (rows < 16 * p.nLayers) continue;
+      const wanted = r.layers.reduce((a, L) => a + L.predicted_share * p.ffn, 0);
+      const reads = wanted - Math.min(rows, wanted) * (1 - FRESH);
+      if (reads < bestReads) { best = r.rank; bestReads = reads; }
+    }
+    return enginePredictor(truncatePredictor(p, best));
+  };
 }
 
 /** The engine's view of a trained predictor: per-layer weights, thresholds and expected set sizes. */

@@ -12,7 +12,14 @@
 //      predictor we found at a given rank;
 //   2. fine-tuning with positive-weighted BCE (pos_weight = negatives / positives), Adam, mini-batches;
 //   3. both candidates are rounded to f16 (what the engine runs), their thresholds calibrated on a
-//      validation split to the target recall, and the one predicting fewer neurons there is kept.
+//      validation split to the target recall, and the one predicting fewer neurons there is kept;
+//   4. nested ranks ("one predictor, any budget"): the PCA components are ordered by singular value,
+//      so the first r' of them are the best rank-r' predictor of the family; for each rung r' of a
+//      ladder (16 … the full rank) the kept weights cut to r' components get a b2 that adds back the
+//      dropped components' mean contribution over the training tokens and a threshold calibrated
+//      like the full rank's. truncatePredictor() gives a budget-constrained engine a smaller predictor
+//      from the same file. (The BCE candidate starts from the PCA and moves little in one short epoch,
+//      so its components stay close to ordered; every rung's recall / ratio is measured, not assumed.)
 // The report is measured on held-out text the training and calibration never saw.
 //
 // File format (.fnpred), little-endian:
@@ -20,13 +27,20 @@
 //  2. header_len u32 (bytes of the JSON header)
 //  3. header_crc32 u32 (CRC-32 of the JSON header bytes)
 //  4. JSON header, UTF-8:
-//       { format: 'flashneuron-predictor', version: 1, fingerprint, config: { nLayers, hidden, ffn, rank },
+//       { format: 'flashneuron-predictor', version: 2, fingerprint, config: { nLayers, hidden, ffn, rank },
 //         dtype: 'f16',
 //         layers: [{ threshold, recall, ratio, w1: { offset, length }, b1: {…}, w2: {…}, b2: {…} }],
+//         ranks: [{ rank, layers: [{ threshold, recall, ratio, predicted_share, true_share, val_recall, val_ratio,
+//                                   b2: { offset, length } }] }],
 //         data_crc32, report }
+//     ranks: the nested-rank ladder (ascending, the last = config.rank, its thresholds = the layers'):
+//     truncated to its first `rank` components the predictor runs with that rung's b2 (f32) and
+//     threshold; recall / ratio / shares measured on held-out text, val_* on the validation split.
+//     Version 1 files (no ranks) are rejected with a "retrain" message.
 //     offsets and lengths in bytes, relative to the data start
 //  5. zero padding up to a multiple of 64 bytes (the data start)
-//  6. data: per layer W1 (rank, d) and W2 (ffn, rank) as IEEE f16, b1 and b2 as f32; every tensor
+//  6. data: per layer W1 (rank, d) and W2 (ffn, rank) as IEEE f16, b1 and b2 as f32, then each rung's
+//     per-layer b2 as f32; every tensor
 //     starts on a 64-byte boundary; data_crc32 covers the whole data region (to the end of the file)
 // The loader checks magic, version, sizes, both CRCs, every tensor's range and shape, and the
 // fingerprint of the model it is loaded for (modelFingerprint) before it decodes anything.
@@ -46,9 +60,27 @@ export interface PredictorLayer {
   recall: number; // measured on the validation split at `threshold`
   ratio: number; // predicted-set size / true-set size on the validation split
 }
-export interface Predictor { rank: number; hidden: number; ffn: number; nLayers: number; fingerprint: string; layers: PredictorLayer[]; report: PredictorReport }
+/**
+ * One rung of the nested-rank ladder: what the predictor truncated to its first `rank` components
+ * (rows of W1 / b1, columns of W2) needs per layer. The engine computes
+ *   z = W2[:, :rank] · relu(W1[:rank] · x + b1[:rank]) + b2     (b2 of the rung)
+ * b2 = the full b2 + the dropped components' mean contribution over the training tokens; threshold
+ * calibrated on the validation split like the full rank's; recall / ratio / shares measured on the
+ * held-out split (the validation split's when there is none), val_recall / val_ratio on the validation split.
+ */
+export interface PredictorRungLayer { threshold: number; recall: number; ratio: number; predicted_share: number; true_share: number; val_recall: number; val_ratio: number; b2: Float32Array }
+export interface PredictorRung { rank: number; layers: PredictorRungLayer[] }
+export interface Predictor {
+  rank: number; hidden: number; ffn: number; nLayers: number; fingerprint: string; layers: PredictorLayer[]; report: PredictorReport;
+  /** Nested ranks the predictor can be truncated to (truncatePredictor), ascending; the last is `rank` itself. */
+  rungs: PredictorRung[];
+}
 export interface PredictorLayerEval { layer: number; recall: number; ratio: number; true_share: number; predicted_share: number; threshold: number }
-export interface PredictorReport { rank: number; train_tokens: number; heldout_tokens: number; seconds: number; layers: PredictorLayerEval[] }
+export interface PredictorReport {
+  rank: number; train_tokens: number; heldout_tokens: number; seconds: number; layers: PredictorLayerEval[];
+  /** Per layer, the candidate kept: 'pca' (the PCA initialisation) or 'bce' (it fine-tuned). */
+  kept?: string[];
+}
 export interface TrainOptions {
   /** Hidden width of the predictor (default 192). */
   rank?: number;
@@ -65,6 +97,9 @@ export interface TrainOptions {
   /** Where a layer reaches targetRecall with fewer predicted neurons than ratioBudget × active, its
    *  threshold is lowered to predict that many, for extra recall on text unlike the calibration text (default 1.8). */
   ratioBudget?: number;
+  /** Ranks below `rank` the file gets rungs for (truncatePredictor); `rank` is always the last rung
+   *  (default 16, 32, 48, 64, 96, 128, 160, 192, 224, those below `rank`). */
+  rungs?: number[];
   seed?: number;
   onProgress?: (done: number, total: number, phase: string) => void;
   signal?: AbortSignal;
@@ -78,7 +113,8 @@ export interface TrainOptions {
 export interface PredictorSamples { n: number; hidden: number; ffn: number; x: Float32Array[]; active: Uint8Array[] }
 
 const MAGIC = 'FNPRED01';
-const VERSION = 1;
+const VERSION = 2; // 2: nested-rank rungs (`ranks`)
+export const DEFAULT_RUNGS = [16, 32, 48, 64, 96, 128, 160, 192, 224];
 const ALIGN = 64;
 const WINDOW = 256; // tokens per collection window, BOS included
 const BATCH = 256;
@@ -522,18 +558,9 @@ function calibrate(z: Float32Array, bits: Uint8Array, n: number, ffn: number, ta
   return Math.min(thr, all[all.length - 1 - k]);
 }
 
-/**
- * Trains a predictor for every FFN layer of `model` on `text`: the text is tokenized once (with BOS),
- * its last `heldOut` share is kept for the report, the 10 % before that is the validation split
- * (thresholds), the rest is training data; each split is cut into windows of ≤ 256 tokens that
- * restart at position 0 with BOS.
- */
-export async function trainPredictor(model: Model, text: string, opts: TrainOptions = {}): Promise<Predictor> {
-  const t0 = performance.now();
-  const { nLayers: L, hidden: d, ffn } = model.config;
-  const rank = opts.rank ?? 192, maxTokens = opts.maxTokens ?? 16000, heldOut = opts.heldOut ?? 0.15;
-  const target = opts.targetRecall ?? 0.975, budget = opts.ratioBudget ?? 1.8, seed = opts.seed ?? 1, epochs = opts.epochs ?? 1;
-  if (!(Number.isInteger(rank) && rank >= 1 && rank <= 4096)) throw new Error(`rank must be an integer in 1..4096 (got ${rank})`);
+/** The token windows of trainPredictor's three splits of `text` (see trainPredictor). */
+export function predictorSplits(model: Model, text: string, opts: Pick<TrainOptions, 'maxTokens' | 'heldOut'> = {}): { train: number[][]; val: number[][]; held: number[][] } {
+  const maxTokens = opts.maxTokens ?? 16000, heldOut = opts.heldOut ?? 0.15;
   if (!(heldOut >= 0 && heldOut < 0.9)) throw new Error(`heldOut must be a share in [0, 0.9) (got ${heldOut})`);
   const bos = model.config.bosId;
   const all = model.tokenize(text);
@@ -542,10 +569,65 @@ export async function trainPredictor(model: Model, text: string, opts: TrainOpti
   const hEnd = body.length, hStart = Math.floor(body.length * (1 - heldOut));
   const vStart = Math.floor(hStart * 0.9);
   const cap = Math.max(WINDOW, Math.floor(maxTokens / 4));
-  const trainW = spread(windowsOf(body.slice(0, vStart), bos, span), maxTokens);
-  const valW = spread(windowsOf(body.slice(vStart, hStart), bos, span), cap);
-  const heldW = spread(windowsOf(body.slice(hStart, hEnd), bos, span), cap);
-  if (!trainW.length || !valW.length) throw new Error(`the text is too short to train a predictor (${all.length} tokens)`);
+  const train = spread(windowsOf(body.slice(0, vStart), bos, span), maxTokens);
+  const val = spread(windowsOf(body.slice(vStart, hStart), bos, span), cap);
+  const held = spread(windowsOf(body.slice(hStart, hEnd), bos, span), cap);
+  if (!train.length || !val.length) throw new Error(`the text is too short to train a predictor (${all.length} tokens)`);
+  return { train, val, held };
+}
+
+/** The ladder of rungs for a predictor of rank `rank`: the requested ranks below it, ascending, then `rank`. */
+function rungRanks(rank: number, req: number[] | undefined): number[] {
+  const want = req ?? DEFAULT_RUNGS;
+  for (const r of want) if (!(Number.isInteger(r) && r >= 1)) throw new Error(`rungs must be positive integers (got ${r})`);
+  return [...new Set(want.filter((r) => r < rank))].sort((a, b) => a - b).concat(rank);
+}
+
+/** Mean over (at most 8192 evenly spread) samples of the relu hidden units h = relu(W1 x + b1), in f64. */
+function hiddenMean(k: TrainKernels, w1: Float32Array, b1: Float32Array, X: Float32Array, n: number, d: number, r: number): Float64Array {
+  const m = Math.min(n, 8192), stride = n / m;
+  const pW1 = allocF32(k, r * d), pb1 = allocF32(k, r), pX = allocF32(k, BATCH * d), pH = allocF32(k, BATCH * r);
+  const mem = k.memory.buffer;
+  new Float32Array(mem, pW1, r * d).set(w1);
+  new Float32Array(mem, pb1, r).set(b1);
+  const xb = new Float32Array(mem, pX, BATCH * d), hb = new Float32Array(mem, pH, BATCH * r);
+  const mean = new Float64Array(r);
+  for (let s = 0; s < m; s += BATCH) {
+    const B = Math.min(BATCH, m - s);
+    for (let b = 0; b < B; b++) { const o = Math.floor((s + b) * stride) * d; xb.set(X.subarray(o, o + d), b * d); }
+    k.linear_relu(pX, B, d, pW1, pb1, r, pH);
+    for (let b = 0; b < B; b++) for (let j = 0; j < r; j++) mean[j] += hb[b * r + j];
+  }
+  for (let j = 0; j < r; j++) mean[j] /= m;
+  return mean;
+}
+
+/** Layer L cut to its first r components: W1 / b1 rows, W2 columns (repacked to (ffn, r)); b2 and threshold as given. */
+function sliceLayer(L: PredictorLayer, rank: number, r: number, d: number, ffn: number, b2: Float32Array, threshold: number, recall: number, ratio: number): PredictorLayer {
+  const w2 = new Float32Array(ffn * r);
+  for (let i = 0; i < ffn; i++) w2.set(L.w2.subarray(i * rank, i * rank + r), i * r);
+  return { w1: L.w1.slice(0, r * d), b1: L.b1.slice(0, r), w2, b2, threshold, recall, ratio };
+}
+
+/**
+ * Trains a predictor for every FFN layer of `model` on `text`: the text is tokenized once (with BOS),
+ * its last `heldOut` share is kept for the report, the 10 % before that is the validation split
+ * (thresholds), the rest is training data; each split is cut into windows of ≤ 256 tokens that
+ * restart at position 0 with BOS (predictorSplits).
+ *
+ * Nested ranks: for every rung r' of the ladder (opts.rungs, then the full rank), per layer, the kept
+ * candidate cut to its first r' components gets b2 + the dropped components' mean contribution over
+ * the training tokens, a threshold calibrated on the validation split by the same rule, and its
+ * recall / ratio measured on the held-out split with evaluatePredictor (the scalar reference).
+ */
+export async function trainPredictor(model: Model, text: string, opts: TrainOptions = {}): Promise<Predictor> {
+  const t0 = performance.now();
+  const { nLayers: L, hidden: d, ffn } = model.config;
+  const rank = opts.rank ?? 192;
+  const target = opts.targetRecall ?? 0.975, budget = opts.ratioBudget ?? 1.8, seed = opts.seed ?? 1, epochs = opts.epochs ?? 1;
+  if (!(Number.isInteger(rank) && rank >= 1 && rank <= 4096)) throw new Error(`rank must be an integer in 1..4096 (got ${rank})`);
+  const ladder = rungRanks(rank, opts.rungs);
+  const { train: trainW, val: valW, held: heldW } = predictorSplits(model, text, opts);
   const count = (ws: number[][]) => ws.reduce((s, w) => s + w.length, 0);
   const nCollect = count(trainW) + count(valW) + count(heldW);
 
@@ -557,7 +639,9 @@ export async function trainPredictor(model: Model, text: string, opts: TrainOpti
   const nTune = Math.min(train.n, TUNE_TOKENS);
   const stepsPerLayer = epochs * Math.ceil(nTune / BATCH);
   let done = 0;
-  const layers: PredictorLayer[] = [];
+  const layers: PredictorLayer[] = [], kept: string[] = [];
+  // per rung, per layer: b2, threshold and validation measures
+  const rungVal = ladder.map(() => [] as { b2: Float32Array; threshold: number; recall: number; ratio: number; pred: number; act: number }[]);
   for (let l = 0; l < L; l++) {
     opts.signal?.throwIfAborted();
     progress?.(l, L, 'init');
@@ -565,39 +649,73 @@ export async function trainPredictor(model: Model, text: string, opts: TrainOpti
     const init = pcaInit(W, bias, train.x[l], train.n, d, ffn, rank);
     await tick();
     // candidate 1: the PCA initialisation as it stands; candidate 2: it fine-tuned with weighted BCE + Adam
-    const candidates: { w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array }[] = [
-      { w1: init.w1, b1: init.b1, w2: transpose(init.w2t, rank, ffn), b2: init.b2 },
+    const candidates: { name: string; w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: Float32Array }[] = [
+      { name: 'pca', w1: init.w1, b1: init.b1, w2: transpose(init.w2t, rank, ffn), b2: init.b2 },
     ];
     if (epochs > 0) {
-      candidates.push(await trainLayer(train.x[l].subarray(0, nTune * d), train.active[l], nTune, d, ffn, rank, {
+      candidates.push({ name: 'bce', ...await trainLayer(train.x[l].subarray(0, nTune * d), train.active[l], nTune, d, ffn, rank, {
         epochs, seed: seed + 7919 * l, lr: opts.lr ?? 3e-4, init, signal: opts.signal,
         onStep: () => { if (++done % 8 === 0) progress?.(done, stepsPerLayer * L, 'train'); },
-      }));
+      }) });
     }
     // f16-rounded weights (what the engine runs) calibrated on the validation split; the smaller predicted set wins
-    let best: PredictorLayer | undefined;
+    let best: PredictorLayer | undefined, bestName = '';
+    const z = new Float32Array(val.n * ffn);
     for (const c of candidates) {
       const layer = { w1: roundF16(c.w1), b1: c.b1, w2: roundF16(c.w2), b2: c.b2, threshold: 0, recall: 0, ratio: 0 };
-      const z = new Float32Array(val.n * ffn);
       layerLogits(trainKernels(), layer, val.x[l], val.n, d, ffn, rank, z);
       layer.threshold = calibrate(z, val.active[l], val.n, ffn, target, budget);
       const m = countLayer(z, val.active[l], val.n, ffn, layer.threshold);
       layer.recall = m.recall;
       layer.ratio = m.ratio;
-      if (!best || layer.ratio < best.ratio) best = layer;
+      if (!best || layer.ratio < best.ratio) { best = layer; bestName = c.name; }
     }
     layers.push(best!);
-    await tick();
+    kept.push(bestName);
+    // the rungs: b2 compensated for the dropped components' mean, threshold recalibrated
+    progress?.(l, L, 'rungs');
+    const mean = hiddenMean(trainKernels(), best!.w1, best!.b1, train.x[l], train.n, d, rank);
+    for (const [ri, r] of ladder.entries()) {
+      let b2 = best!.b2, S = best!;
+      if (r < rank) {
+        b2 = new Float32Array(ffn);
+        for (let i = 0; i < ffn; i++) {
+          let s = best!.b2[i];
+          for (let kk = r, o = i * rank; kk < rank; kk++) s += best!.w2[o + kk] * mean[kk];
+          b2[i] = s;
+        }
+        S = sliceLayer(best!, rank, r, d, ffn, b2, 0, 0, 0);
+        layerLogits(trainKernels(), S, val.x[l], val.n, d, ffn, r, z);
+        S.threshold = calibrate(z, val.active[l], val.n, ffn, target, budget);
+      } else {
+        layerLogits(trainKernels(), S, val.x[l], val.n, d, ffn, r, z);
+      }
+      const m = countLayer(z, val.active[l], val.n, ffn, S.threshold);
+      rungVal[ri].push({ b2: b2.slice(), threshold: S.threshold, recall: m.recall, ratio: m.ratio, pred: m.pred, act: m.act });
+      await tick();
+    }
   }
   progress?.(stepsPerLayer * L, stepsPerLayer * L, 'train');
+  const rungs: PredictorRung[] = ladder.map((r, ri) => ({
+    rank: r,
+    layers: rungVal[ri].map((v) => ({
+      threshold: v.threshold, recall: v.recall, ratio: v.ratio, predicted_share: v.pred / Math.max(1, val.n * ffn), true_share: v.act / Math.max(1, val.n * ffn),
+      val_recall: v.recall, val_ratio: v.ratio, b2: v.b2,
+    })),
+  }));
   const p: Predictor = {
     rank, hidden: d, ffn, nLayers: L, fingerprint: modelFingerprint(model.engine.header), layers,
-    report: { rank, train_tokens: train.n, heldout_tokens: held?.n ?? 0, seconds: 0, layers: [] },
+    report: { rank, train_tokens: train.n, heldout_tokens: held?.n ?? 0, seconds: 0, layers: [], kept }, rungs,
   };
   if (held) {
-    progress?.(0, 1, 'evaluate');
-    p.report.layers = evaluatePredictor(p, held);
-    progress?.(1, 1, 'evaluate');
+    for (const [ri, rung] of rungs.entries()) {
+      progress?.(ri, rungs.length, 'evaluate');
+      const ev = evaluatePredictor(truncatePredictor(p, rung.rank), held);
+      ev.forEach((e, l) => Object.assign(rung.layers[l], { recall: e.recall, ratio: e.ratio, predicted_share: e.predicted_share, true_share: e.true_share }));
+      if (rung.rank === rank) p.report.layers = ev;
+      await tick();
+    }
+    progress?.(rungs.length, rungs.length, 'evaluate');
   }
   p.report.seconds = Math.round((performance.now() - t0) / 100) / 10;
   return p;
@@ -657,6 +775,54 @@ export function predictorBytes(p: Predictor): number {
   return p.nLayers * (2 * (p.rank * p.hidden + p.ffn * p.rank) + 4 * (p.rank + p.ffn) + 4);
 }
 
+/** The largest rung of p at or below `rank` (throws when there is none). */
+function rungAt(p: Predictor, rank: number): PredictorRung {
+  if (!Array.isArray(p.rungs) || !p.rungs.length) throw new Error('this predictor has no nested-rank rungs; train it again');
+  if (!(Number.isFinite(rank) && rank >= 1)) throw new Error(`rank must be a number ≥ 1 (got ${rank})`);
+  let best: PredictorRung | undefined;
+  for (const g of p.rungs) if (g.rank <= rank && (!best || g.rank > best.rank)) best = g;
+  if (!best) throw new Error(`rank ${rank} is below the predictor's smallest rung (${p.rungs.map((g) => g.rank).join(', ')})`);
+  return best;
+}
+
+/**
+ * p truncated to the largest rung ≤ `rank`: per layer the first r' rows of W1 / b1 and columns of W2
+ * (repacked to (ffn, r')), the rung's b2 and threshold; layers' recall / ratio are the rung's
+ * validation measures, report.layers its held-out ones; rungs keeps those ≤ r' (the last is r').
+ * The result's math is exactly what the engine runs: z = W2[:, :r'] · relu(W1[:r'] x + b1[:r']) + b2_r'.
+ */
+export function truncatePredictor(p: Predictor, rank: number): Predictor {
+  const g = rungAt(p, rank), r = g.rank, { hidden: d, ffn } = p;
+  if (g.layers.length !== p.nLayers) throw new Error(`rung ${r} has ${g.layers.length} layers, the predictor ${p.nLayers}`);
+  const layers = p.layers.map((L, l) => {
+    const G = g.layers[l];
+    if (G.b2.length !== ffn) throw new Error(`rung ${r} layer ${l}: b2 has ${G.b2.length} values, expected ${ffn}`);
+    return sliceLayer(L, p.rank, r, d, ffn, G.b2.slice(), G.threshold, G.val_recall, G.val_ratio);
+  });
+  const copyRung = (q: PredictorRung): PredictorRung => ({ rank: q.rank, layers: q.layers.map((G) => ({ ...G, b2: G.b2.slice() })) });
+  return {
+    rank: r, hidden: d, ffn, nLayers: p.nLayers, fingerprint: p.fingerprint, layers,
+    report: {
+      ...p.report, rank: r,
+      layers: g.layers.map((G, l) => ({ layer: l, recall: G.recall, ratio: G.ratio, true_share: G.true_share, predicted_share: G.predicted_share, threshold: G.threshold })),
+    },
+    rungs: p.rungs.filter((q) => q.rank <= r).map(copyRung),
+  };
+}
+
+/** Engine bytes of p truncated to `rank` (the largest rung ≤ rank, as truncatePredictor picks): predictorBytes' formula at that rank. */
+export function predictorBytesAt(p: Predictor, rank: number): number {
+  const r = rungAt(p, rank).rank;
+  return p.nLayers * (2 * (r * p.hidden + p.ffn * r) + 4 * (r + p.ffn) + 4);
+}
+
+/** The largest rung rank of p whose engine bytes fit in `bytes`, or undefined when even the smallest does not. */
+export function rankForBytes(p: Predictor, bytes: number): number | undefined {
+  let best: number | undefined;
+  for (const g of p.rungs ?? []) if (predictorBytesAt(p, g.rank) <= bytes && (best === undefined || g.rank > best)) best = g.rank;
+  return best;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Identity and files
 
@@ -683,6 +849,7 @@ interface FileHeader {
   config: { nLayers: number; hidden: number; ffn: number; rank: number };
   dtype: string;
   layers: { threshold: number; recall: number; ratio: number; w1: Range; b1: Range; w2: Range; b2: Range }[];
+  ranks: { rank: number; layers: (Omit<PredictorRungLayer, 'b2'> & { b2: Range })[] }[];
   data_crc32: number;
   report: PredictorReport;
 }
@@ -697,6 +864,11 @@ export function savePredictor(path: string, p: Predictor): void {
     checkLayerShape(L, r, d, ffn, 'predictor');
     return { w1: place(r * d * 2), b1: place(r * 4), w2: place(ffn * r * 2), b2: place(ffn * 4) };
   });
+  checkRungs(p.rungs, r, p.nLayers, ffn, 'predictor');
+  p.rungs[p.rungs.length - 1].layers.forEach((G, l) => {
+    if (G.threshold !== p.layers[l].threshold) throw new Error(`predictor: the full-rank rung's layer ${l} threshold ${G.threshold} differs from the layer's ${p.layers[l].threshold}`);
+  });
+  const rungRanges = p.rungs.map((g) => g.layers.map(() => place(ffn * 4)));
   const data = new Uint8Array(off);
   const dv = new DataView(data.buffer);
   p.layers.forEach((L, l) => {
@@ -706,10 +878,18 @@ export function savePredictor(path: string, p: Predictor): void {
     L.b1.forEach((v, i) => dv.setFloat32(g.b1.offset + 4 * i, v, true));
     L.b2.forEach((v, i) => dv.setFloat32(g.b2.offset + 4 * i, v, true));
   });
+  p.rungs.forEach((g, gi) => g.layers.forEach((G, l) => G.b2.forEach((v, i) => dv.setFloat32(rungRanges[gi][l].offset + 4 * i, v, true))));
   const header: FileHeader = {
     format: 'flashneuron-predictor', version: VERSION, fingerprint: p.fingerprint,
     config: { nLayers: p.nLayers, hidden: d, ffn, rank: r }, dtype: 'f16',
     layers: p.layers.map((L, l) => ({ threshold: L.threshold, recall: L.recall, ratio: L.ratio, ...ranges[l] })),
+    ranks: p.rungs.map((g, gi) => ({
+      rank: g.rank,
+      layers: g.layers.map((G, l) => ({
+        threshold: G.threshold, recall: G.recall, ratio: G.ratio, predicted_share: G.predicted_share, true_share: G.true_share,
+        val_recall: G.val_recall, val_ratio: G.val_ratio, b2: rungRanges[gi][l],
+      })),
+    })),
     data_crc32: crc32(data), report: p.report,
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -737,6 +917,23 @@ export function savePredictor(path: string, p: Predictor): void {
 function writeAll(fd: number, bytes: Uint8Array, pos: number): void {
   let done = 0;
   while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, pos + done);
+}
+
+/** Rungs must be ascending distinct integer ranks in 1..rank ending at rank, each with nLayers layers of ffn-long b2 and finite numbers. */
+function checkRungs(rungs: PredictorRung[] | undefined, rank: number, nLayers: number, ffn: number, what: string): void {
+  if (!Array.isArray(rungs) || !rungs.length) throw new Error(`${what}: no nested-rank rungs (train it again)`);
+  rungs.forEach((g, gi) => {
+    if (!Number.isInteger(g.rank) || g.rank < 1 || g.rank > rank) throw new Error(`${what}: rung ${gi} has rank ${g.rank}, not an integer in 1..${rank}`);
+    if (gi > 0 && !(g.rank > rungs[gi - 1].rank)) throw new Error(`${what}: rung ranks are not ascending (${rungs.map((q) => q.rank).join(', ')})`);
+    if (!Array.isArray(g.layers) || g.layers.length !== nLayers) throw new Error(`${what}: rung ${g.rank} lists ${g.layers?.length} layers, expected ${nLayers}`);
+    g.layers.forEach((G, l) => {
+      for (const k of ['threshold', 'recall', 'ratio', 'predicted_share', 'true_share', 'val_recall', 'val_ratio'] as const) {
+        if (typeof G[k] !== 'number' || !Number.isFinite(G[k])) throw new Error(`${what}: rung ${g.rank} layer ${l} ${k} is ${G[k]}`);
+      }
+      if (G.b2 && G.b2.length !== ffn) throw new Error(`${what}: rung ${g.rank} layer ${l} b2 has ${G.b2.length} values, expected ${ffn}`);
+    });
+  });
+  if (rungs[rungs.length - 1].rank !== rank) throw new Error(`${what}: the last rung has rank ${rungs[rungs.length - 1].rank}, not the full rank ${rank}`);
 }
 
 function checkLayerShape(L: PredictorLayer, r: number, d: number, ffn: number, what: string): void {
@@ -768,7 +965,8 @@ export function loadPredictor(path: string, expectFingerprint?: string): Predict
   let h: FileHeader;
   try { h = JSON.parse(new TextDecoder().decode(json)); } catch { return bad('predictor header is not valid JSON'); }
   if (h.format !== 'flashneuron-predictor') bad(`not a flashneuron predictor (format ${h.format})`);
-  if (h.version !== VERSION) bad(`predictor version ${h.version} is not supported (this build reads ${VERSION}); train it again`);
+  if (h.version === 1) bad(`predictor version 1 has no nested-rank table (this build reads version ${VERSION}); retrain it (flashneuron train-predictor, or node bench/predictor.js for the shipped models)`);
+  if (h.version !== VERSION) bad(`predictor version ${h.version} is not supported (this build reads ${VERSION}); retrain it`);
   if (h.dtype !== 'f16') bad(`predictor dtype ${h.dtype} is not supported (expected f16)`);
   const c = h.config ?? ({} as FileHeader['config']);
   for (const k of ['nLayers', 'hidden', 'ffn', 'rank'] as const) {
@@ -793,6 +991,23 @@ export function loadPredictor(path: string, expectFingerprint?: string): Predict
     }
     if (typeof L.threshold !== 'number' || !Number.isFinite(L.threshold)) bad(`invalid predictor: layer ${l} threshold ${L.threshold}`);
   }
+  if (!Array.isArray(h.ranks)) bad('invalid predictor: no nested-rank table (ranks); retrain it');
+  for (const g of h.ranks) {
+    if (!g || typeof g !== 'object') bad('invalid predictor: a ranks entry is not an object');
+    for (const [l, G] of (Array.isArray(g.layers) ? g.layers : []).entries()) {
+      const b = G?.b2;
+      if (!b || !Number.isSafeInteger(b.offset) || !Number.isSafeInteger(b.length) || b.offset < 0) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 has a bad range`);
+      if (b.length !== ffn * 4) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 holds ${b.length} bytes, its shape needs ${ffn * 4}`);
+      if (b.offset % ALIGN) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 is not ${ALIGN}-byte aligned`);
+      if (b.offset + b.length > data.length) bad(`predictor file is truncated (rung ${g.rank} layer ${l} b2 ends at ${b.offset + b.length}, the data has ${data.length} bytes)`);
+    }
+  }
+  try {
+    const heads = h.ranks.map((g) => ({ rank: g.rank, layers: Array.isArray(g.layers) ? g.layers.map(({ b2: _b2, ...G }) => G) : g.layers }));
+    checkRungs(heads as unknown as PredictorRung[], r, c.nLayers, ffn, 'invalid predictor');
+  } catch (e) { bad((e as Error).message); }
+  const full = h.ranks[h.ranks.length - 1];
+  full.layers.forEach((G, l) => { if (G.threshold !== h.layers[l].threshold) bad(`invalid predictor: the full-rank rung's layer ${l} threshold ${G.threshold} differs from the layer's ${h.layers[l].threshold}`); });
   if (crc32(data) !== h.data_crc32 >>> 0) bad('predictor data checksum mismatch (file is corrupted)');
   const ddv = new DataView(data.buffer, data.byteOffset, data.length);
   const f16s = (g: Range) => { const o = new Float32Array(g.length >> 1); for (let i = 0; i < o.length; i++) o[i] = f16ToF32(ddv.getUint16(g.offset + 2 * i, true)); return o; };
@@ -801,5 +1016,6 @@ export function loadPredictor(path: string, expectFingerprint?: string): Predict
     rank: r, hidden: d, ffn, nLayers: c.nLayers, fingerprint: h.fingerprint,
     layers: h.layers.map((L) => ({ w1: f16s(L.w1), b1: f32s(L.b1), w2: f16s(L.w2), b2: f32s(L.b2), threshold: L.threshold, recall: L.recall, ratio: L.ratio })),
     report: h.report,
+    rungs: h.ranks.map((g) => ({ rank: g.rank, layers: g.layers.map((G) => ({ ...G, b2: f32s(G.b2) })) })),
   };
 }

@@ -8,8 +8,9 @@ import { loadModel } from '../dist/src/index.js';
 import {
   trainKernels, trainLayer, trainPredictor, collectSamples, evaluatePredictor, savePredictor, loadPredictor,
   predictorPath, predictorBytes, modelFingerprint, roundF16, f32ToF16,
+  truncatePredictor, predictorBytesAt, rankForBytes, predictorSplits,
 } from '../dist/src/predictor.js';
-import { f16ToF32 } from '../dist/src/image.js';
+import { f16ToF32, crc32 } from '../dist/src/image.js';
 import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
 import { tmpDir, cleanupTmp } from './helpers/hostile.js';
 
@@ -99,10 +100,10 @@ describe('predictor: short training run and the file format', () => {
     assert.ok(w.losses[3] < w.losses[0] * 0.9, `loss ${w.losses.join(' → ')} fell by less than 10 %`);
   });
 
-  it('trains (rank 8, 1 epoch), reports progress, and round-trips through save/load exactly', async () => {
+  it('trains (rank 24, rungs 8 and 16, 1 epoch), reports progress, and round-trips through save/load exactly', async () => {
     const phases = new Set();
-    small = await trainPredictor(model, text, { rank: 8, epochs: 1, maxTokens: 512, onProgress: (d, t, phase) => phases.add(phase) });
-    for (const ph of ['collect', 'init', 'train']) assert.ok(phases.has(ph), `no ${ph} progress`);
+    small = await trainPredictor(model, text, { rank: 24, rungs: [16, 8, 64], epochs: 1, maxTokens: 512, onProgress: (d, t, phase) => phases.add(phase) });
+    for (const ph of ['collect', 'init', 'train', 'rungs', 'evaluate']) assert.ok(phases.has(ph), `no ${ph} progress`);
     assert.equal(small.layers.length, model.config.nLayers);
     assert.equal(small.fingerprint, modelFingerprint(model.engine.header));
     for (const l of small.layers) {
@@ -112,14 +113,89 @@ describe('predictor: short training run and the file format', () => {
     const path = join(tmpDir('pred'), 'p.fnpred');
     savePredictor(path, small);
     const back = loadPredictor(path, small.fingerprint);
-    assert.equal(back.rank, 8);
+    assert.equal(back.rank, 24);
     assert.deepEqual(back.report, small.report);
     small.layers.forEach((l, i) => {
       const b = back.layers[i];
       assert.deepEqual(b.w1, l.w1); assert.deepEqual(b.b1, l.b1); assert.deepEqual(b.w2, l.w2); assert.deepEqual(b.b2, l.b2);
       assert.equal(b.threshold, l.threshold);
     });
-    assert.equal(predictorBytes(back), 6 * (2 * (8 * 384 + 1536 * 8) + 4 * (8 + 1536) + 4));
+    assert.deepEqual(back.rungs, small.rungs);
+    assert.equal(predictorBytes(back), 6 * (2 * (24 * 384 + 1536 * 24) + 4 * (24 + 1536) + 4));
+  });
+
+  describe('nested ranks', () => {
+    let held;
+    before(async () => { held = await collectSamples(model, predictorSplits(model, text, { maxTokens: 512 }).held); });
+
+    it('has the ladder 8, 16, 24 (ranks above the full one dropped), the full rung matching the layers', () => {
+      assert.deepEqual(small.rungs.map((g) => g.rank), [8, 16, 24]);
+      const full = small.rungs.at(-1);
+      full.layers.forEach((G, l) => {
+        assert.equal(G.threshold, small.layers[l].threshold);
+        assert.deepEqual(G.b2, small.layers[l].b2);
+      });
+      for (const g of small.rungs) for (const G of g.layers) assert.ok(G.val_recall >= 0.975, `rung ${g.rank}: validation recall ${G.val_recall}`);
+    });
+
+    it("truncation is exactly the engine's math on the full weights' first r' components + the rung's b2", () => {
+      const { hidden: d, ffn } = small, R = small.rank, yb = (ffn + 7) >> 3;
+      for (const g of small.rungs) {
+        const t = truncatePredictor(small, g.rank), r = g.rank;
+        assert.equal(t.rank, r);
+        assert.deepEqual(t.rungs.map((q) => q.rank), small.rungs.filter((q) => q.rank <= r).map((q) => q.rank));
+        const ev = evaluatePredictor(t, held);
+        ev.forEach((e, l) => {
+          const L = small.layers[l], G = g.layers[l];
+          assert.equal(t.layers[l].w2.length, ffn * r);
+          // scalar recomputation from the full tensors: W1 rows k < r, W2 (ffn, R) columns k < r, the rung's b2
+          const h = new Float64Array(r);
+          let tp = 0, pred = 0, act = 0;
+          for (let s = 0; s < held.n; s++) {
+            for (let k = 0; k < r; k++) {
+              let a = L.b1[k];
+              for (let j = 0; j < d; j++) a += L.w1[k * d + j] * held.x[l][s * d + j];
+              h[k] = a > 0 ? a : 0;
+            }
+            for (let i = 0; i < ffn; i++) {
+              let z = G.b2[i];
+              for (let k = 0; k < r; k++) z += L.w2[i * R + k] * h[k];
+              const y = (held.active[l][s * yb + (i >> 3)] >> (i & 7)) & 1, p = z > G.threshold;
+              act += y; pred += +p; tp += +(p && y === 1);
+            }
+          }
+          assert.equal(e.recall, tp / act, `rung ${r} layer ${l} recall`);
+          assert.equal(e.ratio, pred / act, `rung ${r} layer ${l} ratio`);
+          // and the stored held-out measures are these
+          assert.equal(G.recall, e.recall, `rung ${r} layer ${l}: stored recall ${G.recall}, measured ${e.recall}`);
+          assert.equal(G.ratio, e.ratio);
+          assert.equal(G.predicted_share, e.predicted_share);
+          assert.deepEqual(t.report.layers[l], { layer: l, recall: G.recall, ratio: G.ratio, true_share: G.true_share, predicted_share: G.predicted_share, threshold: G.threshold });
+        });
+      }
+      assert.deepEqual(small.report.layers, evaluatePredictor(small, held), 'the report is the full-rank held-out measure');
+    });
+
+    it('picks the largest rung ≤ the rank asked for; bytes at a rank; the largest rung within a byte budget', () => {
+      assert.equal(truncatePredictor(small, 15).rank, 8);
+      assert.equal(truncatePredictor(small, 16).rank, 16);
+      assert.equal(truncatePredictor(small, 1000).rank, 24);
+      assert.throws(() => truncatePredictor(small, 7), /below the predictor's smallest rung/);
+      for (const r of [8, 20, 24]) assert.equal(predictorBytesAt(small, r), predictorBytes(truncatePredictor(small, r)));
+      assert.equal(predictorBytesAt(small, 24), predictorBytes(small));
+      assert.equal(rankForBytes(small, predictorBytesAt(small, 16)), 16);
+      assert.equal(rankForBytes(small, predictorBytesAt(small, 16) - 1), 8);
+      assert.equal(rankForBytes(small, 1000), undefined);
+      // a truncated predictor saves and loads like any other (its ladder ends at its rank)
+      const path = join(tmpDir('pred'), 't.fnpred');
+      const t = truncatePredictor(small, 16);
+      savePredictor(path, t);
+      const back = loadPredictor(path);
+      assert.equal(back.rank, 16);
+      assert.deepEqual(back.layers.map((L) => L.threshold), small.rungs[1].layers.map((G) => G.threshold));
+      assert.throws(() => savePredictor(path, { ...small, rungs: [] }), /no nested-rank rungs/);
+      assert.throws(() => savePredictor(path, { ...small, rungs: [small.rungs[1], small.rungs[0], small.rungs[2]] }), /not ascending/);
+    });
   });
 
   it('aborts through the signal', async () => {
@@ -156,6 +232,40 @@ describe('predictor: short training run and the file format', () => {
       } finally { other.close(); }
     });
     it('missing file', () => assert.throws(() => loadPredictor(join(tmpDir('pred'), 'none.fnpred')), /not found/));
+
+    // rewrites the JSON header (valid CRC, data moved to the new aligned start)
+    const withHeader = (fn) => variant((b) => {
+      const hlen = b.readUInt32LE(8), start = Math.ceil((16 + hlen) / 64) * 64;
+      const h = JSON.parse(b.subarray(16, 16 + hlen).toString('utf8'));
+      fn(h);
+      const json = Buffer.from(JSON.stringify(h)), nstart = Math.ceil((16 + json.length) / 64) * 64;
+      const out = Buffer.alloc(nstart + b.length - start);
+      b.copy(out, 0, 0, 8); out.writeUInt32LE(json.length, 8); out.writeUInt32LE(crc32(json), 12); json.copy(out, 16); b.copy(out, nstart, start);
+      return out;
+    });
+    it('version 1 (no rank ladder) asks for a retrain', () => {
+      assert.throws(() => loadPredictor(withHeader((h) => { h.version = 1; delete h.ranks; })), /version 1 has no nested-rank table.*retrain/);
+      assert.throws(() => loadPredictor(withHeader((h) => { h.version = 3; })), /version 3 is not supported.*retrain/);
+    });
+    it('malformed rank ladders', () => {
+      const bad = (fn, re) => assert.throws(() => loadPredictor(withHeader(fn)), re);
+      bad((h) => { delete h.ranks; }, /no nested-rank table/);
+      bad((h) => { h.ranks = []; }, /no nested-rank rungs/);
+      bad((h) => { h.ranks.reverse(); }, /not ascending|last rung/);
+      bad((h) => { h.ranks.pop(); }, /not the full rank 24/);
+      bad((h) => { h.ranks[0].rank = 30; }, /not an integer in 1\.\.24/);
+      bad((h) => { h.ranks[0].rank = 2.5; }, /not an integer/);
+      bad((h) => { h.ranks[1].layers.pop(); }, /lists 5 layers, expected 6/);
+      bad((h) => { h.ranks[0].layers[2].threshold = null; }, /layer 2 threshold is null/);
+      bad((h) => { h.ranks[0].layers[0].b2.length -= 4; }, /b2 holds 6140 bytes/);
+      bad((h) => { h.ranks[0].layers[0].b2.offset += 4; }, /not 64-byte aligned/);
+      bad((h) => { h.ranks[2].layers[0].b2.offset = 1 << 30; }, /truncated/);
+      bad((h) => { h.ranks[2].layers[1].threshold += 1; }, /full-rank rung's layer 1 threshold/);
+    });
+    it('rung data is CRC-covered', () => {
+      // the last rung's b2 of the last layer ends the data region
+      assert.throws(() => loadPredictor(variant((b) => { b[b.length - 1] ^= 0x01; })), /data checksum mismatch/);
+    });
   });
 
   it('predictorPath', () => {
@@ -192,6 +302,21 @@ for (const name of MODELS) {
         const loose = evaluatePredictor(p, s, Math.min(...p.layers.map((l) => l.threshold)) - 1);
         loose.forEach((l, i) => assert.ok(l.recall >= ev[i].recall && l.ratio >= ev[i].ratio));
         console.log(`      ${name} rank ${p.rank}, ${s.n} golden tokens: ` + ev.map((l) => `L${l.layer} ${l.recall.toFixed(3)}/${l.ratio.toFixed(2)}`).join(' '));
+        // the nested-rank ladder: 16 … full, held-out calibration-text measures stored per rung
+        assert.equal(p.rungs.at(-1).rank, p.rank);
+        assert.ok(p.rungs.length >= 6 && p.rungs[0].rank === 16, `ladder ${p.rungs.map((g) => g.rank)}`);
+        p.rungs.at(-1).layers.forEach((G, l) => {
+          assert.ok(G.recall >= 0.97 && G.ratio <= 2.0, `full rank layer ${l}: held-out recall ${G.recall} ratio ${G.ratio}`);
+          assert.equal(G.threshold, p.layers[l].threshold);
+        });
+        for (const g of p.rungs) for (const [l, G] of g.layers.entries()) {
+          assert.ok(G.val_recall >= 0.975, `rung ${g.rank} layer ${l}: validation recall ${G.val_recall}`);
+          assert.ok(G.recall >= 0.96, `rung ${g.rank} layer ${l}: held-out recall ${G.recall} (calibrated to 0.975)`);
+        }
+        // a mid rung on golden text: truncation keeps recall near its calibration
+        const mid = truncatePredictor(p, 64), evm = evaluatePredictor(mid, s);
+        evm.forEach((l) => assert.ok(l.recall >= 0.955, `rank 64 layer ${l.layer}: golden recall ${l.recall.toFixed(4)}`));
+        console.log(`      ${name} rank 64 (${(predictorBytesAt(p, 64) / 2 ** 20).toFixed(2)} MiB of ${(predictorBytes(p) / 2 ** 20).toFixed(2)}): ` + evm.map((l) => `L${l.layer} ${l.recall.toFixed(3)}/${l.ratio.toFixed(2)}`).join(' '));
       } finally {
         model.close();
       }
