@@ -235,7 +235,7 @@ export class Engine {
         }
         const weights = opts.cacheWeights ?? (mode === 'sparse' && pred ? pred.layers.map((L) => Math.max(L.predicted_share ?? 1, 1e-3)) : new Array(cfg.nLayers).fill(1));
         if (weights.length !== cfg.nLayers || weights.some((w) => !(w > 0))) throw new Error(`cacheWeights needs ${cfg.nLayers} positive numbers`);
-        rowsPerLayer = shareRows(Math.max(0, totalRows), weights, cfg.ffn);
+        rowsPerLayer = shareRows(Math.max(0, totalRows), weights, cfg.ffn, 16);
       }
       if (budget !== undefined) {
         const minimum = top + cfg.nLayers * (perLayerFixed + 16 * perRowOverhead) + 65536;
@@ -472,9 +472,11 @@ function fmtBytes(n: number): string {
 }
 
 /** Splits `total` rows over layers in proportion to `weights`, none above `cap`. */
-export function shareRows(total: number, weights: number[], cap: number): number[] {
-  const rows = new Array(weights.length).fill(0);
-  let left = total, open = weights.map((_, i) => i);
+export function shareRows(total: number, weights: number[], cap: number, floor = 0): number[] {
+  // Every layer gets `floor` rows first (when the total allows), the rest in proportion.
+  const base = Math.min(floor, cap, Math.floor(total / weights.length));
+  const rows = new Array(weights.length).fill(base);
+  let left = total - base * weights.length, open = weights.map((_, i) => i).filter((i) => rows[i] < cap);
   while (left > 0 && open.length) {
     const sum = open.reduce((a, i) => a + weights[i], 0);
     let given = 0;

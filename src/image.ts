@@ -22,7 +22,7 @@
 //       { format, version, config: ModelConfig, tokenizer_config, source,
 //         sections: [{ name, offset, length, crc32 }],
 //         tensors:  [{ role, layer, offset (in "resident"), dtype, shape }],
-//         ffn:      { dtype, bundle_bytes, up, gate, down, bias, layout?, parts? } }
+//         ffn:      { dtype, bundle_bytes, up, gate, down, bias, layout?, parts?, bundled_crc32? } }
 //                   (gate/bias: -1 when absent; layout "bundled" when absent)
 // Every section carries a CRC-32 (zlib's); the loader verifies each section it reads whole.
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
@@ -48,6 +48,8 @@ export interface FfnLayout {
   layout?: 'bundled' | 'split';
   /** split layout: where each part of a neuron lies in the section and in the assembled bundle */
   parts?: FfnPart[];
+  /** split layout: CRC-32 of each layer's FFN in the bundled layout (the same weights' identity) */
+  bundled_crc32?: number[];
 }
 export interface ImageHeader {
   format: 'flashneuron';
@@ -245,6 +247,7 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
       const down = asDtype(ckpt.readTensor(L.down.name), ckpt.tensor(L.down.name).dtype, ffnDtype);
       const bias = L.upB ? widenToF32(ckpt.readTensor(L.upB.name), ckpt.tensor(L.upB.name).dtype) : undefined;
       const b = bundle(cfg, ffn, es, up, gate, down, bias);
+      if (split) (ffn.bundled_crc32 ??= []).push(crc32(b));
       writeSection(`ffn.${l}`, split ? unbundle(b, ffn, cfg.ffn) : b);
     }
 

@@ -830,7 +830,8 @@ export function rankForBytes(p: Predictor, bytes: number): number | undefined {
 export function modelFingerprint(header: ImageHeader): string {
   const c = header.config;
   const parts = [section(header, 'resident').crc32];
-  for (let l = 0; l < c.nLayers; l++) parts.push(section(header, `ffn.${l}`).crc32);
+  // The bundled layout's checksums, so a split (--no-bundle) image of the same weights matches.
+  for (let l = 0; l < c.nLayers; l++) parts.push(header.ffn.bundled_crc32?.[l] ?? section(header, `ffn.${l}`).crc32);
   const cfg = crc32(new TextEncoder().encode(JSON.stringify(c)));
   const sec = crc32(new TextEncoder().encode(parts.join(',')));
   const hex = (v: number) => (v >>> 0).toString(16).padStart(8, '0');
