@@ -652,6 +652,20 @@ function planCost(gap: i32): f64 {
 }
 
 let roundGap: i32 = 0;
+let maxOpBytes: u64 = 1 << 30;   // longest single read (the host's parallel reads want several)
+
+export function set_max_op_bytes(n: u32): void { maxOpBytes = max<u64>(<u64>n, align); }
+
+/** Reads the extent of neurons [first, last] takes (all parts). */
+function opsFor(first: i32, last: i32): i32 {
+  let n = 0;
+  for (let p = 0; p < nParts; p++) {
+    const lo = (PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
+    const hi = (PB(p) + <u64>(last + 1) * <u64>PL(p) + align - 1) & ~(align - 1);
+    n += <i32>((hi - lo + maxOpBytes - 1) / maxOpBytes);
+  }
+  return n;
+}
 
 /** Picks the merge gap: the profile's, unless reading each missing span through is cheaper;
  *  never worse than reading the layer's whole FFN front to back. */
@@ -687,20 +701,26 @@ export function plan_round(l: i32): i32 {
     }
     let need: usize = 0;
     for (let p = 0; p < nParts; p++) need += <usize>(missAt(j) - missAt(i) + 1) * PL(p) + <usize>(align << 1);
-    if (ops + nParts > maxOps || used + need > stagingBytes) {
+    if (used + need > stagingBytes) {
       if (ops == 0) { ioError = -2; return 0; }  // staging too small for one neuron: a setup bug
       break;
     }
     const first = missAt(i), last = missAt(j);
+    const nOps = opsFor(first, last);
+    if (ops + nOps > maxOps) { if (ops == 0) { ioError = -2; return 0; } break; }
     for (let p = 0; p < nParts; p++) {
       const lo = (base + PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
       const end = base + PB(p) + <u64>(last + 1) * <u64>PL(p);
       const hi = (end + align - 1) & ~(align - 1);
       used = <usize>((<u64>used + align - 1) & ~(align - 1));
       const dst = staging + used;
-      const e = plan + <usize>ops * 24;
-      store<f64>(e, <f64>lo); store<f64>(e, <f64>(hi - lo), 8); store<f64>(e, <f64>dst, 16);
-      ops++;
+      // Long extents go out as several reads of at most maxOpBytes, in flight together.
+      for (let at = lo; at < hi; at += maxOpBytes) {
+        const len = min<u64>(maxOpBytes, hi - at);
+        const e = plan + <usize>ops * 24;
+        store<f64>(e, <f64>at); store<f64>(e, <f64>len, 8); store<f64>(e, <f64>(dst + <usize>(at - lo)), 16);
+        ops++;
+      }
       for (let k = i; k <= j; k++) {
         const id = missAt(k);
         if (p == 0) store<i32>(itemId + (<usize>(items + k - i) << 2), id);

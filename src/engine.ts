@@ -59,6 +59,8 @@ export interface EngineOptions {
   planner?: { opUs: number; byteUs: number; gapBytes: number };
   /** Reads issued per round at most. */
   maxOps?: number;
+  /** Longest single read with io 'async' (default 256 KiB: long extents become parallel reads). */
+  maxReadBytes?: number;
   /**
    * FFN reads: 'wasi' (default) — the wasm reads through WASI fd_pread, one at a time;
    * 'async' — the host reads each round in parallel (queueDepth in flight, libuv pool) while the
@@ -186,10 +188,17 @@ export class Engine {
     let chosen: EnginePredictor | undefined;
     let predPtrs: { w1: number; b1: number; w2: number; b2: number }[] = [];
     if (flash) {
+      if ((opts.io ?? 'wasi') === 'async' || opts.direct) {
+        if (!src.readBatch) throw new Error(`${src.name}: this flash source has no parallel reads (readBatch); use io 'wasi'`);
+        if (opts.direct && !path) throw new Error('direct (O_DIRECT) reads need the model as a file path');
+        batched = true;
+      }
+      // Parallel reads want a staging buffer that holds many reads in flight; WASI reads one at a time.
+      const staging = opts.stagingBytes ?? (mode === 'sparse' && !batched ? 128 << 10 : batched && mode === 'sparse' ? 512 << 10 : 1 << 20);
       let pred = mode === 'sparse' ? opts.predictor : undefined;
       if (pred && typeof pred === 'function') {
-        // A predictor of several ranks: the largest that leaves the neuron caches enough room.
-        const top0 = e.alloc(0, 16) + (opts.stagingBytes ?? 128 << 10) + cfg.ffn * 48 + cfg.nLayers * cfg.ffn * 4;
+        // A predictor of several ranks: the caller picks one for the room the resident part leaves.
+        const top0 = e.alloc(0, 16) + staging + cfg.ffn * 48 + cfg.nLayers * cfg.ffn * 4;
         const room = budget === undefined ? Infinity : budget - top0 - cfg.nLayers * (cfg.ffn * 8 + 3 * 4096) - 3 * 65536;
         pred = pred(room, f.bundle_bytes + 4);
       }
@@ -197,14 +206,9 @@ export class Engine {
       const want = mode === 'sparse' ? (pred ? g('WANT_PREDICTOR') : g('WANT_HOST')) : g('WANT_ALL');
       const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window ?? 5;
       if (!(Number.isInteger(window) && window >= 0)) throw new Error(`window must be a whole number of tokens ≥ 0 (got ${opts.window})`);
-      if ((opts.io ?? 'wasi') === 'async' || opts.direct) {
-        if (!src.readBatch) throw new Error(`${src.name}: this flash source has no parallel reads (readBatch); use io 'wasi'`);
-        if (opts.direct && !path) throw new Error('direct (O_DIRECT) reads need the model as a file path');
-        batched = true;
-      }
       const align = batched ? src.alignment ?? 1 : 1;
-      const staging = opts.stagingBytes ?? (mode === "sparse" ? 128 << 10 : 1 << 20);
       e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0), align);
+      if (batched) e.set_max_op_bytes(opts.maxReadBytes ?? 256 << 10);
       chosen = pred;
       if (pred) {
         const before = e.alloc(0, 16);
