@@ -16,6 +16,7 @@
 // Every SIMD kernel has a scalar *_ref beside it with the same contract; test/predictor.test.js
 // checks each pair at awkward sizes. Pointers are byte offsets; no kernel allocates.
 import { alloc, memory_bytes } from "./mem";
+import { exp4 } from "./kernels/exp";
 export { alloc, memory_bytes };
 
 @inline function hsum(v: v128): f32 {
@@ -126,22 +127,6 @@ export function linear_out_ref(H: usize, B: i32, r: i32, W2T: usize, b2: usize, 
 //   dL/dz    = w·y·(σ(z) - 1) + (1-y)·σ(z)
 // bce_grad writes scale · dL/dz over Z and returns Σ L (unscaled).
 
-// exp on f32x4 (Cephes expf: 2^n · P(r), |rel err| < 2e-7 on [-87, 88]); constants splatted by the caller.
-@inline function vexp(x: v128): v128 {
-  x = f32x4.max(f32x4.min(x, f32x4.splat(88.0)), f32x4.splat(-87.0));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504089)));
-  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  p = f32x4.add(f32x4.mul(f32x4.mul(p, r), r), f32x4.add(r, f32x4.splat(1.0)));
-  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
-  return f32x4.mul(p, e);
-}
 
 // log1p(t) for t in [0, 1]: 2·atanh(s), s = t / (2 + t) ≤ 1/3, odd series to s^11 (|err| < 2e-7).
 @inline function vlog1p01(t: v128): v128 {
@@ -171,7 +156,7 @@ export function bce_grad(Z: usize, Y: usize, B: i32, ffn: i32, yb: i32, posWeigh
       const nib = (<u32>load<u8>(y + (<usize>i >> 3)) >> (<u32>i & 4)) & 15;
       const ym = i32x4.ne(v128.and(i32x4.splat(nib), bitv), i32x4.splat(0)); // lanes all-ones where active
       const zz = v128.load(z + (<usize>i << 2));
-      const t = vexp(f32x4.neg(f32x4.abs(zz)));                            // exp(-|z|)
+      const t = exp4(f32x4.neg(f32x4.abs(zz)));                            // exp(-|z|)
       const inv = f32x4.div(one, f32x4.add(one, t));
       const sig = v128.bitselect(inv, f32x4.mul(t, inv), f32x4.ge(zz, zv0)); // σ(z)
       const l1p = vlog1p01(t);

@@ -4,7 +4,7 @@
 import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, DTYPE_CODE } from './config.js';
 import { FileSource, FlashSource, readExact } from './flash.js';
-import { ImageHeader, Progress, crc32, readImageHeader, section } from './image.js';
+import { ImageHeader, Progress, crc32, f32ToF16, readImageHeader, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
@@ -517,27 +517,6 @@ function putF32(e: EngineExports, v: Float32Array): number {
   const p = e.alloc(v.length * 4, 64);
   new Float32Array(e.memory.buffer, p, v.length).set(v);
   return p;
-}
-
-const f32buf = new Float32Array(1), u32buf = new Uint32Array(f32buf.buffer);
-export function f32ToF16(x: number): number {
-  f32buf[0] = x;
-  const b = u32buf[0], sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff, man = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    const m = man | 0x800000, shift = 14 - e;
-    let h = m >>> shift;
-    const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (man >>> 13);
-  const rem = man & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
-  return sign | h;
 }
 
 function unknownRole(role: string): never {

@@ -316,6 +316,34 @@ function writeAll(fd: number, bytes: Uint8Array, pos: number): void {
 
 // ---- dtype helpers ----
 
+const cvt = new Float32Array(1);
+const cvtU = new Uint32Array(cvt.buffer);
+
+/** IEEE binary16 bits of v (round to nearest even; overflow to ±Inf). */
+export function f32ToF16(v: number): number {
+  cvt[0] = v;
+  const x = cvtU[0];
+  const sign = (x >>> 16) & 0x8000;
+  const e = (x >>> 23) & 0xff;
+  let m = x & 0x7fffff;
+  if (e === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
+  const he = e - 127 + 15;
+  if (he >= 31) return sign | 0x7c00;
+  if (he <= 0) {
+    if (he < -10) return sign;
+    m |= 0x800000;
+    const shift = 14 - he;
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (he << 10) | (m >>> 13);
+  const rem = m & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++; // carries into the exponent correctly
+  return sign | h;
+}
+
 export function f16ToF32(h: number): number {
   const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
   if (e === 0) return s * m * 2 ** -24;

@@ -46,7 +46,8 @@
 // fingerprint of the model it is loaded for (modelFingerprint) before it decodes anything.
 import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, f16ToF32, section, widenToF32 } from './image.js';
+import { crc32, f16ToF32, f32ToF16, section, widenToF32 } from './image.js';
+export { f32ToF16 };
 import { readExact } from './flash.js';
 import type { ImageHeader } from './image.js';
 import type { Model } from './model.js';
@@ -177,33 +178,6 @@ function allocF32(k: TrainKernels, n: number): number {
 
 // ---------------------------------------------------------------------------------------------
 // f16 rounding
-
-const cvt = new Float32Array(1);
-const cvtU = new Uint32Array(cvt.buffer);
-/** IEEE binary16 bits of v (round to nearest even; overflow to ±Inf). */
-export function f32ToF16(v: number): number {
-  cvt[0] = v;
-  const x = cvtU[0];
-  const sign = (x >>> 16) & 0x8000;
-  const e = (x >>> 23) & 0xff;
-  let m = x & 0x7fffff;
-  if (e === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
-  const he = e - 127 + 15;
-  if (he >= 31) return sign | 0x7c00;
-  if (he <= 0) {
-    if (he < -10) return sign;
-    m |= 0x800000;
-    const shift = 14 - he;
-    let h = m >>> shift;
-    const rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++;
-    return sign | h;
-  }
-  let h = (he << 10) | (m >>> 13);
-  const rem = m & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++; // carries into the exponent correctly
-  return sign | h;
-}
 
 /** Values of a rounded to f16 and back (what the engine computes with). */
 export function roundF16(a: Float32Array): Float32Array {

@@ -1,26 +1,14 @@
 // The CLI contract other tools rely on, run as a user would: node bin/flashneuron.js ...
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ROOT, golden, modelDir } from './helpers/models.js';
+import { cliRunner } from './helpers/cli.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 
-const run = promisify(execFile);
-const BIN = join(ROOT, 'bin', 'flashneuron.js');
-let env;
-before(() => { env = { ...process.env, FLASHNEURON_CACHE: tmpDir('clicache') }; });
+let cli;
+before(() => { cli = cliRunner('clicache'); });
 after(cleanupTmp);
-
-async function cli(...args) {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env, maxBuffer: 1 << 24 });
-    return { code: 0, ...r };
-  } catch (e) {
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('cli', () => {
   it('generate --json on the embedded default model reproduces the golden greedy ids', async () => {

@@ -1,26 +1,14 @@
 // The flash engine from the command line: budgets, modes, stats, the predictor check, errors.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ROOT, golden, modelDir } from './helpers/models.js';
+import { cliRunner } from './helpers/cli.js';
 import { cleanupTmp, tmpDir, copyModel } from './helpers/hostile.js';
 
-const run = promisify(execFile);
-const BIN = join(ROOT, 'bin', 'flashneuron.js');
-let env;
-before(() => { env = { ...process.env, FLASHNEURON_CACHE: tmpDir('flashcache') }; });
+let cli;
+before(() => { cli = cliRunner('flashcache'); });
 after(cleanupTmp);
-
-async function cli(...args) {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env, maxBuffer: 1 << 24 });
-    return { code: 0, ...r };
-  } catch (e) {
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const STATS = ['bytes_read_per_token', 'reads_per_token', 'io_ms_per_token', 'mem_ms_per_token', 'compute_ms_per_token',
   'ms_per_token', 'ffn_bytes_total', 'model_bytes', 'resident_bytes_peak', 'ffn_cache_fraction'];
