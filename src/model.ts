@@ -350,7 +350,7 @@ export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOpti
  * text) but leaves more rows for the neuron caches; each cached row saves about (1 - FRESH) of a
  * read per token, FRESH being the share of a token's neurons a window does not hold.
  */
-function pickRank(p: Predictor, rank: number | undefined): (room: number, rowBytes: number) => EnginePredictor {
+export function pickRank(p: Predictor, rank: number | undefined): (room: number, rowBytes: number) => EnginePredictor {
   const FRESH = 0.3;
   return (room, rowBytes) => {
     if (rank !== undefined) return enginePredictor(truncatePredictor(p, rank));

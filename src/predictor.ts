@@ -924,7 +924,11 @@ function checkLayerShape(L: PredictorLayer, r: number, d: number, ffn: number, w
  */
 export function loadPredictor(path: string, expectFingerprint?: string): Predictor {
   if (!existsSync(path)) throw new Error(`predictor not found: ${path}`);
-  const buf = new Uint8Array(readFileSync(path));
+  return decodePredictor(new Uint8Array(readFileSync(path)), path, expectFingerprint);
+}
+
+/** A predictor from the bytes of a .fnpred file (`path` names it in errors); same checks as loadPredictor. */
+export function decodePredictor(buf: Uint8Array, path: string, expectFingerprint?: string): Predictor {
   const bad = (msg: string): never => { throw new Error(`${path}: ${msg}`); };
   if (buf.length < 16) bad(`not a flashneuron predictor (file is ${buf.length} bytes)`);
   const magic = new TextDecoder().decode(buf.subarray(0, 8));

@@ -15,6 +15,11 @@ export interface EngineExports {
 let simdBytes: Uint8Array<ArrayBuffer> | undefined;
 let plainBytes: Uint8Array<ArrayBuffer> | undefined;
 
+/** Supplies the wasm builds where there is no file system to read them from (browsers: fetch them). */
+export function setEngineBinaries(simd: Uint8Array<ArrayBuffer>, plain: Uint8Array<ArrayBuffer>): void {
+  simdBytes = simd; plainBytes = plain;
+}
+
 /** The wasm binary this runtime should run: SIMD when `WebAssembly.validate` accepts it. */
 export function engineBinary(preferSimd = true): { bytes: Uint8Array<ArrayBuffer>; simd: boolean } {
   simdBytes ??= new Uint8Array(readFileSync(new URL("flashneuron.simd.wasm", BUILD)));

@@ -1,0 +1,91 @@
+// The demo page in a real headless Chromium (Debian's, driven by playwright-core): the model is
+// written into OPFS, the engine runs in a Web Worker reading it from there, greedy ids equal the
+// golden ones, and with a budget the FFN is read from OPFS within it.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { ROOT, golden } from './helpers/models.js';
+import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { startServer } from '../web/server.js';
+
+after(cleanupTmp);
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
+
+describe('browser: Chromium, Web Worker, OPFS', function () {
+  let server, context, page;
+  before(async function () {
+    if (!CHROMIUM) {
+      if (process.env.CI) throw new Error('chromium is not installed (apt-get install chromium)');
+      this.skip();
+    }
+    server = await startServer({ port: 0, cacheDir: tmpDir('webcache') });
+    // A persistent context: OPFS in a throwaway one is far slower.
+    context = await chromium.launchPersistentContext(tmpDir('profile'), {
+      executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'],
+    });
+    page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e.message));
+    await page.goto(server.url);
+  });
+  after(async () => {
+    await context?.close();
+    await server?.close();
+  });
+
+  for (const name of ['opt-relu-mini', 'llama-relu-mini']) {
+    it(`${name}: dense greedy ids equal golden`, async () => {
+      const p = golden(name).prompts[0];
+      const info = await page.evaluate((model) => window.flashneuron.load({ model, memory: '' }), name);
+      assert.equal(info.mode, 'dense');
+      const c = await page.evaluate((prompt) => window.flashneuron.generate({ prompt, maxTokens: 24, temperature: 0, stopAtEos: false }), p.text);
+      assert.deepEqual(c.prompt_ids, p.ids);
+      assert.deepEqual(c.ids, p.greedy_ids);
+    });
+  }
+
+  it('sparse under a budget reads the FFN from OPFS and stays within the budget', async () => {
+    const p = golden('llama-relu-mini').prompts[0];
+    const info = await page.evaluate(() => window.flashneuron.load({ model: 'llama-relu-mini', memory: '80%' }));
+    assert.equal(info.mode, 'sparse');
+    assert.ok(info.memory.total <= 0.8 * info.model_bytes, `${info.memory.total} > 80% of ${info.model_bytes}`);
+    const c = await page.evaluate((prompt) => window.flashneuron.generate({ prompt, maxTokens: 24, temperature: 0, stopAtEos: false }), p.text);
+    assert.ok(c.stats.bytes_read_per_token > 0);
+    assert.ok(c.stats.resident_bytes_peak <= 0.8 * c.stats.model_bytes);
+    const same = c.ids.filter((id, i) => id === p.greedy_ids[i]).length;
+    assert.ok(same >= 12, `only ${same} of 24 greedy ids equal the dense model's`);
+    mkdirSync(join(ROOT, 'docs'), { recursive: true });
+    writeFileSync(join(ROOT, 'docs', 'demo.png'), await page.screenshot({ fullPage: true }));
+  });
+
+  it('a file that is not a model is a clear error and leaves nothing behind in OPFS', async () => {
+    const r = await page.evaluate(async () => {
+      const file = new File([new TextEncoder().encode('{"not": "a model"}')], 'bad.fnimg');
+      let message = '';
+      try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
+      const dir = await navigator.storage.getDirectory();
+      const names = [];
+      for await (const k of dir.keys()) names.push(k);
+      return { message, names, shown: document.getElementById('error').textContent };
+    });
+    assert.match(r.message, /not a flashneuron image/);
+    assert.equal(r.shown, r.message);
+    assert.ok(!r.names.includes('bad.fnimg') && !r.names.includes('bad.fnimg.partial'), r.names.join(','));
+  });
+
+  it('a truncated image is refused the same way', async () => {
+    const r = await page.evaluate(async () => {
+      const whole = await (await fetch('model/opt-relu-mini.fnimg')).arrayBuffer();
+      const file = new File([whole.slice(0, whole.byteLength >> 1)], 'cut.fnimg');
+      let message = '';
+      try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
+      const dir = await navigator.storage.getDirectory();
+      const names = [];
+      for await (const k of dir.keys()) names.push(k);
+      return { message, names };
+    });
+    assert.match(r.message, /truncated/);
+    assert.ok(!r.names.includes('cut.fnimg') && !r.names.includes('cut.fnimg.partial'), r.names.join(','));
+  });
+});

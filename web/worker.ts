@@ -1,0 +1,103 @@
+// The engine in a dedicated Web Worker: the model image lives in OPFS and is read from there,
+// through the WASI shim, straight into wasm memory. Messages (see web/app.js):
+//   in  { type: 'init', simd, plain }                       the wasm builds (ArrayBuffers)
+//   in  { type: 'load', name, url? | file?, predictorUrl?, memory?, mode?, window? }
+//   in  { type: 'generate', prompt, maxTokens, temperature, topK, topP, seed }   { type: 'stop' }
+//   out { type: 'progress', phase, done, total } { type: 'ready', info } { type: 'token', id, text, stats }
+//       { type: 'done', completion } { type: 'error', message }
+import { Engine, FfnMode } from '../src/engine.js';
+import { Model, parseMemory, pickRank } from '../src/model.js';
+import { Tokenizer } from '../src/tokenizer.js';
+import { setEngineBinaries } from '../src/wasm.js';
+import { decodePredictor, modelFingerprint, Predictor } from '../src/predictor.js';
+import { readImageHeader } from '../src/image.js';
+import { OpfsSource, openOpfs, writeOpfs } from '../src/opfs.js';
+
+const post = (m: unknown) => (self as unknown as Worker).postMessage(m);
+let model: Model | undefined;
+let stop: AbortController | undefined;
+
+self.onmessage = async (ev: MessageEvent) => {
+  const m = ev.data;
+  try {
+    if (m.type === 'init') setEngineBinaries(new Uint8Array(m.simd), new Uint8Array(m.plain));
+    else if (m.type === 'load') await load(m);
+    else if (m.type === 'generate') await generate(m);
+    else if (m.type === 'stop') stop?.abort();
+  } catch (e) {
+    post({ type: 'error', message: (e as Error).message });
+  }
+};
+
+/** Streams a File or a fetched URL in chunks, with its size. */
+async function source(m: { url?: string; file?: File }): Promise<{ total: number; chunks: AsyncIterable<Uint8Array> }> {
+  if (m.file) {
+    const reader = m.file.stream().getReader();
+    return { total: m.file.size, chunks: iterate(reader) };
+  }
+  const r = await fetch(m.url!);
+  if (!r.ok || !r.body) throw new Error(`cannot fetch ${m.url}: HTTP ${r.status}`);
+  return { total: Number(r.headers.get('content-length') ?? 0), chunks: iterate(r.body.getReader()) };
+}
+
+async function* iterate(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncIterable<Uint8Array> {
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    yield value;
+  }
+}
+
+async function load(m: { name: string; url?: string; file?: File; predictorUrl?: string; memory?: string; mode?: FfnMode; window?: number }): Promise<void> {
+  model?.close();
+  model = undefined;
+  // Written once into OPFS (checked before it gets its name), then read from there.
+  const dir = await navigator.storage.getDirectory();
+  const have = await dir.getFileHandle(m.name).then((h) => h.getFile()).catch(() => undefined);
+  if (!have || m.file) {
+    const { total, chunks } = await source(m);
+    await writeOpfs(m.name, total, chunks, (src) => readImageHeader(src), (done, t) => post({ type: 'progress', phase: 'write to OPFS', done, total: t }));
+  }
+  const src = await openOpfs(m.name);
+  try {
+    const header = readImageHeader(src);
+    const memoryBytes = m.memory ? parseMemory(m.memory, src.size) : undefined;
+    // Without a predictor a budget still works: a share of neurons kept, the rest read per token.
+    const mode: FfnMode = m.mode ?? (memoryBytes ? (m.predictorUrl ? 'sparse' : 'hybrid') : 'dense');
+    let predictor: Predictor | undefined;
+    if (mode === 'sparse') {
+      if (!m.predictorUrl) throw new Error('sparse mode needs the model\'s predictor (.fnpred)');
+      const r = await fetch(m.predictorUrl);
+      if (!r.ok) throw new Error(`cannot fetch ${m.predictorUrl}: HTTP ${r.status}`);
+      predictor = decodePredictor(new Uint8Array(await r.arrayBuffer()), m.predictorUrl, modelFingerprint(header));
+    }
+    const p = predictor;
+    const engine = Engine.open(src, {
+      wasi: 'shim', mode, memoryBytes, window: m.window, contextLength: memoryBytes ? 256 : undefined,
+      kvDtype: memoryBytes ? 'f16' : 'f32', io: mode === 'dense' ? 'wasi' : 'async',
+      predictor: p && pickRank(p, undefined),
+      onProgress: (done, total, phase) => post({ type: 'progress', phase, done, total }),
+    });
+    const tokenizer = Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
+    model = new Model(engine, tokenizer, m.name);
+    post({ type: 'ready', info: { name: m.name, mode, model_bytes: src.size, memory: engine.memory, config: engine.config, simd: engine.simd } });
+  } catch (e) {
+    src.close();
+    throw e;
+  }
+}
+
+async function generate(m: { prompt: string; maxTokens?: number; temperature?: number; topK?: number; topP?: number; seed?: number; stopAtEos?: boolean }): Promise<void> {
+  if (!model) throw new Error('no model loaded');
+  stop = new AbortController();
+  const it = model.generate(m.prompt, { ...m, signal: stop.signal });
+  const t0 = performance.now();
+  let n = 0;
+  for (;;) {
+    const r = await it.next();
+    if (r.done) { post({ type: 'done', completion: r.value }); break; }
+    n++;
+    const s = model.engine.stats();
+    post({ type: 'token', id: r.value.id, text: r.value.text, stats: { tokens: n, tokens_per_s: (1000 * n) / (performance.now() - t0), bytes_read: s.bytes_read, memory_bytes: model.engine.memoryBytes } });
+  }
+}
