@@ -30,7 +30,7 @@ async function cli(runtime, model, memory) {
   const out = [];
   for (let i = 0; i < RUNS; i++) {
     const args = [...pre, 'generate', '--model', join(ROOT, 'models', model), '--json', '--temperature', '0', '--max-tokens', String(TOKENS), '--no-stop',
-      ...(memory ? ['--memory', memory, '--context', '256'] : []), PROMPT];
+      ...(memory ? ['--memory', memory, '--context', '192'] : []), PROMPT];
     out.push(JSON.parse((await run(exe, args, { maxBuffer: 1 << 24 })).stdout).stats);
   }
   return summary(out);

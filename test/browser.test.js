@@ -59,6 +59,14 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     writeFileSync(join(ROOT, 'docs', 'demo.png'), await page.screenshot({ fullPage: true }));
   });
 
+  it('the demo default (opt-relu-mini at 60%) loads within its budget and generates', async () => {
+    const info = await page.evaluate(() => window.flashneuron.load({ model: 'opt-relu-mini', memory: '60%' }));
+    assert.equal(info.mode, 'sparse');
+    assert.ok(info.memory.total <= 0.6 * info.model_bytes);
+    const c = await page.evaluate(() => window.flashneuron.generate({ prompt: 'The meaning of the word', maxTokens: 128, temperature: 0 }));
+    assert.ok(c.ids.length > 0 && c.stats.bytes_read_per_token > 0);
+  });
+
   it('a file that is not a model is a clear error and leaves nothing behind in OPFS', async () => {
     const r = await page.evaluate(async () => {
       const file = new File([new TextEncoder().encode('{"not": "a model"}')], 'bad.fnimg');

@@ -73,8 +73,8 @@ async function load(m: { name: string; url?: string; file?: File; predictorUrl?:
     }
     const p = predictor;
     const engine = Engine.open(src, {
-      wasi: 'shim', mode, memoryBytes, window: m.window, contextLength: memoryBytes ? 256 : undefined,
-      kvDtype: memoryBytes ? 'f16' : 'f32', io: mode === 'dense' ? 'wasi' : 'async',
+      wasi: 'shim', mode, memoryBytes, window: m.window, contextLength: memoryBytes ? 192 : undefined,
+      kvDtype: memoryBytes ? 'f16' : 'f32',
       predictor: p && pickRank(p, undefined),
       onProgress: (done, total, phase) => post({ type: 'progress', phase, done, total }),
     });
