@@ -427,5 +427,18 @@ const round = (x: number) => Math.round(x * 1000) / 1000;
 
 /** Lets timers and abort signals run between tokens without the 1 ms clamp of setTimeout. */
 function tick(): Promise<void> {
-  return typeof setImmediate === 'function' ? new Promise((r) => setImmediate(r)) : new Promise((r) => setTimeout(r, 0));
+  if (typeof setImmediate === 'function') return new Promise((r) => setImmediate(r));
+  // Browsers: a message to ourselves is a macrotask without setTimeout's 1–4 ms clamp.
+  return new Promise((r) => { waiting.push(r); channel().postMessage(0); });
+}
+
+const waiting: (() => void)[] = [];
+let ch: MessagePort | undefined;
+function channel(): MessagePort {
+  if (!ch) {
+    const c = new MessageChannel();
+    c.port1.onmessage = () => waiting.shift()?.();
+    ch = c.port2;
+  }
+  return ch;
 }
