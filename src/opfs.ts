@@ -43,9 +43,10 @@ export async function writeOpfs(name: string, total: number, chunks: AsyncIterab
   const dir = await navigator.storage.getDirectory();
   const partial = `${name}.partial`;
   await dir.removeEntry(partial).catch(() => {});
-  const fh = await dir.getFileHandle(partial, { create: true });
-  let handle: FileSystemSyncAccessHandle | undefined = await fh.createSyncAccessHandle();
+  let handle: FileSystemSyncAccessHandle | undefined;
   try {
+    const fh = await dir.getFileHandle(partial, { create: true });
+    handle = await fh.createSyncAccessHandle();
     handle.truncate(0);
     let at = 0;
     for await (const c of chunks) {
@@ -65,7 +66,7 @@ export async function writeOpfs(name: string, total: number, chunks: AsyncIterab
     handle?.close();
     await dir.removeEntry(partial).catch(() => {});
     const err = e as DOMException;
-    if (err?.name === 'QuotaExceededError') throw new Error(`not enough browser storage for ${name} (${(total / 2 ** 20).toFixed(1)} MiB): ${err.message}`);
+    if (err?.name === 'QuotaExceededError' || /quota/i.test(String(err?.message))) throw new Error(`not enough browser storage for ${name} (${(total / 2 ** 20).toFixed(1)} MiB): ${err.message}`);
     throw e;
   }
 }

@@ -82,6 +82,28 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     assert.ok(!r.names.includes('bad.fnimg') && !r.names.includes('bad.fnimg.partial'), r.names.join(','));
   });
 
+  it('a storage quota too small for the model is a clear error and leaves nothing behind', async () => {
+    const cdp = await context.newCDPSession(page);
+    const origin = new URL(server.url).origin;
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 4 << 20 });
+    try {
+      const r = await page.evaluate(async () => {
+        const whole = await (await fetch('model/llama-relu-mini.fnimg')).arrayBuffer();
+        const file = new File([whole], 'big.fnimg');
+        let message = '';
+        try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
+        const dir = await navigator.storage.getDirectory();
+        const names = [];
+        for await (const k of dir.keys()) names.push(k);
+        return { message, names };
+      });
+      assert.match(r.message, /not enough browser storage for big\.fnimg/);
+      assert.ok(!r.names.includes('big.fnimg') && !r.names.includes('big.fnimg.partial'), r.names.join(','));
+    } finally {
+      await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    }
+  });
+
   it('a truncated image is refused the same way', async () => {
     const r = await page.evaluate(async () => {
       const whole = await (await fetch('model/opt-relu-mini.fnimg')).arrayBuffer();
