@@ -2,12 +2,13 @@
 // needs, and a validated view of the (possibly sharded) safetensors weights.
 
 import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join as joinPath } from 'node:path';
 import type { Activation, ModelConfig } from './config.js';
 import {
   CheckpointError,
   SUPPORTED_DTYPE_LIST,
   nodeCheckpointFS,
+  type CheckpointFS,
   openSafetensorsCheckpoint,
   type SafetensorsCheckpoint,
   type TensorEntry,
@@ -398,7 +399,7 @@ export interface HFCheckpoint {
 
 const fmtShape = (s: readonly number[]) => `[${s.join(',')}]`;
 
-async function readOptional(path: string): Promise<string | undefined> {
+async function readOptionalFile(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (e) {
@@ -451,17 +452,25 @@ function checkTensor(spec: TensorSpec & { role: string }, e: TensorEntry | undef
  * tokenizer_config.json) and the safetensors weights, validating every tensor the architecture
  * needs. Errors are CheckpointErrors that name the file / tensor / setting at fault.
  */
-export async function openHFCheckpoint(dir: string): Promise<HFCheckpoint> {
-  let st;
-  try {
-    st = await stat(dir);
-  } catch {
-    throw new CheckpointError(`checkpoint directory ${dir} does not exist`, { file: dir });
+export async function openHFCheckpoint(folder: string | CheckpointFS): Promise<HFCheckpoint> {
+  // A local directory, or any CheckpointFS (browsers: the files of a picked folder).
+  const dir = typeof folder === 'string' ? folder : folder.label('');
+  if (typeof folder === 'string') {
+    let st;
+    try {
+      st = await stat(dir);
+    } catch {
+      throw new CheckpointError(`checkpoint directory ${dir} does not exist`, { file: dir });
+    }
+    if (!st.isDirectory()) throw new CheckpointError(`${dir} is not a directory (expected a Hugging Face checkpoint folder)`, { file: dir });
   }
-  if (!st.isDirectory()) throw new CheckpointError(`${dir} is not a directory (expected a Hugging Face checkpoint folder)`, { file: dir });
+  // Text of a file of the folder (undefined when absent) and its name for messages.
+  const where = (name: string) => (typeof folder === 'string' ? joinPath(dir, name) : folder.label(name));
+  const readOptional = (name: string): Promise<string | undefined> =>
+    typeof folder === 'string' ? readOptionalFile(joinPath(dir, name)) : Promise.resolve(folder.readText(name));
 
-  const cfgPath = join(dir, 'config.json');
-  const cfgText = await readOptional(cfgPath);
+  const cfgPath = where('config.json');
+  const cfgText = await readOptional('config.json');
   if (cfgText === undefined) throw new CheckpointError(`missing config.json in ${dir}`, { file: cfgPath });
   const rawConfig = parseJsonObject(cfgText, cfgPath);
   let config: ModelConfig;
@@ -475,15 +484,15 @@ export async function openHFCheckpoint(dir: string): Promise<HFCheckpoint> {
     throw e;
   }
 
-  const tokPath = join(dir, 'tokenizer.json');
-  const tokenizerJson = await readOptional(tokPath);
+  const tokPath = where('tokenizer.json');
+  const tokenizerJson = await readOptional('tokenizer.json');
   if (tokenizerJson === undefined) throw new CheckpointError(`missing tokenizer.json in ${dir}`, { file: tokPath });
   parseJsonObject(tokenizerJson, tokPath);
-  const tcPath = join(dir, 'tokenizer_config.json');
-  const tcText = await readOptional(tcPath);
+  const tcPath = where('tokenizer_config.json');
+  const tcText = await readOptional('tokenizer_config.json');
   const tokenizerConfig = tcText === undefined ? undefined : (parseJsonObject(tcText, tcPath) as Record<string, unknown>);
 
-  const ck = openSafetensorsCheckpoint(nodeCheckpointFS(dir));
+  const ck = openSafetensorsCheckpoint(typeof folder === 'string' ? nodeCheckpointFS(dir) : folder);
   try {
     const tensors = modelTensors(config, detectPrefix(config, ck));
     for (const spec of requiredTensors(tensors)) checkTensor(spec, ck.entry(spec.name));

@@ -30,7 +30,7 @@ import { dirname } from 'node:path';
 import type { ModelConfig, DType } from './config.js';
 import { DTYPE_BYTES } from './config.js';
 import { FlashSource, readExact } from './flash.js';
-import { openHFCheckpoint, modelTensors } from './hf.js';
+import { openHFCheckpoint, modelTensors, HFCheckpoint } from './hf.js';
 import { instantiateEngine } from './wasm.js';
 
 export const MAGIC = 'FLASHNRN';
@@ -157,12 +157,28 @@ export interface ConvertOptions {
 
 export async function convertHF(dir: string, out: string, onProgress?: Progress, opts: ConvertOptions = {}): Promise<ImageHeader> {
   const ckpt = await openHFCheckpoint(dir);
-  const cfg = ckpt.config;
-  const spec = modelTensors(cfg);
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
+    const header = writeImage(ckpt, (bytes, pos) => writeAll(fd, bytes, pos), onProgress, opts);
+    closeSync(fd);
+    renameSync(tmp, out);
+    return header;
+  } catch (e) {
+    try { closeSync(fd); } catch { /* already closed */ }
+    rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Writes the image of an opened checkpoint through `write(bytes, position)` (a file, OPFS, ...). */
+export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: number) => void, onProgress?: Progress, opts: ConvertOptions = {}): ImageHeader {
+  const cfg = ckpt.config;
+  const spec = modelTensors(cfg);
+  {
     const d = cfg.hidden;
     // FFN bundle layout: dtype of the up/fc1 matrix (all three widened to f32 if they differ).
     const L0 = spec.layers[0];
@@ -224,7 +240,7 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
     const sections: Section[] = [];
     let pos = SECTION_ALIGN;
     const writeSection = (name: string, bytes: Uint8Array) => {
-      writeAll(fd, bytes, pos);
+      write(bytes, pos);
       sections.push({ name, offset: pos, length: bytes.length, crc32: crc32(bytes) });
       pos = alignUp(pos + bytes.length, SECTION_ALIGN);
       progress(bytes.length, name);
@@ -258,7 +274,7 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
       sections, tensors, ffn,
     };
     const hb = new TextEncoder().encode(JSON.stringify(header));
-    writeAll(fd, hb, pos);
+    write(hb, pos);
     const prefix = new Uint8Array(PREFIX_BYTES);
     prefix.set(new TextEncoder().encode(MAGIC));
     const dv = new DataView(prefix.buffer);
@@ -266,16 +282,8 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
     dv.setUint32(12, hb.length, true);
     dv.setBigUint64(16, BigInt(pos), true);
     dv.setUint32(24, crc32(hb), true);
-    writeAll(fd, prefix, 0);
-    closeSync(fd);
-    renameSync(tmp, out);
+    write(prefix, 0);
     return header;
-  } catch (e) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    rmSync(tmp, { force: true });
-    throw e;
-  } finally {
-    ckpt.close();
   }
 }
 

@@ -2,6 +2,7 @@
 // FileSystemSyncAccessHandle, whose read(view, { at }) lands straight in wasm memory; the engine
 // reaches it through the WASI shim (wasi/shim.ts) like any other FlashSource.
 import type { FlashSource } from './flash.js';
+import type { CheckpointFS } from './safetensors.js';
 
 /** A file in OPFS, read through its sync access handle (dedicated workers only). */
 export class OpfsSource implements FlashSource {
@@ -34,12 +35,13 @@ export class OpfsSource implements FlashSource {
 }
 
 /**
- * Writes `chunks` into OPFS as `name`: first to `name.partial`, checked by `validate` (which gets
- * the written file's source), then renamed — so nothing half-written is ever left under `name`.
- * A quota error or a failed check removes the partial file and rethrows with a clear message.
+ * Writes a file into OPFS as `name`: `fill` writes it through the sync access handle of
+ * `name.partial`; `validate` then checks it (given the written file as a source) and only then is
+ * it renamed — so nothing half-written is ever left under `name`. A quota error or a failed
+ * check removes the partial file and rethrows with a clear message.
  */
-export async function writeOpfs(name: string, total: number, chunks: AsyncIterable<Uint8Array>,
-  validate: (src: OpfsSource) => void, onProgress?: (done: number, total: number) => void): Promise<void> {
+export async function writeOpfs(name: string, total: number, fill: (h: FileSystemSyncAccessHandle) => Promise<void> | void,
+  validate: (src: OpfsSource) => void): Promise<void> {
   const dir = await navigator.storage.getDirectory();
   const partial = `${name}.partial`;
   await dir.removeEntry(partial).catch(() => {});
@@ -48,16 +50,9 @@ export async function writeOpfs(name: string, total: number, chunks: AsyncIterab
     const fh = await dir.getFileHandle(partial, { create: true });
     handle = await fh.createSyncAccessHandle();
     handle.truncate(0);
-    let at = 0;
-    for await (const c of chunks) {
-      let off = 0;
-      while (off < c.length) off += handle.write(c.subarray(off), { at: at + off });
-      at += c.length;
-      onProgress?.(at, total);
-    }
+    await fill(handle);
     handle.flush();
-    const src = new OpfsSource(partial, handle);
-    validate(src);
+    validate(new OpfsSource(partial, handle));
     handle.close();
     handle = undefined;
     await dir.removeEntry(name).catch(() => {});
@@ -69,6 +64,56 @@ export async function writeOpfs(name: string, total: number, chunks: AsyncIterab
     if (err?.name === 'QuotaExceededError' || /quota/i.test(String(err?.message))) throw new Error(`not enough browser storage for ${name} (${(total / 2 ** 20).toFixed(1)} MiB): ${err.message}`);
     throw e;
   }
+}
+
+/** fill() for writeOpfs: a stream of chunks written in order. */
+export function streamFill(chunks: AsyncIterable<Uint8Array>, total: number, onProgress?: (done: number, total: number) => void) {
+  return async (h: FileSystemSyncAccessHandle) => {
+    let at = 0;
+    for await (const c of chunks) {
+      writeAll(h, c, at);
+      at += c.length;
+      onProgress?.(at, total);
+    }
+  };
+}
+
+export function writeAll(h: FileSystemSyncAccessHandle, bytes: Uint8Array, at: number): void {
+  let off = 0;
+  while (off < bytes.length) off += h.write(bytes.subarray(off), { at: at + off });
+}
+
+/**
+ * The files of a picked Hugging Face folder (`<input webkitdirectory>`) as the checkpoint reader's
+ * CheckpointFS, read synchronously with FileReaderSync (dedicated workers).
+ */
+export function filesCheckpointFS(files: File[]): CheckpointFS & { folder: string } {
+  const byName = new Map<string, File>();
+  let folder = '';
+  for (const f of files) {
+    const rel = (f as any).webkitRelativePath || f.name;
+    const parts = rel.split('/');
+    if (parts.length > 1) folder = parts[0];
+    byName.set(parts.slice(1).join('/') || f.name, f);
+  }
+  const reader = new FileReaderSync();
+  return {
+    folder: folder || 'model',
+    label: (name) => `${folder || 'folder'}/${name}`,
+    readText: (name) => { const f = byName.get(name); return f ? reader.readAsText(f) : undefined; },
+    open(name) {
+      const f = byName.get(name);
+      if (!f) return undefined;
+      return {
+        size: f.size,
+        readSync(dst: Uint8Array, offset: number): number {
+          const n = Math.max(0, Math.min(dst.length, f.size - offset));
+          dst.set(new Uint8Array(reader.readAsArrayBuffer(f.slice(offset, offset + n))));
+          return n;
+        },
+      };
+    },
+  };
 }
 
 /** Opens `name` from OPFS for reading. */

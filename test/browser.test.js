@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { ROOT, golden } from './helpers/models.js';
+import { ROOT, golden, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 import { startServer } from '../web/server.js';
 
@@ -44,6 +44,17 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
       assert.deepEqual(c.ids, p.greedy_ids);
     });
   }
+
+  it('a Hugging Face folder picked in the page is converted into OPFS and runs, with its predictor', async () => {
+    await page.setInputFiles('#folder', modelDir('llama-relu-mini'));
+    const p = golden('llama-relu-mini').prompts[1];
+    const dense = await page.evaluate(() => window.flashneuron.load({ files: [...document.getElementById('folder').files], memory: '' }));
+    assert.equal(dense.name, 'llama-relu-mini.fnimg');
+    const c = await page.evaluate((prompt) => window.flashneuron.generate({ prompt, maxTokens: 24, temperature: 0, stopAtEos: false }), p.text);
+    assert.deepEqual(c.ids, p.greedy_ids);
+    const sparse = await page.evaluate(() => window.flashneuron.load({ files: [...document.getElementById('folder').files], memory: '80%' }));
+    assert.equal(sparse.mode, 'sparse');
+  });
 
   it('sparse under a budget reads the FFN from OPFS and stays within the budget', async () => {
     const p = golden('llama-relu-mini').prompts[0];

@@ -58,6 +58,10 @@ async function load(opts = {}) {
   const base = { memory: opts.memory ?? ($('memory').value || undefined), window: opts.window ?? Number($('window').value) };
   if (opts.mode) base.mode = opts.mode;
   if (opts.file) return request({ type: 'load', name: opts.file.name, file: opts.file, predictorUrl: opts.predictorUrl, ...base });
+  if (opts.files) {
+    const folder = (opts.files[0].webkitRelativePath || 'model/').split('/')[0];
+    return request({ type: 'load', name: `${folder}.fnimg`, files: opts.files, ...base });
+  }
   const name = opts.model ?? ($('model').value === 'llama' ? 'llama-relu-mini' : 'opt-relu-mini');
   $('model').value = name === 'llama-relu-mini' ? 'llama' : 'default';
   if (opts.memory !== undefined) $('memory').value = opts.memory;
@@ -73,11 +77,12 @@ async function generate(opts = {}) {
     temperature: opts.temperature ?? Number($('temp').value), stopAtEos: opts.stopAtEos, seed: opts.seed });
 }
 
-$('model').onchange = () => { if ($('model').value === 'file') $('file').click(); };
+$('model').onchange = () => { if ($('model').value === 'file') $('file').click(); if ($('model').value === 'folder') $('folder').click(); };
 $('load').onclick = () => {
-  const f = $('model').value === 'file' ? $('file').files[0] : undefined;
-  if ($('model').value === 'file' && !f) { $('file').click(); return; }
-  load(f ? { file: f } : {}).catch(() => {});
+  const kind = $('model').value;
+  if (kind === 'file') { const f = $('file').files[0]; if (!f) $('file').click(); else load({ file: f }).catch(() => {}); return; }
+  if (kind === 'folder') { const fs = [...$('folder').files]; if (!fs.length) $('folder').click(); else load({ files: fs }).catch(() => {}); return; }
+  load({}).catch(() => {});
 };
 $('go').onclick = () => generate().catch(() => {});
 $('stop').onclick = () => worker.postMessage({ type: 'stop' });

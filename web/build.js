@@ -21,8 +21,16 @@ const nodeStubs = {
     b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path.slice(5), namespace: 'node-stub' }));
     b.onLoad({ filter: /.*/, namespace: 'node-stub' }, (a) => {
       const names = NAMES[a.path] ?? [];
+      // Pure path helpers work on '/'-separated names (checkpoint file names in a picked folder).
+      const PATH = {
+        sep: "export const sep = '/';",
+        isAbsolute: "export const isAbsolute = (p) => p.startsWith('/');",
+        join: "export const join = (...a) => a.filter(Boolean).join('/').replace(/\\/+/g, '/');",
+        basename: "export const basename = (p) => p.split('/').pop();",
+        dirname: "export const dirname = (p) => p.split('/').slice(0, -1).join('/') || '.';",
+      };
       const body = names.map((n) => n === 'constants' ? 'export const constants = {};'
-        : n === 'sep' ? "export const sep = '/';"
+        : a.path === 'path' && PATH[n] ? PATH[n]
         : n === 'fileURLToPath' ? 'export const fileURLToPath = (u) => String(u);'
         : `export function ${n}() { throw new Error('node:${a.path} ${n}() is not available in a browser'); }`).join('\n');
       return { contents: body, loader: 'js' };

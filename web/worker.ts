@@ -1,7 +1,7 @@
 // The engine in a dedicated Web Worker: the model image lives in OPFS and is read from there,
 // through the WASI shim, straight into wasm memory. Messages (see web/app.js):
 //   in  { type: 'init', simd, plain }                       the wasm builds (ArrayBuffers)
-//   in  { type: 'load', name, url? | file?, predictorUrl?, memory?, mode?, window? }
+//   in  { type: 'load', name, url? | file? | files? (a Hugging Face folder), predictorUrl?, memory?, mode?, window? }
 //   in  { type: 'generate', prompt, maxTokens, temperature, topK, topP, seed }   { type: 'stop' }
 //   out { type: 'progress', phase, done, total } { type: 'ready', info } { type: 'token', id, text, stats }
 //       { type: 'done', completion } { type: 'error', message }
@@ -10,8 +10,9 @@ import { Model, parseMemory, pickRank } from '../src/model.js';
 import { Tokenizer } from '../src/tokenizer.js';
 import { setEngineBinaries } from '../src/wasm.js';
 import { decodePredictor, modelFingerprint, Predictor } from '../src/predictor.js';
-import { readImageHeader } from '../src/image.js';
-import { OpfsSource, openOpfs, writeOpfs } from '../src/opfs.js';
+import { readImageHeader, writeImage } from '../src/image.js';
+import { openHFCheckpoint } from '../src/hf.js';
+import { filesCheckpointFS, openOpfs, streamFill, writeAll, writeOpfs } from '../src/opfs.js';
 
 const post = (m: unknown) => (self as unknown as Worker).postMessage(m);
 let model: Model | undefined;
@@ -48,28 +49,45 @@ async function* iterate(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncI
   }
 }
 
-async function load(m: { name: string; url?: string; file?: File; predictorUrl?: string; memory?: string; mode?: FfnMode; window?: number }): Promise<void> {
+async function load(m: { name: string; url?: string; file?: File; files?: File[]; predictorUrl?: string; memory?: string; mode?: FfnMode; window?: number }): Promise<void> {
   model?.close();
   model = undefined;
   // Written once into OPFS (checked before it gets its name), then read from there.
   const dir = await navigator.storage.getDirectory();
   const have = await dir.getFileHandle(m.name).then((h) => h.getFile()).catch(() => undefined);
-  if (!have || m.file) {
+  let predictorBytes: Uint8Array | undefined;
+  if (m.files?.length) {
+    // A Hugging Face folder: converted once, straight into OPFS; its predictor file, if any, is used.
+    const fs = filesCheckpointFS(m.files);
+    const ckpt = await openHFCheckpoint(fs);
+    try {
+      const total = m.files.reduce((a, f) => a + f.size, 0);
+      await writeOpfs(m.name, total, (h) => {
+        writeImage(ckpt, (bytes, pos) => writeAll(h, bytes, pos), (done, t, phase) => post({ type: 'progress', phase: `convert ${phase}`, done, total: t }));
+      }, (src) => readImageHeader(src));
+    } finally { ckpt.close(); }
+    const pred = m.files.find((f) => f.name === 'flashneuron.fnpred');
+    if (pred) predictorBytes = new Uint8Array(await pred.arrayBuffer());
+  } else if (!have || m.file) {
     const { total, chunks } = await source(m);
-    await writeOpfs(m.name, total, chunks, (src) => readImageHeader(src), (done, t) => post({ type: 'progress', phase: 'write to OPFS', done, total: t }));
+    await writeOpfs(m.name, total, streamFill(chunks, total, (done, t) => post({ type: 'progress', phase: 'write to OPFS', done, total: t })), (src) => readImageHeader(src));
   }
   const src = await openOpfs(m.name);
   try {
     const header = readImageHeader(src);
     const memoryBytes = m.memory ? parseMemory(m.memory, src.size) : undefined;
     // Without a predictor a budget still works: a share of neurons kept, the rest read per token.
-    const mode: FfnMode = m.mode ?? (memoryBytes ? (m.predictorUrl ? 'sparse' : 'hybrid') : 'dense');
+    const hasPredictor = !!(m.predictorUrl || predictorBytes);
+    const mode: FfnMode = m.mode ?? (memoryBytes ? (hasPredictor ? 'sparse' : 'hybrid') : 'dense');
     let predictor: Predictor | undefined;
     if (mode === 'sparse') {
-      if (!m.predictorUrl) throw new Error('sparse mode needs the model\'s predictor (.fnpred)');
-      const r = await fetch(m.predictorUrl);
-      if (!r.ok) throw new Error(`cannot fetch ${m.predictorUrl}: HTTP ${r.status}`);
-      predictor = decodePredictor(new Uint8Array(await r.arrayBuffer()), m.predictorUrl, modelFingerprint(header));
+      if (!hasPredictor) throw new Error('sparse mode needs the model\'s predictor (flashneuron.fnpred, made by flashneuron train-predictor)');
+      if (!predictorBytes) {
+        const r = await fetch(m.predictorUrl!);
+        if (!r.ok) throw new Error(`cannot fetch ${m.predictorUrl}: HTTP ${r.status}`);
+        predictorBytes = new Uint8Array(await r.arrayBuffer());
+      }
+      predictor = decodePredictor(predictorBytes, m.predictorUrl ?? 'flashneuron.fnpred', modelFingerprint(header));
     }
     const p = predictor;
     const engine = Engine.open(src, {
