@@ -59,8 +59,8 @@ if (chrome) {
   await page.goto(server.url);
   for (const [model, memory] of Object.entries(MODELS)) {
     const row = {};
-    for (const [k, mem] of [['dense', ''], ['flash', memory]]) {
-      await page.evaluate(([m, b]) => window.flashneuron.load({ model: m, memory: b }), [model, mem]);
+    for (const [k, mem, io] of [['dense', ''], ['flash', memory], ['flash_parallel_blob_reads', memory, 'async']]) {
+      await page.evaluate(([m, b, i]) => window.flashneuron.load({ model: m, memory: b, io: i }), [model, mem, io]);
       const stats = [];
       for (let i = 0; i < RUNS; i++) {
         stats.push((await page.evaluate((p) => window.flashneuron.generate({ prompt: p, maxTokens: 128, temperature: 0, stopAtEos: false }), PROMPT)).stats);

@@ -57,6 +57,7 @@ async function load(opts = {}) {
   $('error').textContent = ''; $('go').disabled = true; info = null;
   const base = { memory: opts.memory ?? ($('memory').value || undefined), window: opts.window ?? Number($('window').value) };
   if (opts.mode) base.mode = opts.mode;
+  if (opts.io) base.io = opts.io;
   if (opts.file) return request({ type: 'load', name: opts.file.name, file: opts.file, predictorUrl: opts.predictorUrl, ...base });
   if (opts.files) {
     const folder = (opts.files[0].webkitRelativePath || 'model/').split('/')[0];

@@ -1,7 +1,8 @@
 // The engine in a dedicated Web Worker: the model image lives in OPFS and is read from there,
 // through the WASI shim, straight into wasm memory. Messages (see web/app.js):
 //   in  { type: 'init', simd, plain }                       the wasm builds (ArrayBuffers)
-//   in  { type: 'load', name, url? | file? | files? (a Hugging Face folder), predictorUrl?, memory?, mode?, window? }
+//   in  { type: 'load', name, url? | file? | files? (a Hugging Face folder), predictorUrl?, memory?, mode?, window?,
+//         io? ('async': reads as parallel Blob reads of the OPFS file instead of its sync handle) }
 //   in  { type: 'generate', prompt, maxTokens, temperature, topK, topP, seed }   { type: 'stop' }
 //   out { type: 'progress', phase, done, total } { type: 'ready', info } { type: 'token', id, text, stats }
 //       { type: 'done', completion } { type: 'error', message }
@@ -49,7 +50,7 @@ async function* iterate(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncI
   }
 }
 
-async function load(m: { name: string; url?: string; file?: File; files?: File[]; predictorUrl?: string; memory?: string; mode?: FfnMode; window?: number }): Promise<void> {
+async function load(m: { name: string; url?: string; file?: File; files?: File[]; predictorUrl?: string; io?: 'wasi' | 'async'; memory?: string; mode?: FfnMode; window?: number }): Promise<void> {
   model?.close();
   model = undefined;
   // Written once into OPFS (checked before it gets its name), then read from there.
@@ -72,7 +73,7 @@ async function load(m: { name: string; url?: string; file?: File; files?: File[]
     const { total, chunks } = await source(m);
     await writeOpfs(m.name, total, streamFill(chunks, total, (done, t) => post({ type: 'progress', phase: 'write to OPFS', done, total: t })), (src) => readImageHeader(src));
   }
-  const src = await openOpfs(m.name);
+  const src = await openOpfs(m.name, { parallel: m.io === 'async' });
   try {
     const header = readImageHeader(src);
     const memoryBytes = m.memory ? parseMemory(m.memory, src.size) : undefined;
@@ -92,7 +93,7 @@ async function load(m: { name: string; url?: string; file?: File; files?: File[]
     const p = predictor;
     const engine = Engine.open(src, {
       wasi: 'shim', mode, memoryBytes, window: m.window, contextLength: memoryBytes ? 192 : undefined,
-      kvDtype: memoryBytes ? 'f16' : 'f32',
+      kvDtype: memoryBytes ? 'f16' : 'f32', io: m.io,
       predictor: p && pickRank(p, undefined),
       onProgress: (done, total, phase) => post({ type: 'progress', phase, done, total }),
     });
