@@ -60,7 +60,12 @@ if (chrome) {
   for (const [model, memory] of Object.entries(MODELS)) {
     const row = {};
     for (const [k, mem, io] of [['dense', ''], ['flash', memory], ['flash_parallel_blob_reads', memory, 'async']]) {
-      await page.evaluate(([m, b, i]) => window.flashneuron.load({ model: m, memory: b, io: i }), [model, mem, io]);
+      try {
+        await page.evaluate(([m, b, i]) => window.flashneuron.load({ model: m, memory: b, io: i }), [model, mem, io]);
+      } catch (e) {
+        row[k] = { error: e.message.split('\n')[0] };
+        continue;
+      }
       const stats = [];
       for (let i = 0; i < RUNS; i++) {
         stats.push((await page.evaluate((p) => window.flashneuron.generate({ prompt: p, maxTokens: 128, temperature: 0, stopAtEos: false }), PROMPT)).stats);
@@ -78,7 +83,7 @@ const out = { machine: machine(), date: new Date().toISOString(), tokens: TOKENS
 writeFileSync(join(ROOT, 'bench', 'results', 'runtimes.json'), JSON.stringify(out, null, 2) + '\n');
 const groups = [];
 for (const model of Object.keys(MODELS)) for (const k of ['dense', 'flash']) {
-  groups.push({ label: `${model} ${k === 'dense' ? 'dense' : `flash ${MODELS[model]}`}`, bars: Object.entries(results[model]).map(([rt, r]) => ({ label: rt, value: r[k].tokens_per_s })) });
+  groups.push({ label: `${model} ${k === 'dense' ? 'dense' : `flash ${MODELS[model]}`}`, bars: Object.entries(results[model]).map(([rt, r]) => ({ label: rt, value: r[k]?.tokens_per_s ?? 0 })) });
 }
 writeFileSync(join(ROOT, 'bench', 'results', 'runtimes.svg'), barChart({
   title: 'Decode tokens/s by runtime (same wasm, one thread)', subtitle: `${TOKENS} greedy tokens, median of ${RUNS}; flash = FFN read from the file (OPFS in Chromium) under the budget`,
