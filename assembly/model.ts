@@ -656,6 +656,13 @@ let maxOpBytes: u64 = 1 << 30;   // longest single read (the host's parallel rea
 
 export function set_max_op_bytes(n: u32): void { maxOpBytes = max<u64>(<u64>n, align); }
 
+/** Staging bytes the extent of neurons [first, last] takes (all parts, with alignment slack). */
+function stagingNeed(first: i32, last: i32): usize {
+  let need: usize = 0;
+  for (let p = 0; p < nParts; p++) need += <usize>(last - first + 1) * PL(p) + <usize>(align << 1);
+  return need;
+}
+
 /** Reads the extent of neurons [first, last] takes (all parts). */
 function opsFor(first: i32, last: i32): i32 {
   let n = 0;
@@ -694,14 +701,10 @@ export function plan_round(l: i32): i32 {
     let j = i, full = false;
     while (j + 1 < missCount && missAt(j + 1) - missAt(j) - 1 <= roundGap) {
       // Stop growing when the extent would not fit the staging buffer.
-      let need: usize = 0;
-      for (let p = 0; p < nParts; p++) need += <usize>(missAt(j + 1) - missAt(i) + 1) * PL(p) + <usize>(align << 1);
-      if (used + need > stagingBytes) { full = true; break; }
+      if (used + stagingNeed(missAt(i), missAt(j + 1)) > stagingBytes) { full = true; break; }
       j++;
     }
-    let need: usize = 0;
-    for (let p = 0; p < nParts; p++) need += <usize>(missAt(j) - missAt(i) + 1) * PL(p) + <usize>(align << 1);
-    if (used + need > stagingBytes) {
+    if (used + stagingNeed(missAt(i), missAt(j)) > stagingBytes) {
       if (ops == 0) { ioError = -2; return 0; }  // staging too small for one neuron: a setup bug
       break;
     }

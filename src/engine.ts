@@ -183,6 +183,11 @@ export class Engine {
     if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), cfg.hidden * DTYPE_BYTES[embT.dtype]);
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
+    // Bytes the neuron caches may fill once memory up to `top` is taken: each layer's cache also
+    // holds its neuron → row map and last-use clock, and page rounding, alloc slack and the file
+    // name take a few pages.
+    const perLayerFixed = cfg.ffn * 8 + 3 * 4096;
+    const cacheRoom = (budget: number, top: number) => budget - top - cfg.nLayers * perLayerFixed - 3 * 65536;
     let predBytes = 0, rowsPerLayer: number[] = [];
     let batched = false;
     let chosen: EnginePredictor | undefined;
@@ -199,7 +204,7 @@ export class Engine {
       if (pred && typeof pred === 'function') {
         // A predictor of several ranks: the caller picks one for the room the resident part leaves.
         const top0 = e.alloc(0, 16) + staging + cfg.ffn * 48 + cfg.nLayers * cfg.ffn * 4;
-        const room = budget === undefined ? Infinity : budget - top0 - cfg.nLayers * (cfg.ffn * 8 + 3 * 4096) - 3 * 65536;
+        const room = budget === undefined ? Infinity : cacheRoom(budget, top0);
         pred = pred(room, f.bundle_bytes + 4);
       }
       if (pred) checkPredictor(pred, cfg);
@@ -220,7 +225,6 @@ export class Engine {
       }
       // Neuron caches: what the budget leaves, shared by layers in proportion to their wanted sets.
       const perRowOverhead = f.bundle_bytes + 4;
-      const perLayerFixed = cfg.ffn * 8 + 3 * 4096;
       const top = e.alloc(0, 16);
       let totalRows: number;
       if (opts.cacheRows !== undefined) {
@@ -233,7 +237,7 @@ export class Engine {
         const full = cfg.ffn * cfg.nLayers;
         if (budget === undefined) totalRows = mode === 'hybrid' ? Math.round(full * (opts.hybridShare ?? 0.5)) : full;
         else {
-          const room = budget - top - cfg.nLayers * perLayerFixed - 3 * 65536;  // page rounding, alloc slack, the file name
+          const room = cacheRoom(budget, top);
           totalRows = Math.min(full, Math.floor(room / perRowOverhead));
           if (mode === 'hybrid' && opts.hybridShare !== undefined) totalRows = Math.min(totalRows, Math.round(full * opts.hybridShare));
         }
