@@ -8,6 +8,7 @@
 // Errors go to stderr with a non-zero exit code.
 import { readFileSync } from 'node:fs';
 import { loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
+import type { Tokenizer } from './tokenizer.js';
 import { convertHF, Progress } from './image.js';
 import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
 import { probeDevice, saveProfile } from './probe.js';
@@ -78,12 +79,12 @@ ${FLASH_FLAGS_HELP}`,
       const prompt = args.join(' ');
       if (!prompt) throw new UsageError('generate needs a PROMPT');
       // Under a budget the KV cache is sized to the job: the prompt plus the tokens asked for.
-      let context = num(f.context);
+      let context = num(f.context), tokenizer: Tokenizer | undefined;
       if (context === undefined && f.memory !== undefined) {
-        const tok = await loadTokenizer(str(f.model) ?? DEFAULT_MODEL, { onProgress: bar('convert') });
-        context = tok.encode(prompt).length + (num(f['max-tokens']) ?? 128);
+        tokenizer = await loadTokenizer(str(f.model) ?? DEFAULT_MODEL, { onProgress: bar('convert') });
+        context = tokenizer.encode(prompt).length + (num(f['max-tokens']) ?? 128);
       }
-      const model = await load(context === undefined ? f : { ...f, context: String(context) });
+      const model = await load(context === undefined ? f : { ...f, context: String(context) }, tokenizer);
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
       const it = model.generate(prompt, {
@@ -221,14 +222,14 @@ then each layer's FFN as 4096-aligned row-column bundles, with checksums. See RE
   },
 };
 
-async function load(f: Flags): Promise<Model> {
+async function load(f: Flags, tokenizer?: Tokenizer): Promise<Model> {
   const mode = str(f.mode);
   if (mode !== undefined && !['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new UsageError(`--mode must be dense, naive, hybrid or sparse (got "${mode}")`);
   if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
   const memory = str(f.memory);
   if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async') throw new UsageError(`--io must be wasi or async (got "${f.io}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
-    onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'],
+    onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'], tokenizer,
     window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
     kvDtype: str(f.kv) as LoadOptions['kvDtype'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),

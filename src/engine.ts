@@ -3,8 +3,8 @@
 // forward pass (assembly/model.ts) and exposes forward() and the logits.
 import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, DTYPE_CODE } from './config.js';
-import { FileSource, FlashSource, readExact } from './flash.js';
-import { ImageHeader, Progress, crc32, f32ToF16, readImageHeader, section } from './image.js';
+import { FileSource, FlashSource } from './flash.js';
+import { ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
@@ -152,11 +152,7 @@ export class Engine {
     const g = (n: string) => (e[n] as WebAssembly.Global).value as number;
 
     // The tokenizer stays with the host; the wasm holds only what the forward pass needs.
-    const tokSec = section(header, 'tokenizer');
-    const tokBytes = new Uint8Array(tokSec.length);
-    readExact(src, tokBytes, tokSec.offset, 'tokenizer section');
-    if (crc32(tokBytes) !== tokSec.crc32) throw new Error(`${src.name}: checksum mismatch in section tokenizer (file is corrupted)`);
-    const tokenizerJson = new TextDecoder().decode(tokBytes);
+    const tokenizerJson = readTokenizerJson(src, header);
 
     // Everything is allocated before the first WASI call: memory never grows while the WASI
     // host may hold a view of it, nor in the token loop.

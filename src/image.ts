@@ -138,6 +138,15 @@ function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
   }
 }
 
+/** The tokenizer.json an image carries, its checksum verified. */
+export function readTokenizerJson(src: FlashSource, h: ImageHeader): string {
+  const s = section(h, 'tokenizer');
+  const bytes = new Uint8Array(s.length);
+  readExact(src, bytes, s.offset, 'tokenizer section');
+  if (crc32(bytes) !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section tokenizer (file is corrupted)`);
+  return new TextDecoder().decode(bytes);
+}
+
 export function section(h: ImageHeader, name: string): Section {
   const s = h.sections.find((x) => x.name === name);
   if (!s) throw new Error(`invalid image: section ${name} is missing`);

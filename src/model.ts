@@ -5,8 +5,8 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from './config.js';
 import { Engine, EngineOptions, EnginePredictor } from './engine.js';
-import { FileSource, readExact } from './flash.js';
-import { convertHF, crc32, Progress, readImageHeader, VERSION } from './image.js';
+import { FileSource } from './flash.js';
+import { convertHF, crc32, Progress, readImageHeader, readTokenizerJson, VERSION } from './image.js';
 import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, truncatePredictor } from './predictor.js';
 import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
@@ -29,6 +29,8 @@ export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryB
   predictorRank?: number;
   /** Sparse mode without a predictor: the host supplies the wanted neurons (tests, oracles). */
   oracle?: boolean;
+  /** The model's tokenizer when the caller already has it (from loadTokenizer), not parsed again. */
+  tokenizer?: Tokenizer;
   /** FFN layout of the image made from a Hugging Face folder: 'split' is the unbundled ablation. */
   layout?: 'bundled' | 'split';
   /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
@@ -319,7 +321,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
-    const tokenizer = Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
+    const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
     return new Model(engine, tokenizer, full);
   } catch (e) {
     engine.close();
@@ -335,12 +337,7 @@ export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOpti
   const src = new FileSource(image);
   try {
     const h = readImageHeader(src);
-    const s = h.sections.find((x) => x.name === 'tokenizer');
-    if (!s) throw new Error(`${image}: invalid image: section tokenizer is missing`);
-    const bytes = new Uint8Array(s.length);
-    readExact(src, bytes, s.offset, 'tokenizer section');
-    if (crc32(bytes) !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section tokenizer (file is corrupted)`);
-    return Tokenizer.fromJSON(new TextDecoder().decode(bytes), h.tokenizer_config as any);
+    return Tokenizer.fromJSON(readTokenizerJson(src, h), h.tokenizer_config as any);
   } finally { src.close(); }
 }
 
