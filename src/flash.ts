@@ -78,12 +78,7 @@ export class MemorySource implements FlashSource {
     return n;
   }
   async readBatch(memory: WebAssembly.Memory, plan: Float64Array, count: number): Promise<void> {
-    const mem = new Uint8Array(memory.buffer);
-    for (let i = 0; i < count; i++) {
-      const off = plan[3 * i], len = plan[3 * i + 1], dst = plan[3 * i + 2];
-      const got = this.pread(mem.subarray(dst, dst + len), off);
-      if (got !== len) throw new Error(`${this.name}: short read of ${len} bytes at offset ${off}: got ${got} (file truncated?)`);
-    }
+    readBatchInOrder(this, memory, plan, count);
   }
   close(): void {}
 }
@@ -94,4 +89,18 @@ export function readExact(src: FlashSource, dst: Uint8Array, offset: number, wha
   if (n !== dst.length) {
     throw new Error(`${src.name}: ${what} is truncated (wanted ${dst.length} bytes at offset ${offset}, file has ${src.size})`);
   }
+}
+
+/** A readBatch plan read one op after another through `src.pread` (sources without parallel reads). */
+export function readBatchInOrder(src: FlashSource, memory: WebAssembly.Memory, plan: Float64Array, count: number): void {
+  const mem = new Uint8Array(memory.buffer);
+  for (let i = 0; i < count; i++) {
+    const off = plan[3 * i], len = plan[3 * i + 1], dst = plan[3 * i + 2];
+    const got = src.pread(mem.subarray(dst, dst + len), off);
+    if (got !== len) throw shortRead(src.name, len, off, got);
+  }
+}
+
+export function shortRead(name: string, len: number, off: number, got: number): Error {
+  return new Error(`${name}: short read of ${len} bytes at offset ${off}: got ${got} (file truncated?)`);
 }

@@ -1,7 +1,7 @@
 // Browsers: the Origin Private File System as flash. A dedicated worker opens a file's
 // FileSystemSyncAccessHandle, whose read(view, { at }) lands straight in wasm memory; the engine
 // reaches it through the WASI shim (wasi/shim.ts) like any other FlashSource.
-import type { FlashSource } from './flash.js';
+import { readBatchInOrder, shortRead, type FlashSource } from './flash.js';
 import type { CheckpointFS } from './safetensors.js';
 
 /** A file in OPFS, read through its sync access handle (dedicated workers only). */
@@ -28,16 +28,7 @@ export class OpfsSource implements FlashSource {
    * with a File snapshot the batch instead goes out as async Blob reads, up to 16 at once.
    */
   async readBatch(memory: WebAssembly.Memory, plan: Float64Array, count: number): Promise<void> {
-    const short = (len: number, off: number, got: number) => new Error(`${this.name}: short read of ${len} bytes at offset ${off}: got ${got} (file truncated?)`);
-    if (!this.file) {
-      const mem = new Uint8Array(memory.buffer);
-      for (let i = 0; i < count; i++) {
-        const off = plan[3 * i], len = plan[3 * i + 1], dst = plan[3 * i + 2];
-        const got = this.pread(mem.subarray(dst, dst + len), off);
-        if (got !== len) throw short(len, off, got);
-      }
-      return;
-    }
+    if (!this.file) { readBatchInOrder(this, memory, plan, count); return; }
     const file = this.file;
     let next = 0, failed: Error | undefined;
     const lane = async () => {
@@ -45,7 +36,7 @@ export class OpfsSource implements FlashSource {
         const i = next++;
         const off = plan[3 * i], len = plan[3 * i + 1], dst = plan[3 * i + 2];
         const b = new Uint8Array(await file.slice(off, off + len).arrayBuffer());
-        if (b.length !== len) failed ??= short(len, off, b.length);
+        if (b.length !== len) failed ??= shortRead(this.name, len, off, b.length);
         else new Uint8Array(memory.buffer, dst, len).set(b);
       }
     };

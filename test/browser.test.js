@@ -85,19 +85,24 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     assert.ok(c.ids.length > 0 && c.stats.bytes_read_per_token > 0);
   });
 
+  /** Loads a File made in the page (from `text`, or the first `share` of a served image) and
+   *  returns the error message, the one shown on the page, and the names left in OPFS. */
+  const loadBadFile = (spec) => page.evaluate(async ({ name, text, url, share }) => {
+    const bytes = text !== undefined ? new TextEncoder().encode(text) : await (await fetch(url)).arrayBuffer();
+    const file = new File([share ? bytes.slice(0, Math.floor(bytes.byteLength * share)) : bytes], name);
+    let message = '';
+    try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
+    const names = [];
+    for await (const k of (await navigator.storage.getDirectory()).keys()) names.push(k);
+    return { message, names, shown: document.getElementById('error').textContent };
+  }, spec);
+  const nothingLeft = (r, name) => assert.ok(!r.names.includes(name) && !r.names.includes(`${name}.partial`), r.names.join(','));
+
   it('a file that is not a model is a clear error and leaves nothing behind in OPFS', async () => {
-    const r = await page.evaluate(async () => {
-      const file = new File([new TextEncoder().encode('{"not": "a model"}')], 'bad.fnimg');
-      let message = '';
-      try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
-      const dir = await navigator.storage.getDirectory();
-      const names = [];
-      for await (const k of dir.keys()) names.push(k);
-      return { message, names, shown: document.getElementById('error').textContent };
-    });
+    const r = await loadBadFile({ name: 'bad.fnimg', text: '{"not": "a model"}' });
     assert.match(r.message, /not a flashneuron image/);
     assert.equal(r.shown, r.message);
-    assert.ok(!r.names.includes('bad.fnimg') && !r.names.includes('bad.fnimg.partial'), r.names.join(','));
+    nothingLeft(r, 'bad.fnimg');
   });
 
   it('a storage quota too small for the model is a clear error and leaves nothing behind', async () => {
@@ -105,35 +110,17 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     const origin = new URL(server.url).origin;
     await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 4 << 20 });
     try {
-      const r = await page.evaluate(async () => {
-        const whole = await (await fetch('model/llama-relu-mini.fnimg')).arrayBuffer();
-        const file = new File([whole], 'big.fnimg');
-        let message = '';
-        try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
-        const dir = await navigator.storage.getDirectory();
-        const names = [];
-        for await (const k of dir.keys()) names.push(k);
-        return { message, names };
-      });
+      const r = await loadBadFile({ name: 'big.fnimg', url: 'model/llama-relu-mini.fnimg' });
       assert.match(r.message, /not enough browser storage for big\.fnimg/);
-      assert.ok(!r.names.includes('big.fnimg') && !r.names.includes('big.fnimg.partial'), r.names.join(','));
+      nothingLeft(r, 'big.fnimg');
     } finally {
       await cdp.send('Storage.overrideQuotaForOrigin', { origin });
     }
   });
 
   it('a truncated image is refused the same way', async () => {
-    const r = await page.evaluate(async () => {
-      const whole = await (await fetch('model/opt-relu-mini.fnimg')).arrayBuffer();
-      const file = new File([whole.slice(0, whole.byteLength >> 1)], 'cut.fnimg');
-      let message = '';
-      try { await window.flashneuron.load({ file }); } catch (e) { message = e.message; }
-      const dir = await navigator.storage.getDirectory();
-      const names = [];
-      for await (const k of dir.keys()) names.push(k);
-      return { message, names };
-    });
+    const r = await loadBadFile({ name: 'cut.fnimg', url: 'model/opt-relu-mini.fnimg', share: 0.5 });
     assert.match(r.message, /truncated/);
-    assert.ok(!r.names.includes('cut.fnimg') && !r.names.includes('cut.fnimg.partial'), r.names.join(','));
+    nothingLeft(r, 'cut.fnimg');
   });
 });
