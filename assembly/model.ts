@@ -652,6 +652,9 @@ function planCost(gap: i32): f64 {
 }
 
 let roundGap: i32 = 0;
+let roundBytes: f64 = 0;         // bytes the last planned round reads
+
+export function plan_bytes(): f64 { return roundBytes; }
 let maxOpBytes: u64 = 1 << 30;   // longest single read (the host's parallel reads want several)
 
 export function set_max_op_bytes(n: u32): void { maxOpBytes = max<u64>(<u64>n, align); }
@@ -694,6 +697,7 @@ export function plan_round(l: i32): i32 {
   const t0 = now();
   const base = load<u64>(flashOff + (<usize>l << 3));
   let ops = 0, used: usize = 0;
+  roundBytes = 0;
   items = 0;
   while (missCursor < missCount) {
     // Extent of misses [i, j]: neighbours closer than the gap are read through.
@@ -722,6 +726,7 @@ export function plan_round(l: i32): i32 {
         const len = min<u64>(maxOpBytes, hi - at);
         const e = plan + <usize>ops * 24;
         store<f64>(e, <f64>at); store<f64>(e, <f64>len, 8); store<f64>(e, <f64>(dst + <usize>(at - lo)), 16);
+        roundBytes += <f64>len;
         ops++;
       }
       for (let k = i; k <= j; k++) {
@@ -742,15 +747,13 @@ export function plan_round(l: i32): i32 {
 /** Reads the planned round through WASI fd_pread, one after another. False on a failed read. */
 export function exec_plan_sync(n: i32): bool {
   const t0 = now();
-  let bytes: f64 = 0;
   for (let i = 0; i < n; i++) {
     const e = plan + <usize>i * 24;
     const off = <u64>load<f64>(e), len = <usize>load<f64>(e, 8), dst = <usize>load<f64>(e, 16);
     const got = flash_read(flashFd, dst, len, off);
     if (got != <i64>len) { ioError = got < 0 ? <i32>(-got) : -1; tIo += now() - t0; return false; }
-    bytes += <f64>len;
   }
-  add_io(bytes, n, now() - t0);
+  add_io(roundBytes, n, now() - t0);
   return true;
 }
 

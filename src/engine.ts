@@ -363,9 +363,7 @@ export class Engine {
           w.flash_reset();
           throw new Error(`${(e as Error).message}; the neuron cache was reset`);
         }
-        let bytes = 0;
-        for (let i = 0; i < n; i++) bytes += plan[3 * i + 1];
-        w.add_io(bytes, n, performance.now() - t0);
+        w.add_io(w.plan_bytes(), n, performance.now() - t0);
         w.round_done(l);
       }
       this.checkIo();
