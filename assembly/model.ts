@@ -165,6 +165,15 @@ function f32s(n: i32): usize {
 }
 
 export function set_kv_dtype(dt: i32): void { kvDt = dt; }
+// What a host-side backend (src/gpu/) mirrors: weights, buffers and RoPE tables.
+export function global_ptr(slot: i32): usize { return G(slot); }
+export function global_dt(slot: i32): i32 { return GDT(slot); }
+export function layer_ptr(l: i32, slot: i32): usize { return W(l, slot); }
+export function layer_dt(l: i32, slot: i32): i32 { return WDT(l, slot); }
+export function x_ptr(): usize { return x; }
+export function xb_ptr(): usize { return xb; }
+export function rope_cos_ptr(): usize { return ropeCos; }
+export function rope_sin_ptr(): usize { return ropeSin; }
 export function logits_ptr(): usize { return logits; }
 export function activations_ptr(): usize { return hAct; }
 export function ffn_input_ptr(): usize { return ffnIn; }
@@ -254,6 +263,13 @@ export function layer_end(l: i32): void {
   if (flash) ffnOut(l, WDT(l, L_FFN), xb2);
   vadd(xb2, x, d);
   if (l == captureLayer) memory.copy(capture, x, <usize>d << 2);
+  tCompute += now() - t0;
+}
+
+/** Layer l's FFN over its resident bundles (the dense mode of forward()). */
+export function ffn_dense(l: i32): void {
+  const t0 = now();
+  ffnDense(l, xb, xb2);
   tCompute += now() - t0;
 }
 
@@ -456,6 +472,28 @@ let predDt: i32 = 0;
 let predH: usize = 0;      // (rank,)
 let predZ: usize = 0;      // (ffn,)
 
+// Host compute (a GPU backend): the wasm keeps deciding, caching and reading neurons but leaves
+// their arithmetic to the host, which mirrors the cache from these lists.
+let hostCompute = false;
+let moved: usize = 0;      // (ffn,) i32 rows that received another row's bundle (swap-delete) this layer
+let movedCount: i32 = 0;
+let landedFirst: i32 = 0;  // the last round: cache rows [landedFirst, +landedCached) were appended,
+let landedCached: i32 = 0; // items [landedCached, landedItems) were streamed (staging addresses in itemPtr)
+let landedItems: i32 = 0;
+
+export function set_host_compute(on: bool): void { hostCompute = on; }
+export function moved_ptr(): usize { return moved; }
+export function moved_count(): i32 { return movedCount; }
+export function hit_rows_ptr(): usize { return hitRows; }
+export function hit_count(): i32 { return hitCount; }
+export function landed_first(): i32 { return landedFirst; }
+export function landed_cached(): i32 { return landedCached; }
+export function landed_items(): i32 { return landedItems; }
+export function item_ids_ptr(): usize { return itemId; }
+export function item_ptrs_ptr(): usize { return itemPtr; }
+export function cache_rows_ptr(l: i32): usize { return caches[l].rows; }
+export function cache_pointers_ptr(l: i32): usize { return caches[l].pointers; }
+
 let ioError: i32 = 0;      // errno of a failed read (negative: short read), 0 when fine
 let bytesRead: f64 = 0;
 let readCount: f64 = 0;
@@ -473,6 +511,7 @@ export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, m
   memory.fill(predCount, 0, <usize>nLayers << 2);
   missing = alloc(<usize>ffn << 2, 16);
   hitRows = alloc(<usize>ffn << 2, 16);
+  moved = alloc(<usize>ffn << 2, 16);
   itemId = alloc(<usize>ffn << 2, 16);
   itemPtr = alloc(<usize>ffn << 4, 16);
   scratchRow = alloc(bundleBytes, 64);
@@ -589,10 +628,11 @@ export function ffn_begin(l: i32): void {
   const list = predicted + (<usize>(l * ffn) << 2), n = load<i32>(predCount + (<usize>l << 2));
   // Window: mark this token's neurons, evict those unused for `window` tokens.
   for (let i = 0; i < n; i++) store<i32>(c.lastUsed + (<usize>load<i32>(list + (<usize>i << 2)) << 2), t);
+  movedCount = 0;
   if (window != WINDOW_FOREVER) {
     for (let r = c.count - 1; r >= 0; r--) {
       const id = c.neuronAt(r);
-      if (load<i32>(c.lastUsed + (<usize>id << 2)) <= t - window) c.remove(id);
+      if (load<i32>(c.lastUsed + (<usize>id << 2)) <= t - window) evict(c, id);
     }
   }
   hitCount = 0; missCount = 0;
@@ -607,7 +647,7 @@ export function ffn_begin(l: i32): void {
     for (let age = t - window + 1; age < t && c.count + missCount > c.capacity; age++) {
       for (let r = c.count - 1; r >= 0 && c.count + missCount > c.capacity; r--) {
         const id = c.neuronAt(r);
-        if (load<i32>(c.lastUsed + (<usize>id << 2)) == age) c.remove(id);
+        if (load<i32>(c.lastUsed + (<usize>id << 2)) == age) evict(c, id);
       }
     }
     // Removing rows moved others: list the hit rows again.
@@ -623,8 +663,16 @@ export function ffn_begin(l: i32): void {
   tMem += now() - t1;
 }
 
+/** Swap-deletes neuron id, noting the row that received the last row's bundle. */
+function evict(c: NeuronCache, id: i32): void {
+  const r = c.slot(id);
+  if (r != c.count - 1) store<i32>(moved + (<usize>(movedCount++) << 2), r);
+  c.remove(id);
+}
+
 /** Computes the wanted neurons that were already cached (the host runs it while reads are in flight). */
 export function ffn_hits(l: i32): void {
+  if (hostCompute) return;
   const t0 = now();
   const c = caches[l], dt = WDT(l, L_FFN), acts = hAct + (<usize>(l * ffn) << 2);
   for (let i = 0; i < hitCount; i++) {
@@ -772,6 +820,7 @@ export function round_done(l: i32): void {
   }
   const t1 = now();
   tMem += t1 - t0;
+  if (hostCompute) { landedFirst = firstRow; landedCached = cachedNow; landedItems = items; items = 0; return; }
   for (let k = 0; k < cachedNow; k++) {
     const r = firstRow + k;
     neuron(dt, c.rowPtr(r), acts + (<usize>c.neuronAt(r) << 2));

@@ -6,10 +6,14 @@ import { DTYPE_BYTES, DTYPE_CODE } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
 import { ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
+import { Backend, WasmBackend } from './backend.js';
+import { openGpu, WebGpuBackend } from './gpu/webgpu.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
 
 export type FfnMode = 'dense' | 'naive' | 'hybrid' | 'sparse';
+/** Where the arithmetic runs: the wasm (cpu), a WebGPU adapter (gpu), or the GPU when a hardware one is present (auto). */
+export type Device = 'cpu' | 'gpu' | 'auto';
 
 /** The sparsity predictor as the engine runs it (src/predictor.ts trains and stores it). */
 export interface EnginePredictor {
@@ -123,6 +127,46 @@ export class Engine {
     this.memoryBytes = wasm.memory.buffer.byteLength;
     this.ffnBytes = header.ffn.bundle_bytes * header.config.ffn * header.config.nLayers;
     this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
+    this.cpu = new WasmBackend(wasm, simd ? 'wasm simd' : 'wasm');
+    this.backend = this.cpu;
+  }
+
+  private readonly cpu: WasmBackend;
+  /** What runs the forward pass's arithmetic (setDevice). */
+  backend: Backend;
+
+  /**
+   * Moves the arithmetic to a WebGPU adapter. 'gpu' insists (a software adapter will do) and
+   * throws where there is none; 'auto' takes a hardware adapter when the runtime offers one and
+   * otherwise stays on the wasm, never failing. Returns the device now in use.
+   */
+  async setDevice(device: Device): Promise<'cpu' | 'gpu'> {
+    if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
+    if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
+    if (device === 'cpu') return 'cpu';
+    let gpu;
+    try {
+      gpu = await openGpu({ allowFallback: device === 'gpu' });
+    } catch (e) {
+      if (device === 'gpu') throw new Error(`WebGPU device request failed: ${(e as Error).message}`);
+      return 'cpu';
+    }
+    if (!gpu) {
+      if (device === 'gpu') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
+      return 'cpu';
+    }
+    try {
+      this.backend = await WebGpuBackend.create(gpu, {
+        wasm: this.wasm, config: this.config, ffn: this.header.ffn, flash: this.flash,
+        readInput: this.mode === 'sparse', contextLength: this.contextLength,
+      });
+    } catch (e) {
+      gpu.device.destroy();
+      if (device === 'gpu') throw e;
+      return 'cpu';
+    }
+    if (this.flash) this.wasm.set_host_compute(1);
+    return 'gpu';
   }
 
   /** Opens an image file (path) or any FlashSource and loads the model into a fresh wasm instance. */
@@ -338,43 +382,54 @@ export class Engine {
   private planView: Float64Array | undefined;
 
   /**
-   * forward() with the FFN reads issued by the host: each round's reads go out in parallel and,
-   * while they are in flight, the wasm computes the neurons already cached. io_ms counts only
-   * the time spent waiting for reads.
+   * The forward pass, step by step through the backend (src/backend.ts). FFN reads are issued
+   * by the host when batched (in parallel; while they are in flight the backend computes the
+   * neurons already cached; io_ms counts only the wait) and through WASI otherwise. On the wasm
+   * with WASI reads this is forward(), which runs the same steps inside the wasm.
    */
   async forwardAsync(token: number, pos: number): Promise<void> {
-    const src = this.source;
-    if (!this.batched || !this.flash || !src.readBatch) { this.forward(token, pos); return; }
+    const src = this.source, b = this.backend, w = this.wasm;
+    const batched = this.batched && this.flash && !!src.readBatch;
+    if (b === this.cpu && !batched) { this.forward(token, pos); return; }
     this.checkStep(token, pos);
-    const w = this.wasm;
     const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
-    w.forward_begin(token, pos);
+    b.begin(token, pos);
     for (let l = 0; l < this.config.nLayers; l++) {
-      w.layer_attention(l, pos);
-      w.ffn_begin(l);
-      let hitsDone = false;
-      for (let n = w.plan_round(l); n > 0; n = w.plan_round(l)) {
-        const pending = src.readBatch(w.memory, plan, n);
-        if (!hitsDone) { w.ffn_hits(l); hitsDone = true; }
-        const t0 = performance.now();
-        try {
-          await pending;
-        } catch (e) {
-          w.flash_reset();
-          throw new Error(`${(e as Error).message}; the neuron cache was reset`);
+      b.attention(l, pos);
+      if (!this.flash) b.ffnDense(l);
+      else {
+        await b.ffnInput(l);
+        w.ffn_begin(l);
+        let cachedDone = false;
+        for (let n = w.plan_round(l); n > 0; n = w.plan_round(l)) {
+          if (!batched) {
+            if (!w.exec_plan_sync(n)) this.checkIo();
+          } else {
+            const pending = src.readBatch!(w.memory, plan, n);
+            if (!cachedDone) { b.ffnCached(l); cachedDone = true; }
+            const t0 = performance.now();
+            try {
+              await pending;
+            } catch (e) {
+              w.flash_reset();
+              throw new Error(`${(e as Error).message}; the neuron cache was reset`);
+            }
+            w.add_io(w.plan_bytes(), n, performance.now() - t0);
+          }
+          if (!cachedDone) { b.ffnCached(l); cachedDone = true; }
+          b.ffnLanded(l);
         }
-        w.add_io(w.plan_bytes(), n, performance.now() - t0);
-        w.round_done(l);
+        this.checkIo();
+        if (!cachedDone) b.ffnCached(l);
       }
-      this.checkIo();
-      if (!hitsDone) w.ffn_hits(l);
-      w.layer_end(l);
+      b.ffnEnd(l);
     }
-    w.forward_end();
+    await b.end();
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
   forward(token: number, pos: number): void {
+    if (this.backend !== this.cpu) throw new Error('the GPU backend runs asynchronously: use forwardAsync()');
     this.checkStep(token, pos);
     this.wasm.forward(token, pos);
     this.checkIo();
@@ -450,6 +505,7 @@ export class Engine {
   }
 
   close(): void {
+    if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; }
     if (this.fd >= 0) this.wasm.flash_close(this.fd);
     this.fd = -1;
     this.source.close();

@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from './config.js';
-import { Engine, EngineOptions, EnginePredictor } from './engine.js';
+import { Device, Engine, EngineOptions, EnginePredictor } from './engine.js';
 import { FileSource } from './flash.js';
 import { convertHF, crc32, Progress, readImageHeader, readTokenizerJson, VERSION } from './image.js';
 import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, truncatePredictor } from './predictor.js';
@@ -33,6 +33,8 @@ export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryB
   tokenizer?: Tokenizer;
   /** FFN layout of the image made from a Hugging Face folder: 'split' is the unbundled ablation. */
   layout?: 'bundled' | 'split';
+  /** Where the arithmetic runs (default cpu): 'gpu' needs a WebGPU adapter; 'auto' takes a hardware one when present. */
+  device?: Device;
   /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
   cacheDir?: string;
 }
@@ -127,8 +129,7 @@ export class Model {
 
   /** One forward pass (plus the dense shadow's, when checking the predictor). */
   private async step(id: number, pos: number): Promise<void> {
-    if (this.engine.batched) await this.engine.forwardAsync(id, pos);
-    else this.engine.forward(id, pos);
+    await this.engine.forwardAsync(id, pos);
     if (!this.shadow) return;
     this.shadow.forward(id, pos);
     this.checked++;
@@ -321,6 +322,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
+    if (opts.device && opts.device !== 'cpu') await engine.setDevice(opts.device);
     const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
     return new Model(engine, tokenizer, full);
   } catch (e) {

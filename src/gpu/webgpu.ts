@@ -1,0 +1,445 @@
+// The WebGPU backend: the forward pass's arithmetic on the GPU (src/gpu/*.wgsl), the wasm
+// still deciding which neurons to read and reading them (src/backend.ts has the step order).
+//
+// At load the resident weights are copied from wasm memory into GPU buffers once. Dense mode
+// runs a whole token in one submission and reads back only the logits. With the FFN on flash
+// each layer's FFN input is read back (the predictor and planner run in the wasm), and the GPU
+// keeps a mirror of every layer's neuron cache: rows the wasm appends are written straight into
+// the mirror, rows a swap-delete refilled are re-sent and scattered by rows.wgsl, and neurons
+// streamed past a full cache go to a stream area. The FFN kernels then run over the list of
+// wanted rows. Everything is allocated here, none of it per token.
+import type { Backend } from '../backend.js';
+import type { ModelConfig } from '../config.js';
+import type { FfnLayout } from '../image.js';
+import { f16ToF32 } from '../image.js';
+import type { EngineExports } from '../wasm.js';
+import { WGSL } from './shaders.js';
+
+/** A WebGPU device the engine may run on. */
+export interface Gpu {
+  device: GPUDevice;
+  /** The adapter's description ("NVIDIA H200", "llvmpipe ..."). */
+  name: string;
+  /** Software adapter (lavapipe, SwiftShader): correct but slower than the wasm path. */
+  fallback: boolean;
+  /** shader-f16 is enabled: f16 weights are read as f16 by the kernels. */
+  f16: boolean;
+}
+
+/**
+ * Opens the runtime's WebGPU adapter, or returns null where there is none (Node, browsers
+ * without WebGPU) or where it is a software fallback and `allowFallback` is not set.
+ */
+export async function openGpu(opts: { allowFallback?: boolean } = {}): Promise<Gpu | null> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return null;
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  if (!adapter) return null;
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const fallback = Boolean(info?.isFallbackAdapter ?? (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+  if (fallback && !opts.allowFallback) return null;
+  const f16 = adapter.features.has('shader-f16');
+  const lim = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures: f16 ? ['shader-f16'] : [],
+    requiredLimits: {
+      maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+      maxBufferSize: lim.maxBufferSize,
+      maxStorageBuffersPerShaderStage: Math.min(lim.maxStorageBuffersPerShaderStage, 10),
+    },
+  });
+  const name = info?.description || info?.device || info?.vendor || 'WebGPU adapter';
+  return { device, name, fallback, f16 };
+}
+
+/** What the backend needs of an engine (src/engine.ts). */
+export interface GpuEngineView {
+  wasm: EngineExports;
+  config: ModelConfig;
+  ffn: FfnLayout;
+  /** The FFN is read from flash (naive, hybrid, sparse): mirror the neuron caches. */
+  flash: boolean;
+  /** The wasm needs each layer's FFN input (the predictor, or an oracle that inspects it). */
+  readInput: boolean;
+  contextLength: number;
+}
+
+const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, UNIFORM = 0x40, MAP_READ = 0x01;  // GPUBufferUsage
+const NONE = 0xffffffff;
+const CH = 32;          // rows per partial-sum chunk (ffn.wgsl)
+const MAX_GROUPS = 65535;
+
+type Bind = GPUBindGroup;
+interface Dispatch { pipeline: GPUComputePipeline; bind: Bind; x: number; y?: number }
+
+interface Layer {
+  norm1: Dispatch; q: Dispatch; k: Dispatch; v: Dispatch; rope: Dispatch; attend: Dispatch; o: Dispatch; norm2: Dispatch;
+  act: Dispatch; partial: Dispatch; reduce: Dispatch; scatter?: Dispatch;
+  cache: GPUBuffer;          // dense: the layer's bundles; flash: the neuron-cache mirror
+  xbRead: GPUBuffer;         // FFN input read back (flash modes)
+}
+
+export class WebGpuBackend implements Backend {
+  readonly device = 'gpu';
+  readonly name: string;
+  private readonly dev: GPUDevice;
+  private readonly w: EngineExports;
+  private readonly cfg: ModelConfig;
+  private readonly ffn: FfnLayout;
+  private readonly flash: boolean;
+  private readonly readInput: boolean;
+  private moved = new Uint32Array(0);
+  private readonly layers: Layer[] = [];
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private buffers: GPUBuffer[] = [];
+  private enc: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  // Activations and scratch
+  private x!: GPUBuffer; private xb!: GPUBuffer; private logits!: GPUBuffer; private logitsRead!: GPUBuffer;
+  private step!: GPUBuffer; private list!: GPUBuffer; private count!: GPUBuffer;
+  private stream!: GPUBuffer; private upload!: GPUBuffer; private movedList!: GPUBuffer;
+  private head!: { norm: Dispatch; lm: Dispatch };
+  // Host-side staging for the per-layer lists (allocated once)
+  private readonly rowList: Uint32Array;
+  private readonly stepData = new Uint32Array(4);
+  private readonly countData = new Uint32Array(4);
+  private pack: Uint8Array;
+  private nList = 0;
+  private nStream = 0;
+  private readonly bundle: number;
+  private caps: number[] = [];
+
+  private constructor(gpu: Gpu, view: GpuEngineView) {
+    this.dev = gpu.device; this.w = view.wasm; this.cfg = view.config; this.ffn = view.ffn; this.flash = view.flash;
+    this.readInput = view.readInput;
+    this.name = gpu.name + (gpu.f16 ? ' (shader-f16)' : '');
+    this.bundle = view.ffn.bundle_bytes;
+    this.rowList = new Uint32Array(view.config.ffn);
+    this.pack = new Uint8Array(0);
+  }
+
+  /** Mirrors the engine's resident weights on the GPU; throws if a shape is not supported. */
+  static async create(gpu: Gpu, view: GpuEngineView): Promise<WebGpuBackend> {
+    const b = new WebGpuBackend(gpu, view);
+    const dev = gpu.device;
+    dev.pushErrorScope('out-of-memory');
+    dev.pushErrorScope('validation');
+    try {
+      b.build(gpu, view);
+    } catch (e) {
+      b.close();
+      throw e;
+    } finally {
+      const invalid = await dev.popErrorScope(), oom = await dev.popErrorScope();
+      const err = invalid ?? oom;
+      if (err) { b.close(); throw new Error(`WebGPU backend setup failed on ${gpu.name}: ${err.message}`); }
+    }
+    dev.addEventListener('uncapturederror', (ev) => { b.failure ??= (ev as GPUUncapturedErrorEvent).error.message; });
+    return b;
+  }
+
+  /** The first error the device reported while running (checked after every token). */
+  private failure: string | undefined;
+
+  private build(gpu: Gpu, view: GpuEngineView): void {
+    const { config: c, wasm: w, ffn: f } = view;
+    const d = c.hidden, qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim, ctx = view.contextLength;
+    if (d % 2 || qDim % 2 || kvDim % 2 || c.headDim % 2) throw new Error('the WebGPU backend needs even widths');
+    if (f.bundle_bytes % 16 || [f.up, f.gate, f.down].some((o) => o >= 0 && o % (f.dtype === 'f32' ? 8 : 4))) {
+      throw new Error('the WebGPU backend needs bundle parts aligned to a pair of elements');
+    }
+    const g = (n: string) => (w[n] as WebAssembly.Global).value as number;
+    const dtName = (code: number) => (['f32', 'f16', 'bf16'] as const)[code];
+    const bufF32 = (n: number) => this.buffer(Math.max(n, 1) * 4, STORAGE | COPY_SRC | COPY_DST);
+    const fromWasm = (ptr: number, bytes: number) => this.upload_(new Uint8Array(w.memory.buffer, ptr, bytes));
+    // Small vectors (norm weights, biases) as f32, whatever their stored dtype.
+    const vecF32 = (ptr: number, code: number, n: number): GPUBuffer => {
+      if (!ptr) return this.dummy();
+      const out = new Float32Array(n);
+      if (code === 0) out.set(new Float32Array(w.memory.buffer, ptr, n));
+      else {
+        const u16 = new Uint16Array(w.memory.buffer, ptr, n);
+        for (let i = 0; i < n; i++) out[i] = code === 1 ? f16ToF32(u16[i]) : new Float32Array(new Uint32Array([u16[i] << 16]).buffer)[0];
+      }
+      return this.upload_(new Uint8Array(out.buffer));
+    };
+    const matrix = (ptr: number, code: number, rows: number, cols: number) => fromWasm(ptr, rows * cols * (code === 0 ? 4 : 2));
+
+    this.x = bufF32(d); this.xb = bufF32(d);
+    const q = bufF32(qDim), k = bufF32(kvDim), v = bufF32(kvDim), attOut = bufF32(qDim);
+    const att = bufF32(c.nHeads * ctx);
+    const h = bufF32(c.ffn);
+    const part = bufF32(Math.ceil(c.ffn / CH) * d);
+    this.logits = bufF32(c.vocab);
+    this.logitsRead = this.buffer(c.vocab * 4, MAP_READ | COPY_DST);
+    this.step = this.buffer(16, UNIFORM | COPY_DST);
+    this.list = this.buffer(c.ffn * 4, STORAGE | COPY_DST);
+    this.count = this.buffer(16, STORAGE | COPY_DST);
+    const rope = c.ropeTheta > 0;
+    const ropeCos = rope ? fromWasm(w.rope_cos_ptr(), ctx * (c.headDim / 2) * 4) : this.dummy();
+    const ropeSin = rope ? fromWasm(w.rope_sin_ptr(), ctx * (c.headDim / 2) * 4) : this.dummy();
+
+    const matvec = (wPtr: number, code: number, rows: number, cols: number, xin: GPUBuffer, y: GPUBuffer, bias: GPUBuffer | null, acc: boolean): Dispatch => {
+      const pipeline = this.pipeline('matvec', 'main', dtName(code), gpu.f16);
+      const params = this.uniform([rows, cols, (bias ? 1 : 0) | (acc ? 2 : 0), 0]);
+      const W = matrix(wPtr, code, rows, cols);
+      const bind = this.bind(pipeline, [W, xin, y, bias ?? this.dummy(), params]);
+      return { pipeline, bind, x: Math.min(rows, MAX_GROUPS), y: Math.ceil(rows / MAX_GROUPS) };
+    };
+    const norm = (wv: GPUBuffer, bv: GPUBuffer, xin: GPUBuffer, out: GPUBuffer): Dispatch => {
+      const pipeline = this.pipeline('norm', 'main');
+      const params = this.uniform([d, c.arch === 'opt' ? 0 : 1, 0, 0], [2, c.normEps]);
+      return { pipeline, bind: this.bind(pipeline, [xin, wv, bv, out, params]), x: 1 };
+    };
+    const L = (l: number, slot: string) => [w.layer_ptr(l, g(slot)), w.layer_dt(l, g(slot))] as const;
+    const attnParams = this.uniform([c.nHeads, c.nKvHeads, c.headDim, ctx, rope ? 1 : 0, 0, 0, 0]);
+    const pairBytes = f.dtype === 'f32' ? 8 : 4;
+    const streamRows = view.flash ? c.ffn : 1;
+    this.stream = this.buffer(streamRows * f.bundle_bytes, STORAGE | COPY_DST);
+    let maxCap = 1;
+    for (let l = 0; l < c.nLayers; l++) {
+      const [ln1w, ln1wDt] = L(l, 'L_LN1_W'), [ln1b, ln1bDt] = L(l, 'L_LN1_B');
+      const [ln2w, ln2wDt] = L(l, 'L_LN2_W'), [ln2b, ln2bDt] = L(l, 'L_LN2_B');
+      const bias = (slot: string, n: number) => { const [p, dt] = L(l, slot); return p ? vecF32(p, dt, n) : null; };
+      const kc = bufF32(ctx * kvDim), vc = bufF32(ctx * kvDim);
+      const ropeP = this.pipeline('attention', 'rope_kv'), attendP = this.pipeline('attention', 'attend');
+      const cap = view.flash ? w.cache_capacity(l) : c.ffn;
+      this.caps.push(cap);
+      maxCap = Math.max(maxCap, cap);
+      const [ffnPtr] = L(l, 'L_FFN');
+      const cache = view.flash ? this.buffer(Math.max(cap, 1) * f.bundle_bytes, STORAGE | COPY_DST) : fromWasm(ffnPtr, c.ffn * f.bundle_bytes);
+      const ffnParams = this.uniform([d, f.bundle_bytes / pairBytes, f.up / pairBytes, f.gate >= 0 ? f.gate / pairBytes : NONE,
+        f.down / pairBytes, f.bias >= 0 ? f.bias / 4 : NONE, c.act === 'relu' ? 0 : 1, cap,
+        view.flash ? 1 : 0, c.ffn, 0, 0]);
+      const downB = bias('L_DOWN_B', d);
+      if (downB) this.patchUniform(ffnParams, 10, 1);
+      const actP = this.pipeline('ffn', 'act', f.dtype, gpu.f16), partP = this.pipeline('ffn', 'partial', f.dtype, gpu.f16);
+      const redP = this.pipeline('ffn', 'reduce', f.dtype, gpu.f16);
+      const layer: Layer = {
+        norm1: norm(vecF32(ln1w, ln1wDt, d), vecF32(ln1b, ln1bDt, d), this.x, this.xb),
+        q: matvec(...L(l, 'L_Q'), qDim, d, this.xb, q, bias('L_QB', qDim), false),
+        k: matvec(...L(l, 'L_K'), kvDim, d, this.xb, k, bias('L_KB', kvDim), false),
+        v: matvec(...L(l, 'L_V'), kvDim, d, this.xb, v, bias('L_VB', kvDim), false),
+        rope: { pipeline: ropeP, bind: this.bind(ropeP, [q, k, v, kc, vc, ropeCos, ropeSin, attnParams, this.step]), x: Math.ceil((qDim / 2 + kvDim / 2 + kvDim) / 64) },
+        attend: { pipeline: attendP, bind: this.bind(attendP, [q, kc, vc, att, attOut, attnParams, this.step], [9, 10, 11, 12, 13, 7, 8]), x: c.nHeads },
+        o: matvec(...L(l, 'L_O'), d, qDim, attOut, this.x, bias('L_OB', d), true),
+        norm2: norm(vecF32(ln2w, ln2wDt, d), vecF32(ln2b, ln2bDt, d), this.x, this.xb),
+        act: { pipeline: actP, bind: this.bind(actP, [cache, this.stream, this.xb, this.list, this.count, ffnParams, h], [0, 1, 2, 3, 4, 5, 6]), x: 0 },
+        partial: { pipeline: partP, bind: this.bind(partP, [cache, this.stream, this.list, this.count, ffnParams, h, part], [0, 1, 3, 4, 5, 7, 8]), x: Math.ceil(d / 2 / 64) },
+        reduce: { pipeline: redP, bind: this.bind(redP, [this.count, ffnParams, part, this.x, downB ?? this.dummy()], [4, 5, 9, 10, 11]), x: Math.ceil(d / 2 / 64) },
+        cache,
+        xbRead: this.buffer(view.readInput ? d * 4 : 4, MAP_READ | COPY_DST),
+      };
+      this.layers.push(layer);
+    }
+    if (view.flash) {
+      this.upload = this.buffer(maxCap * f.bundle_bytes, STORAGE | COPY_DST);
+      this.movedList = this.buffer(maxCap * 4, STORAGE | COPY_DST);
+      this.pack = new Uint8Array(Math.max(maxCap, c.ffn) * f.bundle_bytes);
+      this.moved = new Uint32Array(maxCap);
+      const scatterP = this.pipeline('rows', 'main');
+      const params = this.uniform([f.bundle_bytes / 4, 0, 0, 0]);
+      for (const layer of this.layers) layer.scatter = { pipeline: scatterP, bind: this.bind(scatterP, [layer.cache, this.upload, this.movedList, params]), x: 0 };
+    }
+    const normW = vecF32(w.global_ptr(g('G_NORM_W')), w.global_dt(g('G_NORM_W')), d);
+    const normB = vecF32(w.global_ptr(g('G_NORM_B')), w.global_dt(g('G_NORM_B')), d);
+    this.head = {
+      norm: norm(normW, normB, this.x, this.xb),
+      lm: matvec(w.global_ptr(g('G_LM_HEAD')), w.global_dt(g('G_LM_HEAD')), c.vocab, d, this.xb, this.logits, null, false),
+    };
+  }
+
+  // ---- the steps (src/backend.ts) ----
+
+  begin(token: number, pos: number): void {
+    const w = this.w;
+    w.forward_begin(token, pos);   // embeddings, a flash read for untied ones, the window's clock
+    this.stepData[0] = pos;
+    this.dev.queue.writeBuffer(this.step, 0, this.stepData);
+    this.dev.queue.writeBuffer(this.x, 0, w.memory.buffer, w.x_ptr(), this.cfg.hidden * 4);
+  }
+
+  attention(l: number): void {
+    const L = this.layers[l];
+    for (const s of [L.norm1, L.q, L.k, L.v, L.rope, L.attend, L.o, L.norm2]) this.run(s);
+  }
+
+  ffnDense(l: number): void {
+    const L = this.layers[l], n = this.cfg.ffn;
+    this.run(L.act, n);
+    this.run(L.partial, undefined, Math.ceil(n / CH));
+    this.run(L.reduce);
+  }
+
+  /** Submits what is encoded (this layer's uploads must land after the last layer's FFN ran)
+   *  and, where the wasm predicts from it, reads the FFN input back. */
+  async ffnInput(l: number): Promise<void> {
+    const L = this.layers[l], d = this.cfg.hidden, w = this.w;
+    this.nList = 0; this.nStream = 0;
+    this.endPass();
+    if (!this.readInput) { this.submit(); return; }
+    this.enc!.copyBufferToBuffer(this.xb, 0, L.xbRead, 0, d * 4);
+    this.submit();
+    await L.xbRead.mapAsync(1 /* GPUMapMode.READ */);
+    const xb = new Float32Array(L.xbRead.getMappedRange(0, d * 4));
+    new Float32Array(w.memory.buffer, w.xb_ptr(), d).set(xb);
+    new Float32Array(w.memory.buffer, w.ffn_input_ptr() + l * d * 4, d).set(xb);
+    L.xbRead.unmap();
+  }
+
+  /** After ffn_begin: the wanted rows already cached, and the rows swap-deletes refilled. */
+  ffnCached(l: number): void {
+    const w = this.w, L = this.layers[l], bundle = this.bundle;
+    const hits = w.hit_count();
+    this.rowList.set(new Int32Array(w.memory.buffer, w.hit_rows_ptr(), hits));
+    this.nList = hits;
+    // Rows at or past the live count are dead now; appends will overwrite them later.
+    const live = w.cache_rows(l), moved = new Int32Array(w.memory.buffer, w.moved_ptr(), w.moved_count());
+    const rows = w.cache_rows_ptr(l), mem = new Uint8Array(w.memory.buffer);
+    let m = 0;
+    const dst = this.moved;
+    for (const r of moved) {
+      if (r >= live) continue;
+      this.pack.set(mem.subarray(rows + r * bundle, rows + (r + 1) * bundle), m * bundle);
+      dst[m++] = r;
+    }
+    if (m === 0) return;
+    const q = this.dev.queue;
+    q.writeBuffer(this.upload, 0, this.pack, 0, m * bundle);
+    q.writeBuffer(this.movedList, 0, dst, 0, m);
+    this.run(L.scatter!, m);
+  }
+
+  /** After round_done: appended rows go straight into the mirror, streamed ones to the stream area. */
+  ffnLanded(l: number): void {
+    const w = this.w, L = this.layers[l], bundle = this.bundle, q = this.dev.queue;
+    w.round_done(l);
+    const first = w.landed_first(), cached = w.landed_cached(), items = w.landed_items();
+    if (cached > 0) {
+      q.writeBuffer(L.cache, first * bundle, w.memory.buffer, w.cache_rows_ptr(l) + first * bundle, cached * bundle);
+      for (let r = first; r < first + cached; r++) this.rowList[this.nList++] = r;
+    }
+    if (items > cached) {
+      const mem = new Uint8Array(w.memory.buffer), ptrs = new Uint32Array(w.memory.buffer, w.item_ptrs_ptr(), items * 4);
+      const parts = this.ffn.layout === 'split' ? this.ffn.parts! : [{ row: 0, len: bundle }];
+      const n = items - cached;
+      for (let i = 0; i < n; i++) {
+        parts.forEach((p, j) => { const s = ptrs[(cached + i) * 4 + j]; this.pack.set(mem.subarray(s, s + p.len), i * bundle + p.row); });
+        this.rowList[this.nList++] = this.caps[l] + this.nStream + i;
+      }
+      q.writeBuffer(this.stream, this.nStream * bundle, this.pack, 0, n * bundle);
+      this.nStream += n;
+    }
+  }
+
+  ffnEnd(l: number): void {
+    if (!this.flash) return;
+    const L = this.layers[l], n = this.nList, q = this.dev.queue;
+    this.countData[0] = n;
+    q.writeBuffer(this.count, 0, this.countData);
+    if (n > 0) {
+      q.writeBuffer(this.list, 0, this.rowList, 0, n);
+      this.run(L.act, n);
+      this.run(L.partial, undefined, Math.ceil(n / CH));
+    }
+    this.run(L.reduce);
+  }
+
+  async end(): Promise<void> {
+    const w = this.w, V = this.cfg.vocab;
+    this.run(this.head.norm);
+    this.run(this.head.lm);
+    this.endPass();
+    this.enc!.copyBufferToBuffer(this.logits, 0, this.logitsRead, 0, V * 4);
+    this.submit();
+    await this.logitsRead.mapAsync(1);
+    new Float32Array(w.memory.buffer, w.logits_ptr(), V).set(new Float32Array(this.logitsRead.getMappedRange(0, V * 4)));
+    this.logitsRead.unmap();
+    if (this.failure) throw new Error(`WebGPU: ${this.failure}`);
+  }
+
+  close(): void {
+    this.pass = null; this.enc = null;
+    for (const b of this.buffers) b.destroy();
+    this.buffers = [];
+  }
+
+  // ---- plumbing ----
+
+  /** Encodes one dispatch; `rows` overrides the x/y workgroup count (one workgroup per row). */
+  private run(s: Dispatch, rows?: number, y?: number): void {
+    this.enc ??= this.dev.createCommandEncoder();
+    this.pass ??= this.enc.beginComputePass();
+    this.pass.setPipeline(s.pipeline);
+    this.pass.setBindGroup(0, s.bind);
+    if (rows !== undefined) this.pass.dispatchWorkgroups(Math.min(rows, MAX_GROUPS), Math.ceil(rows / MAX_GROUPS));
+    else this.pass.dispatchWorkgroups(s.x, y ?? s.y ?? 1);
+  }
+
+  private endPass(): void {
+    this.enc ??= this.dev.createCommandEncoder();
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  private submit(): void {
+    this.endPass();
+    this.dev.queue.submit([this.enc!.finish()]);
+    this.enc = null;
+  }
+
+  private pipeline(file: string, entry: string, dtype?: 'f32' | 'f16' | 'bf16', f16 = false): GPUComputePipeline {
+    const lib = dtype === undefined ? '' : dtype === 'f32' ? 'w_f32' : dtype === 'f16' && f16 ? 'w_f16' : 'w_half';
+    const key = `${file}:${entry}:${lib}:${dtype}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const code = (lib ? WGSL[lib] + '\n' : '') + WGSL[file];
+      const module = this.dev.createShaderModule({ code, label: file });
+      const constants = lib === 'w_half' ? { DT: dtype === 'bf16' ? 2 : 1 } : undefined;
+      p = this.dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: entry, constants }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  private bind(p: GPUComputePipeline, buffers: GPUBuffer[], bindings?: number[]): Bind {
+    return this.dev.createBindGroup({
+      layout: p.getBindGroupLayout(0),
+      entries: buffers.map((buffer, i) => ({ binding: bindings ? bindings[i] : i, resource: { buffer } })),
+    });
+  }
+
+  private buffer(size: number, usage: number): GPUBuffer {
+    const b = this.dev.createBuffer({ size: Math.ceil(Math.max(size, 16) / 16) * 16, usage });
+    this.buffers.push(b);
+    return b;
+  }
+
+  private upload_(bytes: Uint8Array): GPUBuffer {
+    const b = this.buffer(bytes.length, STORAGE | COPY_DST | COPY_SRC);
+    this.dev.queue.writeBuffer(b, 0, bytes.buffer, bytes.byteOffset, bytes.length & ~3);
+    if (bytes.length & 3) {
+      const tail = new Uint8Array(4);
+      tail.set(bytes.subarray(bytes.length & ~3));
+      this.dev.queue.writeBuffer(b, bytes.length & ~3, tail);
+    }
+    return b;
+  }
+
+  private dummyBuf: GPUBuffer | undefined;
+  private dummy(): GPUBuffer { return this.dummyBuf ??= this.buffer(16, STORAGE); }
+
+  /** A uniform of u32 words; `floats` puts f32 values at given word indices. */
+  private uniform(words: number[], floats?: [number, number]): GPUBuffer {
+    const data = new Uint32Array(Math.ceil(words.length / 4) * 4);
+    data.set(words);
+    if (floats) new Float32Array(data.buffer)[floats[0]] = floats[1];
+    const b = this.buffer(data.byteLength, UNIFORM | COPY_DST);
+    this.dev.queue.writeBuffer(b, 0, data);
+    return b;
+  }
+
+  private patchUniform(b: GPUBuffer, word: number, value: number): void {
+    this.dev.queue.writeBuffer(b, word * 4, new Uint32Array([value]));
+  }
+}
