@@ -43,6 +43,9 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --context N         KV cache length in tokens (default: the model's; with --memory: the
                       prompt plus --max-tokens for generate, 128 for perplexity)
   --kv f32|f16        KV cache element type (default f32; with --memory f16)
+  --device cpu|gpu|auto  where the arithmetic runs (default auto): gpu = WebGPU (Deno, browsers;
+                      a software adapter will do), auto = a hardware WebGPU adapter when the
+                      runtime has one, else the wasm
   --io wasi|async     FFN reads: through WASI fd_pread one at a time (default), or issued by
                       the host in parallel while cached neurons compute
   --direct            O_DIRECT reads (cold: no page cache), implies --io async
@@ -53,7 +56,7 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
   memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
-  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', 'no-bundle': 'boolean', 'predictor-rank': 'number',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', device: 'string', 'no-bundle': 'boolean', 'predictor-rank': 'number',
 } as const;
 
 const commands: Record<string, Command> = {
@@ -232,7 +235,7 @@ async function load(f: Flags, tokenizer?: Tokenizer): Promise<Model> {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'], tokenizer,
     window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
-    kvDtype: str(f.kv) as LoadOptions['kvDtype'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),
+    kvDtype: str(f.kv) as LoadOptions['kvDtype'], device: (str(f.device) ?? 'auto') as LoadOptions['device'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),
   });
   if (f['check-predictor']) model.checkPredictor();
   return model;

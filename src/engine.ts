@@ -140,13 +140,13 @@ export class Engine {
    * throws where there is none; 'auto' takes a hardware adapter when the runtime offers one and
    * otherwise stays on the wasm, never failing. Returns the device now in use.
    */
-  async setDevice(device: Device): Promise<'cpu' | 'gpu'> {
+  async setDevice(device: Device, opts: { shaderF16?: boolean } = {}): Promise<'cpu' | 'gpu'> {
     if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
     if (device === 'cpu') return 'cpu';
     let gpu;
     try {
-      gpu = await openGpu({ allowFallback: device === 'gpu' });
+      gpu = await openGpu({ allowFallback: device === 'gpu', shaderF16: opts.shaderF16 });
     } catch (e) {
       if (device === 'gpu') throw new Error(`WebGPU device request failed: ${(e as Error).message}`);
       return 'cpu';

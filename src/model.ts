@@ -35,6 +35,8 @@ export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryB
   layout?: 'bundled' | 'split';
   /** Where the arithmetic runs (default cpu): 'gpu' needs a WebGPU adapter; 'auto' takes a hardware one when present. */
   device?: Device;
+  /** WebGPU: use shader-f16 where the adapter has it (default true; false exercises the 32-bit-word path). */
+  shaderF16?: boolean;
   /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
   cacheDir?: string;
 }
@@ -65,6 +67,8 @@ export interface GenerationStats extends FlashStats {
 /** Per-token cost as in the paper: flash I/O, neuron-cache management, compute (decode phase). */
 export interface FlashStats {
   mode: string;
+  /** What ran the arithmetic: "wasm simd", or the WebGPU adapter. */
+  device: string;
   ms_per_token: number;
   bytes_read_per_token: number;
   reads_per_token: number;
@@ -252,6 +256,7 @@ export class Model {
     const cached = e.flash ? e.memory.cache_rows.reduce((a, b) => a + b, 0) / (cfg.ffn * cfg.nLayers) : 1;
     return {
       mode: e.mode,
+      device: e.backend.name,
       ms_per_token: round(ms / t),
       bytes_read_per_token: Math.round(s.bytes_read / t),
       reads_per_token: round(s.reads / t),
@@ -322,7 +327,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
-    if (opts.device && opts.device !== 'cpu') await engine.setDevice(opts.device);
+    if (opts.device && opts.device !== 'cpu') await engine.setDevice(opts.device, { shaderF16: opts.shaderF16 });
     const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
     return new Model(engine, tokenizer, full);
   } catch (e) {

@@ -30,7 +30,7 @@ export interface Gpu {
  * Opens the runtime's WebGPU adapter, or returns null where there is none (Node, browsers
  * without WebGPU) or where it is a software fallback and `allowFallback` is not set.
  */
-export async function openGpu(opts: { allowFallback?: boolean } = {}): Promise<Gpu | null> {
+export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boolean } = {}): Promise<Gpu | null> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) return null;
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
@@ -38,7 +38,7 @@ export async function openGpu(opts: { allowFallback?: boolean } = {}): Promise<G
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const fallback = Boolean(info?.isFallbackAdapter ?? (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter);
   if (fallback && !opts.allowFallback) return null;
-  const f16 = adapter.features.has('shader-f16');
+  const f16 = adapter.features.has('shader-f16') && opts.shaderF16 !== false;
   const lim = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures: f16 ? ['shader-f16'] : [],

@@ -1,0 +1,93 @@
+// The WebGPU backend against the wasm reference, on a software adapter (Mesa lavapipe or
+// llvmpipe under Deno's WebGPU): both models, dense and with the FFN on flash (sparse with the
+// shipped predictor, naive, hybrid, the unbundled layout, host-issued reads), shader-f16 on
+// and off. Tolerance: every logit within 1e-3 of the wasm's (as against Hugging Face), the
+// same argmax at every position and the same flash reads. Also: --device auto never fails.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT, golden, modelDir } from './helpers/models.js';
+import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+
+const run = promisify(execFile);
+const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
+const BIN = join(ROOT, 'bin', 'flashneuron.js');
+const TOL = 1e-3;
+
+let env;
+before(() => {
+  env = { ...process.env, FLASHNEURON_CACHE: tmpDir('gpucache'), NO_COLOR: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? tmpDir('xdg') };
+});
+after(cleanupTmp);
+
+function sequence(name) {
+  const p = golden(name).prompts[0];
+  return [...p.ids, ...p.greedy_ids];
+}
+
+const flash = (memory, more = {}) => ({ memory, contextLength: 64, kvDtype: 'f32', ...more });
+const CASES = [
+  ['opt-relu-mini', 'dense', {}],
+  ['opt-relu-mini', 'dense, no shader-f16', {}, false],
+  ['opt-relu-mini', 'sparse 60%', flash('60%')],
+  ['opt-relu-mini', 'sparse 60%, unbundled', flash('60%', { layout: 'split' })],
+  ['opt-relu-mini', 'naive 60%', flash('60%', { mode: 'naive' })],
+  ['opt-relu-mini', 'hybrid 80%', flash('80%', { mode: 'hybrid' })],
+  ['llama-relu-mini', 'dense', {}],
+  ['llama-relu-mini', 'sparse 80%', flash('80%')],
+  ['llama-relu-mini', 'sparse 80%, host reads', flash('80%', { io: 'async' })],
+  ['llama-relu-mini', 'sparse 60%, no shader-f16', flash('60%'), false],
+];
+
+describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)', function () {
+  this.timeout(900_000);
+  const results = new Map();
+  let adapter = null;
+  before(async function () {
+    if (!existsSync(DENO)) this.skip();
+    const cases = CASES.map(([model, name, options, shaderF16]) => ({ name: `${model}: ${name}`, model: modelDir(model), ids: sequence(model), options, shaderF16 }));
+    const r = await run(DENO, ['run', '-A', join(ROOT, 'test', 'webgpu', 'compare.js'), JSON.stringify(cases)], { env, maxBuffer: 1 << 24 });
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    adapter = lines[0].adapter;
+    for (const l of lines.slice(1)) results.set(l.name, l);
+    if (!adapter) console.warn('    (no WebGPU adapter under Deno here: install mesa-vulkan-drivers; the GPU cases are skipped)');
+  });
+  for (const [model, name] of CASES) {
+    it(`${model}: ${name}`, function () {
+      if (!adapter) this.skip();
+      const r = results.get(`${model}: ${name}`);
+      assert.ok(r, 'case did not run');
+      assert.ok(r.worst <= TOL, `largest logit difference ${r.worst} > ${TOL}`);
+      assert.equal(r.argmax_same, r.positions);
+      assert.equal(r.bytes_read_gpu, r.bytes_read_cpu);
+    });
+  }
+});
+
+describe('webgpu: --device', function () {
+  this.timeout(120_000);
+  const prompt = () => golden('opt-relu-mini').prompts[0];
+  it('auto falls back to the wasm where there is no WebGPU (Node) and gives the same text', async () => {
+    const r = await run(process.execPath, [BIN, 'generate', '--device', 'auto', '--json', '--temperature', '0', '--max-tokens', '8', '--no-stop', prompt().text], { env });
+    const j = JSON.parse(r.stdout);
+    assert.match(j.stats.device, /^wasm/);
+    assert.deepEqual(j.ids, prompt().greedy_ids.slice(0, 8));
+  });
+  it('gpu where there is none is a clear error', async () => {
+    await assert.rejects(run(process.execPath, [BIN, 'generate', '--device', 'gpu', '--max-tokens', '2', 'x'], { env }),
+      (e) => /no WebGPU adapter/.test(e.stderr) && e.code !== 0);
+  });
+  it('auto passes over a software adapter (Deno) and gpu takes it, with the golden ids', async function () {
+    if (!existsSync(DENO)) this.skip();
+    const args = (device) => ['run', '-A', BIN, 'generate', '--device', device, '--json', '--temperature', '0', '--max-tokens', '8', '--no-stop', prompt().text];
+    const auto = JSON.parse((await run(DENO, args('auto'), { env })).stdout);
+    assert.deepEqual(auto.ids, prompt().greedy_ids.slice(0, 8));
+    const gpu = JSON.parse((await run(DENO, args('gpu'), { env }).catch((e) => ({ stdout: 'null', e }))).stdout);
+    if (gpu === null) this.skip();   // no adapter at all
+    assert.doesNotMatch(gpu.stats.device, /^wasm/);
+    assert.match(auto.stats.device, /^wasm/);   // the only adapter here is a software one
+    assert.deepEqual(gpu.ids, prompt().greedy_ids.slice(0, 8));
+  });
+});
