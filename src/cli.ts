@@ -12,6 +12,8 @@ import type { Tokenizer } from './tokenizer.js';
 import { convertHF, Progress } from './image.js';
 import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
 import { probeDevice, saveProfile } from './probe.js';
+import { SHAPES, synthImage } from './synth.js';
+import type { DType } from './config.js';
 
 type Flags = Record<string, string | boolean>;
 interface Command {
@@ -190,6 +192,26 @@ ${MODEL_FLAG}
             `layer ${L.layer}: recall ${L.recall.toFixed(3)}, predicted/true ${L.ratio.toFixed(2)}, active ${(100 * L.true_share).toFixed(1)}%, predicted ${(100 * L.predicted_share).toFixed(1)}%`).join('\n') + '\n');
         }
       } finally { model.close(); }
+    },
+  },
+  synth: {
+    usage: 'flashneuron synth --shape SHAPE [--dtype f16|bf16|f32] [--seed S] OUT',
+    help: `Writes an image of a real model's shape with seeded random weights, for benchmarks at
+sizes no test fixture has (the text it generates is noise; its reads and arithmetic are those
+of the real model). Shapes: ${Object.keys(SHAPES).join(', ')} (Llama with ReLU, as ReluLLaMA).
+
+  --shape SHAPE       one of the shapes above
+  --dtype DT          weight type of the matrices (default f16)
+  --seed S            random seed (default 1)`,
+    flags: { shape: 'string', dtype: 'string', seed: 'number' },
+    async run(args, f) {
+      if (args.length !== 1) throw new UsageError('synth needs one OUT path');
+      const shape = str(f.shape);
+      if (!shape) throw new UsageError('synth needs --shape');
+      const dtype = (str(f.dtype) ?? 'f16') as DType;
+      if (!['f16', 'bf16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be f16, bf16 or f32 (got ${dtype})`);
+      const h = synthImage(shape, args[0], { dtype, seed: num(f.seed), onProgress: bar('synth') });
+      process.stderr.write(`wrote ${args[0]} (${shape}, ${dtype}, ${(h.sections.at(-1)!.offset / 2 ** 30).toFixed(2)} GiB)\n`);
     },
   },
   probe: {

@@ -158,7 +158,7 @@ export class Engine {
     try {
       this.backend = await WebGpuBackend.create(gpu, {
         wasm: this.wasm, config: this.config, ffn: this.header.ffn, flash: this.flash,
-        readInput: this.mode === 'sparse', contextLength: this.contextLength,
+        readInput: this.memory.predictor_rank > 0, contextLength: this.contextLength,
       });
     } catch (e) {
       gpu.device.destroy();

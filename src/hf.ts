@@ -395,6 +395,8 @@ export interface HFCheckpoint {
   /** Reads tensor `name` into `dst` (returns the filled prefix) or into a new array. */
   readTensor(name: string, dst?: Uint8Array): Uint8Array;
   close(): void;
+  /** Where the weights come from, recorded in the image (default "huggingface"). */
+  origin?: string;
 }
 
 const fmtShape = (s: readonly number[]) => `[${s.join(',')}]`;

@@ -166,6 +166,15 @@ export interface ConvertOptions {
 
 export async function convertHF(dir: string, out: string, onProgress?: Progress, opts: ConvertOptions = {}): Promise<ImageHeader> {
   const ckpt = await openHFCheckpoint(dir);
+  try {
+    return writeImageFile(ckpt, out, onProgress, opts);
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Writes the image of an opened checkpoint to file `out` (through a temporary file, renamed when complete). */
+export function writeImageFile(ckpt: HFCheckpoint, out: string, onProgress?: Progress, opts: ConvertOptions = {}): ImageHeader {
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
@@ -178,8 +187,6 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
     try { closeSync(fd); } catch { /* already closed */ }
     rmSync(tmp, { force: true });
     throw e;
-  } finally {
-    ckpt.close();
   }
 }
 
@@ -279,7 +286,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     const header: ImageHeader = {
       format: 'flashneuron', version: VERSION, config: cfg,
       tokenizer_config: ckpt.tokenizerConfig as Record<string, unknown> | undefined,
-      source: { architecture: cfg.architecture, converted_from: 'huggingface' },
+      source: { architecture: cfg.architecture, converted_from: ckpt.origin ?? 'huggingface' },
       sections, tensors, ffn,
     };
     const hb = new TextEncoder().encode(JSON.stringify(header));

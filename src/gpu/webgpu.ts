@@ -87,7 +87,8 @@ export class WebGpuBackend implements Backend {
   private readonly cfg: ModelConfig;
   private readonly ffn: FfnLayout;
   private readonly flash: boolean;
-  private readonly readInput: boolean;
+  /** ffnInput reads each layer's FFN input back into the wasm (its predictor needs it). */
+  readInput: boolean;
   private moved = new Uint32Array(0);
   private readonly layers: Layer[] = [];
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -228,7 +229,7 @@ export class WebGpuBackend implements Backend {
         partial: { pipeline: partP, bind: this.bind(partP, [cache, this.stream, this.list, this.count, ffnParams, h, part], [0, 1, 3, 4, 5, 7, 8]), x: Math.ceil(d / 2 / 64) },
         reduce: { pipeline: redP, bind: this.bind(redP, [this.count, ffnParams, part, this.x, downB ?? this.dummy()], [4, 5, 9, 10, 11]), x: Math.ceil(d / 2 / 64) },
         cache,
-        xbRead: this.buffer(view.readInput ? d * 4 : 4, MAP_READ | COPY_DST),
+        xbRead: this.buffer(view.flash ? d * 4 : 4, MAP_READ | COPY_DST),
       };
       this.layers.push(layer);
     }
