@@ -21,6 +21,7 @@ const TOKENS = Number(flag('tokens', 32)), CPU_TOKENS = Number(flag('cpu-tokens'
 const ROOT = new URL('..', import.meta.url).pathname;
 const image = flag('image', join(process.env.FLASHNEURON_CACHE ?? join(ROOT, '.cache'), `synth-${shape}-f16.fnimg`));
 const allowSoftware = argv.includes('--allow-software');
+const IO = flag('io', 'wasi');   // sparse reads: 'wasi' = the wasm's fd_pread; 'async' = host-issued in parallel (slow under Deno)
 
 const gpu = await openGpu({ allowFallback: allowSoftware });
 if (!gpu) {
@@ -28,6 +29,17 @@ if (!gpu) {
   process.exit(2);
 }
 const adapter = gpu.name + (gpu.f16 ? ' (shader-f16)' : '');
+// The runtime's floor on a GPU -> CPU round trip: submit a 4 KiB copy, await mapAsync.
+const readbackMs = await (async (dev) => {
+  const src = dev.createBuffer({ size: 4096, usage: 0x80 | 0x04 }), dst = dev.createBuffer({ size: 4096, usage: 0x01 | 0x08 });
+  const ts = [];
+  for (let i = 0; i < 21; i++) {
+    const e = dev.createCommandEncoder(); e.copyBufferToBuffer(src, 0, dst, 0, 4096); dev.queue.submit([e.finish()]);
+    const t0 = performance.now(); await dst.mapAsync(1); ts.push(performance.now() - t0); dst.unmap();
+  }
+  return +ts.sort((a, b) => a - b)[10].toFixed(3);
+})(gpu.device);
+console.error(`GPU -> CPU read-back round trip: ${readbackMs} ms (median)`);
 gpu.device.destroy();
 
 if (!existsSync(image)) {
@@ -43,7 +55,7 @@ const sets = Array.from({ length: WARM + TOKENS }, () => acts.next());
 
 async function measure(device, mode) {
   const sparse = mode !== 'dense';
-  const engine = Engine.open(image, { mode: sparse ? 'sparse' : 'dense', contextLength: CTX, kvDtype: 'f32', ...(sparse ? { cacheRows, window: 5 } : {}) });
+  const engine = Engine.open(image, { mode: sparse ? 'sparse' : 'dense', contextLength: CTX, kvDtype: 'f32', ...(sparse ? { cacheRows, window: 5, io: IO } : {}) });
   try {
     const used = await engine.setDevice(device);
     if (used !== device) throw new Error(`asked for ${device}, got ${used}`);
@@ -61,7 +73,7 @@ async function measure(device, mode) {
     ms = (performance.now() - t0) / n;
     const s = engine.stats();
     const r = { device: engine.backend.name, tokens: n, ms_per_token: +ms.toFixed(3), bytes_read_per_token: Math.round(s.bytes_read / n),
-      io_ms_per_token: +(s.io_ms / n).toFixed(3) };
+      io_ms_per_token: +(s.io_ms / n).toFixed(3), mem_ms_per_token: +(s.mem_ms / n).toFixed(3) };
     console.error(shape, mode, device, JSON.stringify(r));
     Object.defineProperty(r, 'logits', { value: logits, enumerable: false });
     return r;
@@ -86,7 +98,8 @@ const active = sets.slice(WARM).flat().reduce((a, s) => a + s.length, 0) / (TOKE
 const out = {
   date: new Date().toISOString(), machine: { ...machine(), runtime: globalThis.Deno ? `deno ${Deno.version.deno}` : `node ${process.version}`, gpu: adapter },
   shape, dtype: 'f16', image_bytes: statSync(image).size, context: CTX,
-  sparse_setup: { cache_rows_per_layer: cacheRows, window: 5, active_share: +active.toFixed(4), firing: 'ActivationModel (src/synth.ts)' },
+  sparse_setup: { cache_rows_per_layer: cacheRows, window: 5, active_share: +active.toFixed(4), firing: 'ActivationModel (src/synth.ts)', io: IO },
+  readback_round_trip_ms: readbackMs,
   goal_speedup: 20, results,
 };
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });

@@ -187,7 +187,9 @@ export class Engine {
     if (!['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new Error(`unknown mode ${mode} (dense, naive, hybrid or sparse)`);
     const flash = mode !== 'dense';
     if (f.layout === 'split' && !flash) throw new Error(`${src.name} has the unbundled (split) FFN layout of the ablation; it runs in the flash modes (naive, hybrid, sparse), not dense`);
-    const useNode = path !== undefined && (opts.wasi ?? 'node') === 'node';
+    // Deno's and Bun's node:wasi fail reads into memory past 2 GiB (EFAULT): large images there use the shim.
+    const nodeLike = !(globalThis as { Deno?: unknown }).Deno && !(process.versions as { bun?: string }).bun;
+    const useNode = path !== undefined && (opts.wasi ?? (nodeLike || src.size < 2 ** 30 ? 'node' : 'shim')) === 'node';
     const nodeWasi = useNode ? createNodeWasi(path) : undefined;
     const shim = useNode ? undefined : createWasiShim([src]);
     const { exports: e, simd, instance } = instantiateEngine({ simd: opts.simd, wasiImports: nodeWasi?.imports ?? shim!.imports });
@@ -218,6 +220,10 @@ export class Engine {
     const embOnFlash = opts.embeddingsOnFlash ?? (budget !== undefined && !cfg.tieWordEmbeddings);
     if (embOnFlash && cfg.tieWordEmbeddings) throw new Error('token embeddings cannot stay on flash when the lm_head shares them (tied)');
     const embSkip = embOnFlash ? { from: embT.offset, to: embT.offset + embBytes } : undefined;
+    // The file name goes low in memory: node:wasi refuses pointers past 2 GiB (they arrive signed).
+    const name = new TextEncoder().encode(src.name);
+    const namePtr = e.alloc(name.length, 16);
+    new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
     const resident = e.alloc(resSec.length - (embSkip ? embBytes : 0), 4096);
     const scratch = embSkip ? e.alloc(SCRATCH, 4096) : 0;
     if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), cfg.hidden * DTYPE_BYTES[embT.dtype]);
@@ -302,9 +308,6 @@ export class Engine {
         e.planner_costs(opts.planner.opUs, opts.planner.byteUs, Math.floor(opts.planner.gapBytes / f.bundle_bytes));
       }
     }
-    const name = new TextEncoder().encode(src.name);
-    const namePtr = e.alloc(name.length, 16);
-    new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
     const total = e.memory.buffer.byteLength;
     if (budget !== undefined && total > budget) {
       throw new Error(`memory budget ${fmtBytes(budget)} is too small: the resident part alone needs ${fmtBytes(total)} ` +

@@ -12,6 +12,9 @@ export interface EngineExports {
   [name: string]: any;
 }
 
+/** Exports returning an address or a byte count (usize). */
+const UNSIGNED = /(_ptr|^alloc|^model_init|^flash_init|^predictor_init|^memory_bytes|^cache_pointers)$/
+
 let simdBytes: Uint8Array<ArrayBuffer> | undefined;
 let plainBytes: Uint8Array<ArrayBuffer> | undefined;
 
@@ -52,7 +55,12 @@ export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<s
   const enosys = () => 52;
   const wasi = new Proxy(opts.wasiImports ?? {}, { get: (t, k: string) => t[k] ?? enosys });
   const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi } as WebAssembly.Imports);
-  const exports = instance.exports as unknown as EngineExports;
+  // Addresses and sizes are usize (u32) in the wasm but arrive in JS as signed i32: past 2 GiB
+  // they would turn negative. Exports that return them are wrapped to read them unsigned.
+  const exports = { ...instance.exports } as unknown as EngineExports;
+  for (const [name, f] of Object.entries(instance.exports)) {
+    if (typeof f === 'function' && UNSIGNED.test(name)) exports[name] = (...a: unknown[]) => (f as (...a: unknown[]) => number)(...a) >>> 0;
+  }
   memory = exports.memory;
   return { exports, simd, instance };
 }
