@@ -26,8 +26,12 @@ export interface Backend {
   ffnCached(l: number): void;
   ffnLanded(l: number): void;
   ffnEnd(l: number): void;
-  end(): void | Promise<void>;
+  /** `read` false: the logits may stay where they were computed (nobody samples them on the host). */
+  end(read?: boolean): void | Promise<void>;
   close(): void;
+  /** Greedy decoding without the host in the loop (the WebGPU backend, dense): ids in batches. */
+  greedy?(pos: number, count: number): AsyncGenerator<number[], void>;
+  readonly canChain?: boolean;
 }
 
 /** The reference backend: every step is the wasm's own (assembly/model.ts). */

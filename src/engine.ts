@@ -390,7 +390,7 @@ export class Engine {
    * neurons already cached; io_ms counts only the wait) and through WASI otherwise. On the wasm
    * with WASI reads this is forward(), which runs the same steps inside the wasm.
    */
-  async forwardAsync(token: number, pos: number): Promise<void> {
+  async forwardAsync(token: number, pos: number, readLogits = true): Promise<void> {
     const src = this.source, b = this.backend, w = this.wasm;
     const batched = this.batched && this.flash && !!src.readBatch;
     if (b === this.cpu && !batched) { this.forward(token, pos); return; }
@@ -427,7 +427,7 @@ export class Engine {
       }
       b.ffnEnd(l);
     }
-    await b.end();
+    await b.end(readLogits);
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */

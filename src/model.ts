@@ -164,13 +164,31 @@ export class Model {
     const out: number[] = [];
     let text = '';
 
+    // Greedy on a GPU that can chain tokens: prompt logits stay on the GPU, and so does the loop.
+    const b = this.engine.backend;
+    const chain = sampler.temperature === 0 && !this.shadow && b.canChain === true && b.greedy !== undefined;
     const t0 = now();
     this.engine.reset();
-    for (let p = 0; p < ids.length; p++) await this.step(ids[p], p);
+    for (let p = 0; p < ids.length; p++) {
+      if (chain) await this.engine.forwardAsync(ids[p], p, false);
+      else await this.step(ids[p], p);
+    }
     this.engine.resetStats();
     const t1 = now();
     let pos = ids.length;
-    while (out.length < Math.min(maxTokens, room)) {
+    if (chain) {
+      outer: for await (const batch of b.greedy!(pos, Math.min(maxTokens, room))) {
+        for (const id of batch) {
+          out.push(id);
+          const piece = decoder.push(id);
+          text += piece;
+          if ((opts.stopAtEos ?? true) && eos.has(id)) break outer;
+          yield { id, text: piece };
+        }
+        if (opts.signal?.aborted) break;
+      }
+    }
+    while (!chain && out.length < Math.min(maxTokens, room)) {
       if (opts.signal?.aborted) break;
       const id = sampler.sample(this.engine.logits());
       out.push(id);

@@ -66,6 +66,24 @@ describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)',
   }
 });
 
+describe('webgpu: greedy generation chained on the GPU equals the wasm (Deno, software adapter)', function () {
+  this.timeout(600_000);
+  for (const model of ['opt-relu-mini', 'llama-relu-mini']) {
+    it(`${model}: stops at EOS, then runs again; sampled runs in between`, async function () {
+      if (!existsSync(DENO)) this.skip();
+      const c = { name: model, model: modelDir(model), prompt: golden(model).prompts[0].text, maxTokens: 48, options: {} };
+      const r = await run(DENO, ['run', '-A', join(ROOT, 'test', 'webgpu', 'compare.js'), JSON.stringify([c])], { env, maxBuffer: 1 << 24 });
+      const [head, res] = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      if (!head.adapter) this.skip();
+      assert.equal(res.gpu.chained, true);
+      assert.deepEqual(res.gpu.first, res.cpu.first);
+      assert.deepEqual(res.gpu.second, res.cpu.second);
+      assert.deepEqual(res.gpu.second, golden(model).prompts[0].greedy_ids.slice(0, 12));
+      assert.equal(res.gpu.sampled.length, 4);
+    });
+  }
+});
+
 describe('webgpu: --device', function () {
   this.timeout(120_000);
   const prompt = () => golden('opt-relu-mini').prompts[0];

@@ -68,6 +68,7 @@ const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, UNIFORM = 0x40, MAP_READ
 const NONE = 0xffffffff;
 const CH = 32;          // rows per partial-sum chunk (ffn.wgsl)
 const MAX_GROUPS = 65535;
+const CHAIN_BATCH = 16; // greedy(): tokens per id read-back
 
 type Bind = GPUBindGroup;
 interface Dispatch { pipeline: GPUComputePipeline; bind: Bind; x: number; y?: number }
@@ -100,6 +101,8 @@ export class WebGpuBackend implements Backend {
   private step!: GPUBuffer; private list!: GPUBuffer; private count!: GPUBuffer;
   private stream!: GPUBuffer; private upload!: GPUBuffer; private movedList!: GPUBuffer;
   private head!: { norm: Dispatch; lm: Dispatch };
+  /** Greedy decoding on the GPU (dense, embeddings resident): argmax and embed, the ids ring and its read-backs. */
+  private chain: { argmax: Dispatch; embed: Dispatch; ids: GPUBuffer; reads: GPUBuffer[] } | undefined;
   // Host-side staging for the per-layer lists (allocated once)
   private readonly rowList: Uint32Array;
   private readonly stepData = new Uint32Array(4);
@@ -248,6 +251,74 @@ export class WebGpuBackend implements Backend {
       norm: norm(normW, normB, this.x, this.xb),
       lm: matvec(w.global_ptr(g('G_LM_HEAD')), w.global_dt(g('G_LM_HEAD')), c.vocab, d, this.xb, this.logits, null, false),
     };
+    const tok = w.global_ptr(g('G_TOK_EMBED')), tokDt = w.global_dt(g('G_TOK_EMBED'));
+    const pos = w.global_ptr(g('G_POS_EMBED')), posDt = w.global_dt(g('G_POS_EMBED'));
+    if (!view.flash && tok && (c.arch !== 'opt' || (pos && posDt === tokDt))) {
+      const argmaxP = this.pipeline('greedy', 'argmax', dtName(tokDt), gpu.f16), embedP = this.pipeline('greedy', 'embed', dtName(tokDt), gpu.f16);
+      const params = this.uniform([c.vocab, d, c.posOffset, c.arch === 'opt' ? 1 : 0]);
+      const ids = this.buffer(CHAIN_BATCH * 4, STORAGE | COPY_SRC);
+      const tokW = matrix(tok, tokDt, c.vocab, d);
+      const posW = c.arch === 'opt' ? matrix(pos, posDt, c.maxPositions + c.posOffset, d) : this.dummy();
+      this.chain = {
+        argmax: { pipeline: argmaxP, bind: this.bind(argmaxP, [this.logits, ids, this.step, params]), x: 1 },
+        embed: { pipeline: embedP, bind: this.bind(embedP, [this.step, params, tokW, posW, this.x, ids], [2, 3, 4, 5, 6, 7]), x: Math.ceil(d / 2 / 64) },
+        ids,
+        reads: [0, 1].map(() => this.buffer(CHAIN_BATCH * 4, MAP_READ | COPY_DST)),
+      };
+    }
+  }
+
+  /** Whether greedy() can run: dense, with the token embeddings resident. */
+  get canChain(): boolean { return this.chain !== undefined; }
+
+  /**
+   * Greedy decoding chained on the GPU: from the logits of the last forward pass, `count`
+   * tokens are chosen by argmax on the GPU, each embedded and run at positions pos, pos+1, ...
+   * (the last one only chosen) without the host in the loop. Ids come back in batches, the
+   * read-back of one batch overlapping the next batch's work. Stopping early (EOS) wastes at
+   * most a batch of work; the positions past it are overwritten by the next sequence.
+   */
+  async *greedy(pos: number, count: number, batch = CHAIN_BATCH): AsyncGenerator<number[], void> {
+    const ch = this.chain;
+    if (!ch) throw new Error('greedy() needs the dense mode with resident token embeddings');
+    batch = Math.max(1, Math.min(batch, CHAIN_BATCH));
+    const q = this.dev.queue;
+    let pending: { read: GPUBuffer; n: number; mapped: Promise<void> } | undefined;
+    const take = async (p: { read: GPUBuffer; n: number; mapped: Promise<void> }) => {
+      await p.mapped;
+      const ids = Array.from(new Uint32Array(p.read.getMappedRange(0, p.n * 4)));
+      p.read.unmap();
+      if (this.failure) throw new Error(`WebGPU: ${this.failure}`);
+      return ids;
+    };
+    try {
+      for (let k = 0, b = 0; k < count; b++) {
+        const n = Math.min(batch, count - k);
+        for (let i = 0; i < n; i++, k++) {
+          this.stepData[0] = pos + k; this.stepData[1] = i;
+          q.writeBuffer(this.step, 0, this.stepData);
+          this.run(ch.argmax);
+          if (k < count - 1) {
+            this.run(ch.embed);
+            for (let l = 0; l < this.cfg.nLayers; l++) { this.attention(l); this.ffnDense(l); }
+            this.run(this.head.norm);
+            this.run(this.head.lm);
+          }
+          this.submit();
+        }
+        const read = ch.reads[b & 1];
+        this.endPass();
+        this.enc!.copyBufferToBuffer(ch.ids, 0, read, 0, n * 4);
+        this.submit();
+        const prev = pending;
+        pending = { read, n, mapped: read.mapAsync(1) };
+        if (prev) yield await take(prev);
+      }
+      if (pending) { const last = pending; pending = undefined; yield await take(last); }
+    } finally {
+      // Stopped early: let the outstanding read-back finish so its buffer can be mapped again.
+      if (pending) { await pending.mapped.catch(() => {}); pending.read.unmap(); }
+    }
   }
 
   // ---- the steps (src/backend.ts) ----
@@ -346,10 +417,13 @@ export class WebGpuBackend implements Backend {
     this.run(L.reduce);
   }
 
-  async end(): Promise<void> {
+  /** Final norm and lm_head; the logits are read back into wasm memory unless `read` is false
+   *  (a prompt token whose logits nobody samples, or greedy() continuing on the GPU). */
+  async end(read = true): Promise<void> {
     const w = this.w, V = this.cfg.vocab;
     this.run(this.head.norm);
     this.run(this.head.lm);
+    if (!read) { this.submit(); return; }
     this.endPass();
     this.enc!.copyBufferToBuffer(this.logits, 0, this.logitsRead, 0, V * 4);
     this.submit();

@@ -25,7 +25,26 @@ async function logits(c, device) {
   }
 }
 
+// Greedy generation: on a dense GPU model the loop is chained on the GPU (src/gpu/greedy.wgsl);
+// twice in a row, the first stopping early at EOS, the second after a sampled (host) run.
+async function complete(c, device) {
+  const m = await loadModel(c.model, { ...c.options, device });
+  try {
+    const a = await m.complete(c.prompt, { temperature: 0, maxTokens: c.maxTokens });
+    const s = await m.complete(c.prompt, { temperature: 0.8, seed: 3, maxTokens: 4 });
+    const b = await m.complete(c.prompt, { temperature: 0, maxTokens: 12, stopAtEos: false });
+    return { first: a.ids, sampled: s.ids, second: b.ids, chained: m.engine.backend.canChain === true };
+  } finally {
+    m.close();
+  }
+}
+
 for (const c of cases) {
+  if (c.prompt !== undefined) {
+    const cpu = await complete(c, 'cpu'), gpuRun = await complete(c, 'gpu');
+    console.log(JSON.stringify({ name: c.name, kind: 'generate', cpu, gpu: gpuRun }));
+    continue;
+  }
   const cpu = await logits(c, 'cpu');
   const gpuRun = await logits(c, 'gpu');
   let worst = 0, argmaxSame = 0;
