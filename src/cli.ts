@@ -232,16 +232,18 @@ bandwidth, parallelism). Prints the profile as JSON and saves it where the engin
     },
   },
   convert: {
-    usage: 'flashneuron convert [--no-bundle] HF_DIR OUT',
+    usage: 'flashneuron convert [--no-bundle] [--dtype f32|f16|bf16] HF_DIR OUT',
     help: `Converts a Hugging Face checkpoint folder (config.json, tokenizer.json, safetensors,
 single or sharded; F32/F16/BF16) into a flashneuron image file OUT: resident weights,
 then each layer's FFN as 4096-aligned row-column bundles, with checksums. See README.
 
-  --no-bundle         store up, gate and down apart (the unbundled ablation baseline)`,
-    flags: { 'no-bundle': 'boolean' },
+  --no-bundle         store up, gate and down apart (the unbundled ablation baseline)
+  --dtype DT          store every matrix as f32, f16 or bf16 (default: as the checkpoint does)`,
+    flags: { 'no-bundle': 'boolean', dtype: 'string' },
     async run(args, f) {
       if (args.length !== 2) throw new UsageError('convert needs HF_DIR and OUT');
-      const h = await convertHF(args[0], args[1], bar('convert'), { layout: f['no-bundle'] ? 'split' : 'bundled' });
+      const dtype = str(f.dtype) as DType | undefined;
+      const h = await convertHF(args[0], args[1], bar('convert'), { layout: f['no-bundle'] ? 'split' : 'bundled', dtype });
       process.stderr.write(`wrote ${args[1]}: ${h.config.architecture}, ${h.config.nLayers} layers, d=${h.config.hidden}, ffn=${h.config.ffn}, ${h.ffn.dtype}, bundle ${h.ffn.bundle_bytes} bytes\n`);
     },
   },

@@ -162,6 +162,8 @@ export function section(h: ImageHeader, name: string): Section {
 export interface ConvertOptions {
   /** 'bundled' (default): one read fetches a neuron. 'split': up, gate, down and bias stored apart (ablation). */
   layout?: 'bundled' | 'split';
+  /** Store every matrix in this type (default: as the checkpoint stores it; f16 and bf16 round to nearest even). */
+  dtype?: DType;
 }
 
 export async function convertHF(dir: string, out: string, onProgress?: Progress, opts: ConvertOptions = {}): Promise<ImageHeader> {
@@ -199,7 +201,8 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     // FFN bundle layout: dtype of the up/fc1 matrix (all three widened to f32 if they differ).
     const L0 = spec.layers[0];
     const ffnDtypes = [L0.up, L0.gate, L0.down].filter((t) => t).map((t) => ckpt.tensor(t!.name).dtype);
-    const ffnDtype: DType = ffnDtypes.every((t) => t === ffnDtypes[0]) ? ffnDtypes[0] : 'f32';
+    if (opts.dtype !== undefined && !['f32', 'f16', 'bf16'].includes(opts.dtype)) throw new Error(`unknown dtype ${opts.dtype} (f32, f16 or bf16)`);
+    const ffnDtype: DType = opts.dtype ?? (ffnDtypes.every((t) => t === ffnDtypes[0]) ? ffnDtypes[0] : 'f32');
     const es = DTYPE_BYTES[ffnDtype];
     const ffn: FfnLayout = { dtype: ffnDtype, bundle_bytes: 0, up: 0, gate: -1, down: 0, bias: -1 };
     let o = d * es;
@@ -242,7 +245,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     let residentLen = 0;
     for (const it of items) {
       const info = ckpt.tensor(it.name);
-      const dtype: DType = it.vector ? 'f32' : info.dtype;
+      const dtype: DType = it.vector ? 'f32' : opts.dtype ?? info.dtype;
       residentLen = alignUp(residentLen, TENSOR_ALIGN);
       tensors.push({ role: it.role, layer: it.layer, offset: residentLen, dtype, shape: info.shape });
       residentLen += info.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
@@ -268,7 +271,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
       const raw = ckpt.readTensor(it.name);
       const t = tensors[i];
       const src = ckpt.tensor(it.name).dtype;
-      resident.set(t.dtype === src ? raw : new Uint8Array(widenToF32(raw, src).buffer), t.offset);
+      resident.set(asDtype(raw, src, t.dtype), t.offset);
     });
     writeSection('resident', resident);
 
@@ -387,7 +390,12 @@ export function widenToF32(raw: Uint8Array, dt: DType): Float32Array {
 
 function asDtype(raw: Uint8Array, from: DType, to: DType): Uint8Array {
   if (from === to) return raw;
-  return new Uint8Array(widenToF32(raw, from).buffer);
+  const f = widenToF32(raw, from);
+  if (to === 'f32') return new Uint8Array(f.buffer);
+  const out = new Uint16Array(f.length), bits = new Uint32Array(f.buffer);
+  if (to === 'f16') for (let i = 0; i < f.length; i++) out[i] = f32ToF16(f[i]);
+  else for (let i = 0; i < f.length; i++) { const b = bits[i]; out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16; }  // bf16, nearest even
+  return new Uint8Array(out.buffer);
 }
 
 // ---- CRC-32 through the engine's own wasm kernel (the loader verifies with the same code) ----

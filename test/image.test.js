@@ -136,6 +136,27 @@ describe('conversion', () => {
     await assert.rejects(loadModel(dir, { cacheDir: tmpDir('cache') }), /unsupported architecture "GPT2LMHeadModel"/);
   });
 
+  for (const dtype of ['f32', 'bf16', 'f16']) {
+    it(`convert --dtype ${dtype}: every matrix stored as ${dtype}, greedy text unchanged on both models`, async () => {
+      for (const name of MODELS) {
+        const out = join(tmpDir('dt'), 'm.fnimg');
+        const h = await convertHF(modelDir(name), out, undefined, { dtype });
+        assert.equal(h.ffn.dtype, dtype);
+        for (const t of h.tensors) assert.equal(t.dtype, t.shape.length === 1 ? 'f32' : dtype, t.role);
+        const m = await loadModel(out);
+        try {
+          const p = golden(name).prompts[0];
+          const r = await m.complete(p.text, { temperature: 0, maxTokens: 16, stopAtEos: false });
+          assert.deepEqual(r.ids, p.greedy_ids.slice(0, 16));
+        } finally { m.close(); }
+      }
+    });
+  }
+
+  it('convert --dtype names the types it knows', async () => {
+    await assert.rejects(convertHF(modelDir('opt-relu-mini'), join(tmpDir('dt'), 'x.fnimg'), undefined, { dtype: 'int3' }), /unknown dtype int3 \(f32, f16 or bf16\)/);
+  });
+
   it('a Hugging Face folder converts once into the cache and is reused', async () => {
     const cache = tmpDir('cache');
     const dir = copyModel(modelDir('opt-relu-mini'));

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, golden, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { convertHF } from '../dist/src/image.js';
 
 const run = promisify(execFile);
 const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
@@ -28,6 +29,7 @@ function sequence(name) {
 }
 
 const flash = (memory, more = {}) => ({ memory, contextLength: 64, kvDtype: 'f32', ...more });
+// [model, case, options, shaderF16, image dtype]: an image dtype converts the model first (f32 and bf16 weight kernels).
 const CASES = [
   ['opt-relu-mini', 'dense', {}],
   ['opt-relu-mini', 'dense, no shader-f16', {}, false],
@@ -39,6 +41,10 @@ const CASES = [
   ['llama-relu-mini', 'sparse 80%', flash('80%')],
   ['llama-relu-mini', 'sparse 80%, host reads', flash('80%', { io: 'async' })],
   ['llama-relu-mini', 'sparse 60%, no shader-f16', flash('60%'), false],
+  ['opt-relu-mini', 'f32 weights, dense', {}, undefined, 'f32'],
+  ['opt-relu-mini', 'f32 weights, naive 60%', flash('60%', { mode: 'naive' }), undefined, 'f32'],
+  ['llama-relu-mini', 'f32 weights, hybrid 80%', flash('80%', { mode: 'hybrid' }), undefined, 'f32'],
+  ['opt-relu-mini', 'bf16 weights, dense', {}, undefined, 'bf16'],
 ];
 
 describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)', function () {
@@ -47,11 +53,19 @@ describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)',
   let adapter = null;
   before(async function () {
     if (!existsSync(DENO)) this.skip();
-    const cases = CASES.map(([model, name, options, shaderF16]) => ({ name: `${model}: ${name}`, model: modelDir(model), ids: sequence(model), options, shaderF16 }));
+    const images = {};
+    for (const [model, , , , dtype] of CASES) {
+      if (dtype && !images[`${model}.${dtype}`]) await convertHF(modelDir(model), images[`${model}.${dtype}`] = join(tmpDir('gpuimg'), `${model}.${dtype}.fnimg`), undefined, { dtype });
+    }
+    const cases = CASES.map(([model, name, options, shaderF16, dtype]) => ({
+      name: `${model}: ${name}`, model: dtype ? images[`${model}.${dtype}`] : modelDir(model), ids: sequence(model), options, shaderF16,
+    }));
     const r = await run(DENO, ['run', '-A', join(ROOT, 'test', 'webgpu', 'compare.js'), JSON.stringify(cases)], { env, maxBuffer: 1 << 24 });
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     adapter = lines[0].adapter;
     for (const l of lines.slice(1)) results.set(l.name, l);
+    if (adapter) console.log(`    ${adapter}${lines[0].shaderF16 ? ', shader-f16' : ''}; largest logit difference per case: ` +
+      [...results.values()].map((r) => `${r.name} ${r.worst.toExponential(1)}`).join('; '));
     if (!adapter) console.warn('    (no WebGPU adapter under Deno here: install mesa-vulkan-drivers; the GPU cases are skipped)');
   });
   for (const [model, name] of CASES) {
