@@ -188,7 +188,8 @@ export class Engine {
     const flash = mode !== 'dense';
     if (f.layout === 'split' && !flash) throw new Error(`${src.name} has the unbundled (split) FFN layout of the ablation; it runs in the flash modes (naive, hybrid, sparse), not dense`);
     // Deno's and Bun's node:wasi fail reads into memory past 2 GiB (EFAULT): large images there use the shim.
-    const nodeLike = !(globalThis as { Deno?: unknown }).Deno && !(process.versions as { bun?: string }).bun;
+    const rt = globalThis as { Deno?: unknown; process?: { versions?: { bun?: string } } };
+    const nodeLike = !rt.Deno && !rt.process?.versions?.bun;
     const useNode = path !== undefined && (opts.wasi ?? (nodeLike || src.size < 2 ** 30 ? 'node' : 'shim')) === 'node';
     const nodeWasi = useNode ? createNodeWasi(path) : undefined;
     const shim = useNode ? undefined : createWasiShim([src]);

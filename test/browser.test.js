@@ -23,7 +23,8 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     server = await startServer({ port: 0, cacheDir: tmpDir('webcache') });
     // A persistent context: OPFS in a throwaway one is far slower.
     context = await chromium.launchPersistentContext(tmpDir('profile'), {
-      executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'],
+      // WebGPU: headless Chromium offers SwiftShader, a software (fallback) adapter.
+      executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--enable-unsafe-webgpu'],
     });
     page = await context.newPage();
     page.on('pageerror', (e) => console.error('page error:', e.message));
@@ -44,6 +45,25 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
       assert.deepEqual(c.ids, p.greedy_ids);
     });
   }
+
+  it('WebGPU in the worker (SwiftShader): device auto stays on the wasm, gpu gives the golden ids, dense and sparse', async function () {
+    const hasGpu = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+    if (!hasGpu) this.skip();
+    const auto = await page.evaluate(() => window.flashneuron.load({ model: 'opt-relu-mini', memory: '' }));
+    assert.match(auto.device, /^wasm/);
+    const p = golden('opt-relu-mini').prompts[0];
+    const info = await page.evaluate(() => window.flashneuron.load({ model: 'opt-relu-mini', memory: '', device: 'gpu' }));
+    assert.doesNotMatch(info.device, /^wasm/);
+    const c = await page.evaluate((prompt) => window.flashneuron.generate({ prompt, maxTokens: 24, temperature: 0, stopAtEos: false }), p.text);
+    assert.deepEqual(c.ids, p.greedy_ids);
+    const l = golden('llama-relu-mini').prompts[0];
+    const sparse = await page.evaluate(() => window.flashneuron.load({ model: 'llama-relu-mini', memory: '80%', device: 'gpu' }));
+    assert.equal(sparse.mode, 'sparse');
+    assert.doesNotMatch(sparse.device, /^wasm/);
+    const s = await page.evaluate((prompt) => window.flashneuron.generate({ prompt, maxTokens: 12, temperature: 0, stopAtEos: false }), l.text);
+    assert.ok(s.stats.bytes_read_per_token > 0);
+    assert.ok(s.ids.filter((id, i) => id === l.greedy_ids[i]).length >= 6);
+  });
 
   it('a Hugging Face folder picked in the page is converted into OPFS and runs, with its predictor', async () => {
     await page.setInputFiles('#folder', modelDir('llama-relu-mini'));

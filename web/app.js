@@ -20,7 +20,7 @@ worker.onmessage = ({ data: m }) => {
     info = m.info;
     $('bar').value = 1;
     const mem = info.memory;
-    $('phase').textContent = `${info.name}: ${info.mode}, ${mib(mem.total)} held (${(100 * mem.total / info.model_bytes).toFixed(0)}% of ${mib(info.model_bytes)}), ${info.simd ? 'SIMD' : 'scalar'} wasm`;
+    $('phase').textContent = `${info.name}: ${info.mode}, ${mib(mem.total)} held (${(100 * mem.total / info.model_bytes).toFixed(0)}% of ${mib(info.model_bytes)}), ${info.device?.startsWith('wasm') === false ? `WebGPU (${info.device})` : info.simd ? 'SIMD wasm' : 'scalar wasm'}`;
     $('mem').textContent = `${(100 * mem.total / info.model_bytes).toFixed(0)}%`;
     const rows = mem.cache_rows.reduce((a, b) => a + b, 0);
     $('cache').textContent = info.mode === 'dense' ? '100%' : `${(100 * rows / (info.config.ffn * info.config.nLayers)).toFixed(0)}%`;
@@ -58,6 +58,7 @@ async function load(opts = {}) {
   const base = { memory: opts.memory ?? ($('memory').value || undefined), window: opts.window ?? Number($('window').value) };
   if (opts.mode) base.mode = opts.mode;
   if (opts.io) base.io = opts.io;
+  if (opts.device) base.device = opts.device;
   if (opts.file) return request({ type: 'load', name: opts.file.name, file: opts.file, predictorUrl: opts.predictorUrl, ...base });
   if (opts.files) {
     const folder = (opts.files[0].webkitRelativePath || 'model/').split('/')[0];

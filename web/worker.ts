@@ -2,11 +2,12 @@
 // through the WASI shim, straight into wasm memory. Messages (see web/app.js):
 //   in  { type: 'init', simd, plain }                       the wasm builds (ArrayBuffers)
 //   in  { type: 'load', name, url? | file? | files? (a Hugging Face folder), predictorUrl?, memory?, mode?, window?,
-//         io? ('async': reads as parallel Blob reads of the OPFS file instead of its sync handle) }
+//         io? ('async': reads as parallel Blob reads of the OPFS file instead of its sync handle),
+//         device? ('cpu' | 'gpu' | 'auto', default auto: WebGPU when the browser offers a hardware adapter) }
 //   in  { type: 'generate', prompt, maxTokens, temperature, topK, topP, seed }   { type: 'stop' }
 //   out { type: 'progress', phase, done, total } { type: 'ready', info } { type: 'token', id, text, stats }
 //       { type: 'done', completion } { type: 'error', message }
-import { Engine, FfnMode } from '../src/engine.js';
+import { Device, Engine, FfnMode } from '../src/engine.js';
 import { Model, parseMemory, pickRank } from '../src/model.js';
 import { Tokenizer } from '../src/tokenizer.js';
 import { setEngineBinaries } from '../src/wasm.js';
@@ -50,7 +51,7 @@ async function* iterate(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncI
   }
 }
 
-async function load(m: { name: string; url?: string; file?: File; files?: File[]; predictorUrl?: string; io?: 'wasi' | 'async'; memory?: string; mode?: FfnMode; window?: number }): Promise<void> {
+async function load(m: { name: string; url?: string; file?: File; files?: File[]; predictorUrl?: string; io?: 'wasi' | 'async'; memory?: string; mode?: FfnMode; window?: number; device?: Device }): Promise<void> {
   model?.close();
   model = undefined;
   // Written once into OPFS (checked before it gets its name), then read from there.
@@ -97,9 +98,10 @@ async function load(m: { name: string; url?: string; file?: File; files?: File[]
       predictor: p && pickRank(p, undefined),
       onProgress: (done, total, phase) => post({ type: 'progress', phase, done, total }),
     });
+    await engine.setDevice(m.device ?? 'auto');
     const tokenizer = Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
     model = new Model(engine, tokenizer, m.name);
-    post({ type: 'ready', info: { name: m.name, mode, model_bytes: src.size, memory: engine.memory, config: engine.config, simd: engine.simd } });
+    post({ type: 'ready', info: { name: m.name, mode, model_bytes: src.size, memory: engine.memory, config: engine.config, simd: engine.simd, device: engine.backend.name } });
   } catch (e) {
     src.close();
     throw e;
