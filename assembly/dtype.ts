@@ -2,10 +2,18 @@
 export const DT_F32: i32 = 0;
 export const DT_F16: i32 = 1;
 export const DT_BF16: i32 = 2;
+export const DT_Q8_0: i32 = 3;  // GGUF Q8_0 blocks (kernels/quant.ts)
+export const DT_Q4_0: i32 = 4;  // GGUF Q4_0 blocks
 
-/** Bytes per element of a storage type. */
+/** Bytes per element of an unquantized storage type (f32, f16, bf16). */
 @inline export function dtypeSize(dt: i32): i32 {
   return dt == DT_F32 ? 4 : 2;
+}
+
+/** Bytes of a row of n elements of any storage type (quantized: n a multiple of 32). */
+@inline export function rowBytes(dt: i32, n: i32): usize {
+  if (dt >= DT_Q8_0) return <usize>(n >> 5) * (dt == DT_Q8_0 ? 34 : 18);
+  return <usize>n * <usize>dtypeSize(dt);
 }
 
 /** IEEE half -> float, exact for every finite value, inf and NaN. */
@@ -26,6 +34,13 @@ export const DT_BF16: i32 = 2;
 /** Element i of a row of type dt starting at p, widened to f32. */
 @inline export function loadElem(dt: i32, p: usize, i: i32): f32 {
   if (dt == DT_F32) return load<f32>(p + (<usize>i << 2));
+  if (dt >= DT_Q8_0) {
+    const b = p + <usize>(i >> 5) * (dt == DT_Q8_0 ? 34 : 18), j = i & 31;
+    const d = f16_to_f32(<u32>load<u16>(b));
+    if (dt == DT_Q8_0) return d * <f32>load<i8>(b + 2 + <usize>j);
+    const byte = <i32>load<u8>(b + 2 + <usize>(j & 15));
+    return d * <f32>((j < 16 ? byte & 15 : byte >> 4) - 8);
+  }
   const h = <u32>load<u16>(p + (<usize>i << 1));
   return dt == DT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }

@@ -10,7 +10,7 @@
 import { alloc } from "./mem";
 import { NeuronCache } from "./cache";
 import { flash_read } from "./flash";
-import { DT_F32, DT_F16, dtypeSize, loadElem, f32_to_f16 } from "./dtype";
+import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy, matvec } from "./kernels/matvec";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 
@@ -277,13 +277,13 @@ export function ffn_dense(l: i32): void {
 export function forward_end(): void {
   const t0 = now();
   norm(x, G(G_NORM_W), G(G_NORM_B), xb);
-  matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), <usize>d * dtypeSize(GDT(G_LM_HEAD)), xb, xp, logits, vocab, d);
+  matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), rowBytes(GDT(G_LM_HEAD), d), xb, xp, logits, vocab, d);
   tCompute += now() - t0;
 }
 
 /** out = row r of an embedding table, widened to f32. */
 function embedRow(table: usize, dt: i32, r: i32, out: usize): void {
-  const row = table + <usize>r * d * dtypeSize(dt);
+  const row = table + <usize>r * rowBytes(dt, d);
   for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), loadElem(dt, row, i));
 }
 
@@ -296,7 +296,7 @@ function norm(src: usize, w: usize, b: usize, out: usize): void {
 /** out (rows) = W (rows, cols) @ in (cols) + bias, for weight slot `slot` of layer l. */
 function linear(l: i32, slot: i32, biasSlot: i32, src: usize, out: usize, rows: i32, cols: i32): void {
   const dt = WDT(l, slot);
-  matvec(dt, W(l, slot), <usize>cols * dtypeSize(dt), src, xp, out, rows, cols);
+  matvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
   const b = W(l, biasSlot);
   if (b) vadd(b, out, rows);
 }

@@ -195,21 +195,20 @@ ${MODEL_FLAG}
     },
   },
   synth: {
-    usage: 'flashneuron synth --shape SHAPE [--dtype f16|bf16|f32] [--seed S] OUT',
+    usage: 'flashneuron synth --shape SHAPE [--dtype f16|bf16|f32|int8|int4] [--seed S] OUT',
     help: `Writes an image of a real model's shape with seeded random weights, for benchmarks at
 sizes no test fixture has (the text it generates is noise; its reads and arithmetic are those
 of the real model). Shapes: ${Object.keys(SHAPES).join(', ')} (Llama with ReLU, as ReluLLaMA).
 
   --shape SHAPE       one of the shapes above
-  --dtype DT          weight type of the matrices (default f16)
+  --dtype DT          weight type of the matrices: f16 (default), bf16, f32, int8 or int4
   --seed S            random seed (default 1)`,
     flags: { shape: 'string', dtype: 'string', seed: 'number' },
     async run(args, f) {
       if (args.length !== 1) throw new UsageError('synth needs one OUT path');
       const shape = str(f.shape);
       if (!shape) throw new UsageError('synth needs --shape');
-      const dtype = (str(f.dtype) ?? 'f16') as DType;
-      if (!['f16', 'bf16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be f16, bf16 or f32 (got ${dtype})`);
+      const dtype = dtypeFlag(f.dtype) ?? 'f16';
       const h = synthImage(shape, args[0], { dtype, seed: num(f.seed), onProgress: bar('synth') });
       process.stderr.write(`wrote ${args[0]} (${shape}, ${dtype}, ${(h.sections.at(-1)!.offset / 2 ** 30).toFixed(2)} GiB)\n`);
     },
@@ -232,17 +231,18 @@ bandwidth, parallelism). Prints the profile as JSON and saves it where the engin
     },
   },
   convert: {
-    usage: 'flashneuron convert [--no-bundle] [--dtype f32|f16|bf16] HF_DIR OUT',
+    usage: 'flashneuron convert [--no-bundle] [--dtype f32|f16|bf16|int8|int4] HF_DIR OUT',
     help: `Converts a Hugging Face checkpoint folder (config.json, tokenizer.json, safetensors,
 single or sharded; F32/F16/BF16) into a flashneuron image file OUT: resident weights,
 then each layer's FFN as 4096-aligned row-column bundles, with checksums. See README.
 
   --no-bundle         store up, gate and down apart (the unbundled ablation baseline)
-  --dtype DT          store every matrix as f32, f16 or bf16 (default: as the checkpoint does)`,
+  --dtype DT          store every matrix as f32, f16, bf16, int8 (GGUF Q8_0 blocks) or int4
+                      (Q4_0 blocks) (default: as the checkpoint does)`,
     flags: { 'no-bundle': 'boolean', dtype: 'string' },
     async run(args, f) {
       if (args.length !== 2) throw new UsageError('convert needs HF_DIR and OUT');
-      const dtype = str(f.dtype) as DType | undefined;
+      const dtype = dtypeFlag(f.dtype);
       const h = await convertHF(args[0], args[1], bar('convert'), { layout: f['no-bundle'] ? 'split' : 'bundled', dtype });
       process.stderr.write(`wrote ${args[1]}: ${h.config.architecture}, ${h.config.nLayers} layers, d=${h.config.hidden}, ffn=${h.config.ffn}, ${h.ffn.dtype}, bundle ${h.ffn.bundle_bytes} bytes\n`);
     },
@@ -279,6 +279,14 @@ function bar(label: string): Progress {
     process.stderr.write(`\r${(phase || label).padEnd(10)} [${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${(frac * 100).toFixed(0).padStart(3)}%`);
     if (done >= total) process.stderr.write('\r\x1b[K');
   };
+}
+
+/** --dtype: f32, f16, bf16, int8 (= q8_0) or int4 (= q4_0). */
+function dtypeFlag(v: string | boolean | undefined): DType | undefined {
+  if (typeof v !== 'string') return undefined;
+  const dt = ({ int8: 'q8_0', int4: 'q4_0' } as Record<string, DType>)[v] ?? v;
+  if (!['f32', 'f16', 'bf16', 'q8_0', 'q4_0'].includes(dt)) throw new UsageError(`--dtype must be f32, f16, bf16, int8 or int4 (got ${v})`);
+  return dt as DType;
 }
 
 const num = (v: string | boolean | undefined) => (typeof v === 'string' ? Number(v) : undefined);

@@ -2,7 +2,7 @@
 // fd_pread into its own memory, verifies their checksums, hands the weight pointers to the
 // forward pass (assembly/model.ts) and exposes forward() and the logits.
 import type { ModelConfig } from './config.js';
-import { DTYPE_BYTES, DTYPE_CODE } from './config.js';
+import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
 import { ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
@@ -217,7 +217,7 @@ export class Engine {
     const resSec = section(header, 'resident');
     // Token embeddings of untied models can stay on flash: a token needs one row (one read).
     const embT = header.tensors.find((t) => t.role === 'tok_embed')!;
-    const embBytes = embT.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[embT.dtype];
+    const embBytes = tensorBytes(embT.dtype, embT.shape);
     const embOnFlash = opts.embeddingsOnFlash ?? (budget !== undefined && !cfg.tieWordEmbeddings);
     if (embOnFlash && cfg.tieWordEmbeddings) throw new Error('token embeddings cannot stay on flash when the lm_head shares them (tied)');
     const embSkip = embOnFlash ? { from: embT.offset, to: embT.offset + embBytes } : undefined;
@@ -227,7 +227,7 @@ export class Engine {
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
     const resident = e.alloc(resSec.length - (embSkip ? embBytes : 0), 4096);
     const scratch = embSkip ? e.alloc(SCRATCH, 4096) : 0;
-    if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), cfg.hidden * DTYPE_BYTES[embT.dtype]);
+    if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), rowBytes(embT.dtype, cfg.hidden));
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
     // Bytes the neuron caches may fill once memory up to `top` is taken: each layer's cache also

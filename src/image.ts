@@ -28,7 +28,8 @@
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ModelConfig, DType } from './config.js';
-import { DTYPE_BYTES } from './config.js';
+import { DTYPE_BYTES, QUANTIZED, rowBytes, tensorBytes } from './config.js';
+import { dequantize, quantize } from './quant.js';
 import { FlashSource, readExact } from './flash.js';
 import { openHFCheckpoint, modelTensors, HFCheckpoint } from './hf.js';
 import { instantiateEngine } from './wasm.js';
@@ -112,14 +113,15 @@ function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
   const resident = section(h, 'resident');
   for (const t of h.tensors) {
     if (!(t.dtype in DTYPE_BYTES)) bad(`tensor ${t.role} has unknown dtype ${t.dtype}`);
-    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (QUANTIZED.has(t.dtype) && t.shape[t.shape.length - 1] % 32) bad(`tensor ${t.role} is ${t.dtype} with rows of ${t.shape[t.shape.length - 1]} elements (not a multiple of 32)`);
+    const bytes = tensorBytes(t.dtype, t.shape);
     if (t.offset < 0 || t.offset + bytes > resident.length) bad(`tensor ${t.role}${t.layer >= 0 ? ` of layer ${t.layer}` : ''} lies outside the resident section`);
   }
-  const f = h.ffn, es = DTYPE_BYTES[f.dtype];
-  if (!es) bad(`ffn dtype ${f.dtype}`);
-  const rowBytes = c.hidden * es;
+  const f = h.ffn;
+  if (!(f.dtype in DTYPE_BYTES) || (QUANTIZED.has(f.dtype) && c.hidden % 32)) bad(`ffn dtype ${f.dtype}`);
+  const partBytes = rowBytes(f.dtype, c.hidden);
   for (const [k, off] of [['up', f.up], ['gate', f.gate], ['down', f.down]] as const) {
-    if (off >= 0 && off + rowBytes > f.bundle_bytes) bad(`ffn.${k} lies outside the bundle`);
+    if (off >= 0 && off + partBytes > f.bundle_bytes) bad(`ffn.${k} lies outside the bundle`);
   }
   if (f.bias >= 0 && f.bias + 4 > f.bundle_bytes) bad('ffn.bias lies outside the bundle');
   let perNeuron = f.bundle_bytes;
@@ -201,13 +203,14 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     // FFN bundle layout: dtype of the up/fc1 matrix (all three widened to f32 if they differ).
     const L0 = spec.layers[0];
     const ffnDtypes = [L0.up, L0.gate, L0.down].filter((t) => t).map((t) => ckpt.tensor(t!.name).dtype);
-    if (opts.dtype !== undefined && !['f32', 'f16', 'bf16'].includes(opts.dtype)) throw new Error(`unknown dtype ${opts.dtype} (f32, f16 or bf16)`);
+    if (opts.dtype !== undefined && !(opts.dtype in DTYPE_BYTES)) throw new Error(`unknown dtype ${opts.dtype} (f32, f16, bf16, q8_0 or q4_0)`);
+    if (opts.dtype && QUANTIZED.has(opts.dtype) && d % 32) throw new Error(`${opts.dtype} needs a model width that is a multiple of 32 (got ${d})`);
     const ffnDtype: DType = opts.dtype ?? (ffnDtypes.every((t) => t === ffnDtypes[0]) ? ffnDtypes[0] : 'f32');
-    const es = DTYPE_BYTES[ffnDtype];
+    const part = rowBytes(ffnDtype, d);
     const ffn: FfnLayout = { dtype: ffnDtype, bundle_bytes: 0, up: 0, gate: -1, down: 0, bias: -1 };
-    let o = d * es;
-    if (cfg.hasGate) { ffn.gate = o; o += d * es; }
-    ffn.down = o; o += d * es;
+    let o = part;
+    if (cfg.hasGate) { ffn.gate = o; o += part; }
+    ffn.down = o; o += part;
     if (L0.upB) { ffn.bias = o; o += 4; }
     ffn.bundle_bytes = alignUp(o, BUNDLE_ALIGN);
     const split = opts.layout === 'split';
@@ -215,7 +218,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
       ffn.layout = 'split';
       ffn.parts = [];
       let base = 0;
-      for (const [row, len] of [[ffn.up, d * es], [ffn.gate, d * es], [ffn.down, d * es], [ffn.bias, 4]]) {
+      for (const [row, len] of [[ffn.up, part], [ffn.gate, part], [ffn.down, part], [ffn.bias, 4]]) {
         if (row < 0) continue;
         ffn.parts.push({ base, len, row });
         base += cfg.ffn * len;
@@ -245,10 +248,12 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     let residentLen = 0;
     for (const it of items) {
       const info = ckpt.tensor(it.name);
-      const dtype: DType = it.vector ? 'f32' : opts.dtype ?? info.dtype;
+      // int4 keeps the embeddings and the lm_head at int8, as llama.cpp's Q4_0 files keep output.weight finer.
+      const embedding = it.role === 'tok_embed' || it.role === 'pos_embed' || it.role === 'lm_head';
+      const dtype: DType = it.vector ? 'f32' : opts.dtype === 'q4_0' && embedding ? 'q8_0' : opts.dtype ?? info.dtype;
       residentLen = alignUp(residentLen, TENSOR_ALIGN);
       tensors.push({ role: it.role, layer: it.layer, offset: residentLen, dtype, shape: info.shape });
-      residentLen += info.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+      residentLen += tensorBytes(dtype, info.shape);
     }
     const tokBytes = new TextEncoder().encode(ckpt.tokenizerJson);
     const ffnLen = cfg.ffn * (split ? ffn.parts!.reduce((a, p) => a + p.len, 0) : ffn.bundle_bytes);
@@ -271,17 +276,19 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
       const raw = ckpt.readTensor(it.name);
       const t = tensors[i];
       const src = ckpt.tensor(it.name).dtype;
-      resident.set(asDtype(raw, src, t.dtype), t.offset);
+      resident.set(asDtype(raw, src, t.dtype, t.shape[t.shape.length - 1]), t.offset);
     });
     writeSection('resident', resident);
 
     for (let l = 0; l < cfg.nLayers; l++) {
       const L = spec.layers[l];
-      const up = asDtype(ckpt.readTensor(L.up.name), ckpt.tensor(L.up.name).dtype, ffnDtype);
-      const gate = L.gate ? asDtype(ckpt.readTensor(L.gate.name), ckpt.tensor(L.gate.name).dtype, ffnDtype) : undefined;
-      const down = asDtype(ckpt.readTensor(L.down.name), ckpt.tensor(L.down.name).dtype, ffnDtype);
+      // Quantized bundles quantize each part per neuron (the down column too): from f32.
+      const q = QUANTIZED.has(ffnDtype), to = q ? 'f32' : ffnDtype;
+      const up = asDtype(ckpt.readTensor(L.up.name), ckpt.tensor(L.up.name).dtype, to, d);
+      const gate = L.gate ? asDtype(ckpt.readTensor(L.gate.name), ckpt.tensor(L.gate.name).dtype, to, d) : undefined;
+      const down = asDtype(ckpt.readTensor(L.down.name), ckpt.tensor(L.down.name).dtype, to, cfg.ffn);
       const bias = L.upB ? widenToF32(ckpt.readTensor(L.upB.name), ckpt.tensor(L.upB.name).dtype) : undefined;
-      const b = bundle(cfg, ffn, es, up, gate, down, bias);
+      const b = bundle(cfg, ffn, q ? 4 : DTYPE_BYTES[ffnDtype], up, gate, down, bias);
       if (split) (ffn.bundled_crc32 ??= []).push(crc32(b));
       writeSection(`ffn.${l}`, split ? unbundle(b, ffn, cfg.ffn) : b);
     }
@@ -312,6 +319,21 @@ function bundle(cfg: ModelConfig, f: FfnLayout, es: number, up: Uint8Array, gate
   const d = cfg.hidden, n = cfg.ffn, row = d * es;
   const out = new Uint8Array(n * f.bundle_bytes);
   const outF = new DataView(out.buffer);
+  if (QUANTIZED.has(f.dtype)) {
+    // f32 inputs; each neuron's up, gate and down column quantized along d, in place.
+    const dt = f.dtype as 'q8_0' | 'q4_0', upF = new Float32Array(up.buffer, up.byteOffset, n * d);
+    const gateF = gate && new Float32Array(gate.buffer, gate.byteOffset, n * d), downF = new Float32Array(down.buffer, down.byteOffset, n * d);
+    const col = new Float32Array(d), pb = rowBytes(dt, d);
+    for (let i = 0; i < n; i++) {
+      const b = i * f.bundle_bytes;
+      quantize(dt, upF.subarray(i * d, (i + 1) * d), d, out.subarray(b + f.up, b + f.up + pb));
+      if (gateF) quantize(dt, gateF.subarray(i * d, (i + 1) * d), d, out.subarray(b + f.gate, b + f.gate + pb));
+      for (let r = 0; r < d; r++) col[r] = downF[r * n + i];
+      quantize(dt, col, d, out.subarray(b + f.down, b + f.down + pb));
+      if (bias) outF.setFloat32(b + f.bias, bias[i], true);
+    }
+    return out;
+  }
   for (let i = 0; i < n; i++) {
     const b = i * f.bundle_bytes;
     out.set(up.subarray(i * row, (i + 1) * row), b + f.up);
@@ -381,6 +403,7 @@ export function f16ToF32(h: number): number {
 /** Raw little-endian tensor bytes of dtype `dt` as f32 values. */
 export function widenToF32(raw: Uint8Array, dt: DType): Float32Array {
   if (dt === 'f32') return new Float32Array(raw.slice().buffer);
+  if (QUANTIZED.has(dt)) return dequantize(dt, raw, (raw.length / (dt === 'q8_0' ? 34 : 18)) * 32);
   const n = raw.length >> 1, out = new Float32Array(n);
   const u16 = new Uint16Array(raw.slice().buffer);
   if (dt === 'bf16') new Uint32Array(out.buffer).set(Array.from(u16, (h) => h << 16));
@@ -388,10 +411,12 @@ export function widenToF32(raw: Uint8Array, dt: DType): Float32Array {
   return out;
 }
 
-function asDtype(raw: Uint8Array, from: DType, to: DType): Uint8Array {
+/** Raw tensor bytes of dtype `from` as dtype `to` (rows of `n` elements, for quantized types). */
+function asDtype(raw: Uint8Array, from: DType, to: DType, n: number): Uint8Array {
   if (from === to) return raw;
   const f = widenToF32(raw, from);
   if (to === 'f32') return new Uint8Array(f.buffer);
+  if (to === 'q8_0' || to === 'q4_0') return quantize(to, f, n);
   const out = new Uint16Array(f.length), bits = new Uint32Array(f.buffer);
   if (to === 'f16') for (let i = 0; i < f.length; i++) out[i] = f32ToF16(f[i]);
   else for (let i = 0; i < f.length; i++) { const b = bits[i]; out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16; }  // bf16, nearest even

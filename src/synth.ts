@@ -4,7 +4,7 @@
 // They carry opt-relu-mini's tokenizer (its ids lie within every shape's vocabulary).
 import { readFileSync } from 'node:fs';
 import type { DType, ModelConfig } from './config.js';
-import { DTYPE_BYTES } from './config.js';
+import { DTYPE_BYTES, QUANTIZED, tensorBytes } from './config.js';
 import type { HFCheckpoint } from './hf.js';
 import { modelTensors, requiredTensors } from './hf.js';
 import { ImageHeader, Progress, writeImageFile } from './image.js';
@@ -50,7 +50,7 @@ export function synthCheckpoint(shape: string, dtype: DType = 'f16', seed = 1): 
     tokenizerConfig: JSON.parse(readFileSync(new URL('tokenizer_config.json', TOKENIZER_MODEL), 'utf8')),
     tensor(name) {
       const { t, dtype: dt } = info(name);
-      return { name, stDtype: dt.toUpperCase(), dtype: dt, shape: t.shape, file: 'synthetic', offset: 0, length: t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dt] } as ReturnType<HFCheckpoint['tensor']>;
+      return { name, stDtype: dt.toUpperCase(), dtype: dt, shape: t.shape, file: 'synthetic', offset: 0, length: tensorBytes(dt, t.shape) } as ReturnType<HFCheckpoint['tensor']>;
     },
     readTensor(name, dst) {
       const { t, vector, dtype: dt } = info(name);
@@ -90,7 +90,9 @@ export function synthCheckpoint(shape: string, dtype: DType = 'f16', seed = 1): 
 
 /** Writes the synthetic image of `shape` to `out`. */
 export function synthImage(shape: string, out: string, opts: { dtype?: DType; seed?: number; onProgress?: Progress } = {}): ImageHeader {
-  return writeImageFile(synthCheckpoint(shape, opts.dtype, opts.seed), out, opts.onProgress);
+  const dt = opts.dtype ?? 'f16', q = QUANTIZED.has(dt);
+  // Quantized images quantize f16 weights as convert --dtype does.
+  return writeImageFile(synthCheckpoint(shape, q ? 'f16' : dt, opts.seed), out, opts.onProgress, q ? { dtype: dt } : {});
 }
 
 function hash(s: string): number {

@@ -154,7 +154,7 @@ describe('conversion', () => {
   }
 
   it('convert --dtype names the types it knows', async () => {
-    await assert.rejects(convertHF(modelDir('opt-relu-mini'), join(tmpDir('dt'), 'x.fnimg'), undefined, { dtype: 'int3' }), /unknown dtype int3 \(f32, f16 or bf16\)/);
+    await assert.rejects(convertHF(modelDir('opt-relu-mini'), join(tmpDir('dt'), 'x.fnimg'), undefined, { dtype: 'int3' }), /unknown dtype int3 \(f32, f16, bf16, q8_0 or q4_0\)/);
   });
 
   it('a Hugging Face folder converts once into the cache and is reused', async () => {

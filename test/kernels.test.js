@@ -3,6 +3,7 @@
 // order of f32 additions; tolerances are relative to sum |w_i * x_i| (the scale of that error).
 import assert from 'node:assert/strict';
 import { instantiateEngine } from '../dist/src/wasm.js';
+import { dequantize, quantize } from '../dist/src/quant.js';
 
 const LENGTHS = [1, 3, 7, 15, 16, 17, 31, 33, 384, 1536];
 const DTYPES = [
@@ -185,6 +186,97 @@ for (const simd of [true, false]) {
         }
       });
     }
+
+    describe('block-quantized weights (GGUF Q8_0, Q4_0)', () => {
+      const QLENGTHS = [32, 96, 224, 384, 544, 1536];   // 1, 3, 7, 12, 17, 48 blocks
+      const QT = [{ name: 'q8_0', code: 3, block: 34 }, { name: 'q4_0', code: 4, block: 18 }];
+      /** Random rows quantized by the host (src/quant.ts) and their dequantized values. */
+      const qrow = (q, n, rand) => {
+        const f = randomVec(n, rand, 0.05);
+        for (let i = 0; i < n; i += 97) f[i] *= 8;   // a few outliers, as real weights have
+        const bytes = quantize(q.name, f, n);
+        return { bytes, values: Array.from(dequantize(q.name, bytes, n)) };
+      };
+      /** |error| the SIMD path may add by quantizing x to int8 per block: sum |w| * (max|x_b| / 127) / 2. */
+      const xBound = (w, x) => {
+        let b = 0;
+        for (let i = 0; i < x.length; i += 32) {
+          let m = 0;
+          for (let j = i; j < i + 32; j++) m = Math.max(m, Math.abs(x[j]));
+          for (let j = i; j < i + 32; j++) b += Math.abs(w[j]) * m / 127 / 2;
+        }
+        return b;
+      };
+
+      it('known blocks: the layouts llama.cpp writes', () => {
+        const x = Float32Array.from({ length: 32 }, (_, j) => j - 16);   // largest magnitude: -16
+        const q4 = quantize('q4_0', x, 32);
+        assert.equal(q4.length, 18);
+        assert.equal(f16ToNumber(q4[0] | (q4[1] << 8)), 2);               // d = -16 / -8
+        assert.equal(q4[2] & 15, 0); assert.equal(q4[2] >> 4, 8);         // x0 = -16 -> 0, x16 = 0 -> 8
+        assert.deepEqual(Array.from(dequantize('q4_0', q4, 32)), Array.from(x, (v) => 2 * Math.min(7, Math.floor(v / 2 + 0.5))));
+        const y = new Float32Array(32); y[0] = 63.5; y[1] = -63.5; y[2] = 0.25;
+        const q8 = quantize('q8_0', y, 32);
+        assert.equal(f16ToNumber(q8[0] | (q8[1] << 8)), 0.5);
+        assert.deepEqual([q8[2], q8[3], q8[4]], [127, 256 - 127, 1]);    // 0.25 / 0.5 rounds away from 0
+      });
+
+      for (const q of QT) {
+        it(`${q.name}: dot and matvec vs the scalar reference (rows at odd addresses), the host's dequantization`, () => {
+          const rand = rng(31 + q.code);
+          const { e } = t;
+          for (const n of QLENGTHS) {
+            for (const rows of [1, 3, 9]) {
+              t.reset();
+              const stride = n / 32 * q.block + 6;
+              const mats = Array.from({ length: rows }, () => qrow(q, n, rand));
+              const x = randomVec(n, rand);
+              const wp = t.alloc(rows * stride, 3), xp = t.alloc(n * 4), pp = t.alloc(e.prep_len(n) * 4);
+              const out = t.alloc(rows * 4), outRef = t.alloc(rows * 4);
+              mats.forEach((m, r) => t.u8(wp + r * stride, m.bytes.length).set(m.bytes));
+              t.f32(xp, n).set(x);
+              assert.equal(e.row_bytes(q.code, n), n / 32 * q.block);
+              e.matvec(q.code, wp, stride, xp, pp, out, rows, n);
+              e.matvec_ref(q.code, wp, stride, xp, outRef, rows, n);
+              for (let r = 0; r < rows; r++) {
+                const w = mats[r].values;
+                let scale = 0, exact = 0;
+                for (let i = 0; i < n; i++) { scale += Math.abs(w[i] * x[i]); exact += w[i] * x[i]; }
+                const ref = t.f32(outRef, rows)[r], got = t.f32(out, rows)[r];
+                assertClose(ref, exact, 1e-5, scale, `${q.name} matvec_ref vs the host's values n=${n}`);
+                const bound = (simd ? xBound(w, x) : 0) + 1e-5 * scale;
+                assert.ok(Math.abs(got - ref) <= bound, `${q.name} matvec ${rows}x${n} row ${r}: |${got} - ${ref}| > ${bound}`);
+                e.prep_x(q.code, xp, pp, n);
+                const d = e.dot(q.code, wp + r * stride, pp, n);
+                assert.ok(Math.abs(d - ref) <= bound, `${q.name} dot n=${n}: |${d} - ${ref}| > ${bound}`);
+              }
+            }
+          }
+        });
+
+        it(`${q.name}: axpy accumulates dequantized rows exactly as the reference`, () => {
+          const rand = rng(41 + q.code);
+          const { e } = t;
+          for (const n of QLENGTHS) {
+            t.reset();
+            const rows = [qrow(q, n, rand), qrow(q, n, rand)], a = [f32(0.75), f32(-1.5)];
+            const y0 = randomVec(n, rand);
+            const wp = rows.map(() => t.alloc(n / 32 * q.block, 1));
+            const yp = t.alloc(e.prep_len(n) * 4), y = t.alloc(n * 4), yr = t.alloc(n * 4);
+            rows.forEach((w, j) => t.u8(wp[j], w.bytes.length).set(w.bytes));
+            t.f32(y, n).set(y0); t.f32(yr, n).set(y0);
+            e.prep_zero(q.code, yp, n);
+            for (let j = 0; j < 2; j++) { e.axpy(q.code, a[j], wp[j], yp, n); e.axpy_ref(q.code, a[j], wp[j], yr, n); }
+            e.unprep_y(q.code, yp, y, n);
+            const got = t.f32(y, n), ref = t.f32(yr, n);
+            for (let i = 0; i < n; i++) {
+              const scale = Math.abs(y0[i]) + Math.abs(a[0] * rows[0].values[i]) + Math.abs(a[1] * rows[1].values[i]);
+              assertClose(got[i], ref[i], 1e-6, scale, `${q.name} axpy n=${n} i=${i}`);
+            }
+          }
+        });
+      }
+    });
 
     if (simd) {
       it('f16 fast path: Inf/NaN weights read as 2^16 * (1 + m/1024) (documented)', () => {

@@ -8,7 +8,8 @@
 //   axpy(dt, a, w, yp, n)         y += a * w
 //   unprep_y(dt, yp, y, n)        y[i] += value of yp at i (natural order, f32)
 //   matvec(dt, w, stride, x, xp, out, rows, cols)   out[r] = W[r,:] . x, rows `stride` bytes apart
-// Each has a scalar *_ref beside it working on natural-order f32 vectors.
+// Each has a scalar *_ref beside it working on natural-order f32 vectors. Q8_0 / Q4_0 rows
+// (dt >= DT_Q8_0) go to kernels/quant.ts, with their own prepared x; their y stays natural.
 //
 // Prepared layout (SIMD build; the scalar build uses plain natural order for every dtype):
 //
@@ -34,7 +35,8 @@
 //   subnormal f16 weights become f32 denormals, which Zen 4 multiplies slowly (at the ~0.25%
 //   subnormals of N(0, 0.02) weights the in-cache f16 matvec loses about a quarter).
 import { vdot } from "./vec";
-import { DT_F32, DT_F16, DT_BF16, dtypeSize, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
+import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
+import { q_prep_x, q_dot, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
 
 /** f32 slots a prepared vector of n elements needs. */
 export function prep_len(n: i32): i32 {
@@ -68,6 +70,10 @@ const F16_SCALE: f32 = 72057594037927936.0; // 2^56: half of the 2^112 the f16 b
 
 export function prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
   const pad = <usize>prep_len(n) << 2;
+  if (ASC_FEATURE_SIMD && dt >= DT_Q8_0) {
+    q_prep_x(x, xp, n);
+    return;
+  }
   if (ASC_FEATURE_SIMD && dt != DT_F32) {
     const s: f32 = dt == DT_F16 ? F16_SCALE : 1;
     const sv = f32x4.splat(s);
@@ -92,7 +98,7 @@ export function unprep_y(dt: i32, yp: usize, y: usize, n: i32): void {
   let i: usize = 0;
   const nb = <usize>n << 2;
   if (ASC_FEATURE_SIMD) {
-    if (dt == DT_F32) {
+    if (dt == DT_F32 || dt >= DT_Q8_0) {
       for (; i + 16 <= nb; i += 16) v128.store(y + i, f32x4.add(v128.load(y + i), v128.load(yp + i)));
     } else {
       const s: f32 = dt == DT_F16 ? F16_SCALE : 1;
@@ -115,6 +121,7 @@ export function unprep_y(dt: i32, yp: usize, y: usize, n: i32): void {
 export function dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
   if (!ASC_FEATURE_SIMD) return dot_scalar(dt, w, xp, n);
   if (dt == DT_F32) return vdot(w, xp, n);
+  if (dt >= DT_Q8_0) return q_dot(dt, w, xp, n);
   if (dt == DT_BF16) return dot_bf16(w, xp, n);
   return dot_f16(w, xp, n) * F16_SCALE;
 }
@@ -178,6 +185,7 @@ function dot_f16(w: usize, x: usize, n: i32): f32 {
 
 export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
   if (!ASC_FEATURE_SIMD) { axpy_scalar(dt, a, w, yp, n); return; }
+  if (dt >= DT_Q8_0) { q_axpy(dt, a, w, yp, n); return; }
   const nb = <usize>n << 2;
   if (dt == DT_F32) {
     const av = f32x4.splat(a);
@@ -229,6 +237,10 @@ export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
 export function matvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, out: usize, rows: i32, cols: i32): void {
   prep_x(dt, x, xp, cols);
   if (!ASC_FEATURE_SIMD) { mv_scalar(dt, w, stride, xp, out, rows, cols); return; }
+  if (dt >= DT_Q8_0) {
+    for (let r = 0; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, cols));
+    return;
+  }
   // f32 takes 4 rows per pass, the half types 8: their x is twice the weight bytes, and
   // sharing each x load among 8 rows pays more than it costs in register pressure.
   const g = dt == DT_F32 ? 4 : 8;
@@ -365,6 +377,7 @@ function mv8_f16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i3
 @inline function elBF16(p: usize, i: i32): f32 { return bf16_to_f32(<u32>load<u16>(p + (<usize>i << 1))); }
 
 function dot_scalar(dt: i32, w: usize, x: usize, n: i32): f32 {
+  if (dt >= DT_Q8_0) return q_dot_scalar(dt, w, x, n);
   let s0: f32 = 0, s1: f32 = 0;
   let i = 0;
   if (dt == DT_F32) {
@@ -379,13 +392,18 @@ function dot_scalar(dt: i32, w: usize, x: usize, n: i32): f32 {
 }
 
 function axpy_scalar(dt: i32, a: f32, w: usize, y: usize, n: i32): void {
-  if (dt == DT_F32) for (let i = 0; i < n; i++) store<f32>(y + (<usize>i << 2), elF32(y, i) + a * elF32(w, i));
+  if (dt >= DT_Q8_0) q_axpy_scalar(dt, a, w, y, n);
+  else if (dt == DT_F32) for (let i = 0; i < n; i++) store<f32>(y + (<usize>i << 2), elF32(y, i) + a * elF32(w, i));
   else if (dt == DT_BF16) for (let i = 0; i < n; i++) store<f32>(y + (<usize>i << 2), elF32(y, i) + a * elBF16(w, i));
   else for (let i = 0; i < n; i++) store<f32>(y + (<usize>i << 2), elF32(y, i) + a * elF16(w, i));
 }
 
 /** Four neighbouring rows per pass share the x loads. */
 function mv_scalar(dt: i32, w: usize, stride: usize, x: usize, out: usize, rows: i32, cols: i32): void {
+  if (dt >= DT_Q8_0) {
+    for (let r = 0; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot_scalar(dt, w + <usize>r * stride, x, cols));
+    return;
+  }
   let r = 0;
   for (; r + 4 <= rows; r += 4) {
     const p0 = w + <usize>r * stride, p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
@@ -466,6 +484,9 @@ export function axpy_ref(dt: i32, a: f32, w: usize, y: usize, n: i32): void {
 export function matvec_ref(dt: i32, w: usize, stride: usize, x: usize, out: usize, rows: i32, cols: i32): void {
   for (let r = 0; r < rows; r++) store<f32>(out + (<usize>r << 2), dot_ref(dt, w + <usize>r * stride, x, cols));
 }
+
+/** Bytes of a row of n elements of type dt (quantized: n a multiple of 32). */
+export function row_bytes(dt: i32, n: i32): usize { return rowBytes(dt, n); }
 
 // keep the import used in every build
 export const F32_SIZE: i32 = dtypeSize(DT_F32);

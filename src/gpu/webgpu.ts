@@ -153,7 +153,12 @@ export class WebGpuBackend implements Backend {
       throw new Error('the WebGPU backend needs bundle parts aligned to a pair of elements');
     }
     const g = (n: string) => (w[n] as WebAssembly.Global).value as number;
-    const dtName = (code: number) => (['f32', 'f16', 'bf16'] as const)[code];
+    const dtName = (code: number) => {
+      const n = (['f32', 'f16', 'bf16'] as const)[code];
+      if (!n) throw new Error('the WebGPU backend runs f32, f16 and bf16 weights; this model has block-quantized (q8_0/q4_0) ones');
+      return n;
+    };
+    if (f.dtype !== 'f32' && f.dtype !== 'f16' && f.dtype !== 'bf16') dtName(-1);
     const bufF32 = (n: number) => this.buffer(Math.max(n, 1) * 4, STORAGE | COPY_SRC | COPY_DST);
     const fromWasm = (ptr: number, bytes: number) => this.upload_(new Uint8Array(w.memory.buffer, ptr, bytes));
     // Small vectors (norm weights, biases) as f32, whatever their stored dtype.
@@ -217,8 +222,9 @@ export class WebGpuBackend implements Backend {
         view.flash ? 1 : 0, c.ffn, 0, 0]);
       const downB = bias('L_DOWN_B', d);
       if (downB) this.patchUniform(ffnParams, 10, 1);
-      const actP = this.pipeline('ffn', 'act', f.dtype, gpu.f16), partP = this.pipeline('ffn', 'partial', f.dtype, gpu.f16);
-      const redP = this.pipeline('ffn', 'reduce', f.dtype, gpu.f16);
+      const fdt = f.dtype as 'f32' | 'f16' | 'bf16';
+      const actP = this.pipeline('ffn', 'act', fdt, gpu.f16), partP = this.pipeline('ffn', 'partial', fdt, gpu.f16);
+      const redP = this.pipeline('ffn', 'reduce', fdt, gpu.f16);
       const layer: Layer = {
         norm1: norm(vecF32(ln1w, ln1wDt, d), vecF32(ln1b, ln1bDt, d), this.x, this.xb),
         q: matvec(...L(l, 'L_Q'), qDim, d, this.xb, q, bias('L_QB', qDim), false),
