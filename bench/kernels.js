@@ -6,12 +6,16 @@
 import os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { instantiateEngine } from '../dist/src/wasm.js';
+import { dequantize, quantize } from '../dist/src/quant.js';
 import { barChart } from './plot.js';
 
 const DTYPES = [
   { name: 'f32', code: 0, size: 4 },
   { name: 'f16', code: 1, size: 2 },
   { name: 'bf16', code: 2, size: 2 },
+  // GGUF blocks of 32: bytes per element on average
+  { name: 'q8_0', code: 3, size: 34 / 32, block: 34 },
+  { name: 'q4_0', code: 4, size: 18 / 32, block: 18 },
 ];
 const SHAPES = [[4096, 4096], [16384, 4096]];
 const RUNS = Number(process.env.RUNS || 30);
@@ -61,16 +65,17 @@ function toBF16(v) { F[0] = v; const x = U[0]; return (x + 0x7fff + ((x >>> 16) 
 function weightPool(dt) {
   const n = 1 << 20;
   if (dt.name === 'f32') return new Uint8Array(Float32Array.from({ length: n }, () => 0.02 * gauss()).buffer);
+  if (dt.block) return quantize(dt.name, Float32Array.from({ length: n }, () => 0.02 * gauss()), 1024);
   const conv = dt.name === 'f16' ? toF16 : toBF16;
   const h = Uint16Array.from({ length: n }, () => conv(0.02 * gauss()));
   if (dt.name === 'f16' && process.env.F16_SUBNORMALS === '0') for (let i = 0; i < n; i++) if (!(h[i] & 0x7c00)) h[i] &= 0x8000;
   return new Uint8Array(h.buffer);
 }
 
-function fill(ptr, bytes, pool) {
+function fill(ptr, bytes, pool, granule = 64) {   // granule: quantized pools restart on a block
   const mem = new Uint8Array(e.memory.buffer, ptr, bytes);
   for (let off = 0, k = 0; off < bytes; k++) {
-    const start = ((k * 7919) % 251) * 64 % pool.length;
+    const start = ((k * 7919) % 251) * granule % pool.length;
     const a = pool.subarray(start, Math.min(pool.length, start + bytes - off));
     mem.set(a, off); off += a.length;
     if (off < bytes) { const b = pool.subarray(0, Math.min(start, bytes - off)); mem.set(b, off); off += b.length; }
@@ -88,6 +93,10 @@ const f32 = (p, n) => new Float32Array(e.memory.buffer, p, n);
 f32(X, maxCols).set(Float32Array.from({ length: maxCols }, gauss));
 
 function decode(dt, p, i) {
+  if (dt.block) {
+    const b = Math.floor(i / 32);
+    return dequantize(dt.name, new Uint8Array(e.memory.buffer, p + b * dt.block, dt.block), 32)[i % 32];
+  }
   const dv = new DataView(e.memory.buffer);
   if (dt.name === 'f32') return dv.getFloat32(p + 4 * i, true);
   const h = dv.getUint16(p + 2 * i, true);
@@ -98,14 +107,20 @@ function decode(dt, p, i) {
 
 /** matvec vs matvec_ref on sampled rows: |diff| <= 1e-5 * sum |w x| (summation order only). */
 function validate(dt, w, stride, rows, cols, sampleRows) {
+  const w0 = w;
   e.matvec(dt.code, w, stride, X, XP, OUT, rows, cols);
   const x = f32(X, cols);
   for (const r of sampleRows) {
     e.matvec_ref(dt.code, w + r * stride, stride, X, REF + 4 * r, 1, cols);
-    let scale = 0;
-    for (let i = 0; i < cols; i++) scale += Math.abs(decode(dt, w + r * stride, i) * x[i]);
+    let scale = 0, xq = 0;
+    for (let i = 0; i < cols; i++) {
+      const w = Math.abs(decode(dt, w0 + r * stride, i));
+      scale += w * Math.abs(x[i]);
+      // quantized rows: the kernel also quantizes x to int8 per block of 32 (error <= max|x_b| / 254 each)
+      if (dt.block) { let m = 0; for (let j = i & ~31; j < (i & ~31) + 32; j++) m = Math.max(m, Math.abs(x[j])); xq += w * m / 254; }
+    }
     const got = f32(OUT, rows)[r], ref = f32(REF, rows)[r];
-    if (!(Math.abs(got - ref) <= 1e-5 * scale + 1e-30)) {
+    if (!(Math.abs(got - ref) <= 1e-5 * scale + xq + 1e-30)) {
       throw new Error(`matvec ${dt.name} ${rows}x${cols} row ${r}: ${got} vs matvec_ref ${ref} (scale ${scale})`);
     }
   }
@@ -120,15 +135,16 @@ for (const dt of DTYPES) {
   const pool = weightPool(dt);
   // irregular shape first: padded stride, row starts at 2-byte offsets, column tail
   {
-    const rows = 37, cols = 1003, stride = cols * dt.size + 6;
+    const rows = 37, cols = dt.block ? 1024 : 1003, rowB = cols * dt.size, stride = rowB + 6;
     for (let r = 0; r < rows; r++) {
-      new Uint8Array(e.memory.buffer, W + 2 + r * stride, cols * dt.size).set(pool.subarray(r * 64 * dt.size, (r * 64 + cols) * dt.size));
+      const from = dt.block ? r * 2 * dt.block : r * 64 * dt.size;
+      new Uint8Array(e.memory.buffer, W + 2 + r * stride, rowB).set(pool.subarray(from, from + rowB));
     }
     validate(dt, W + 2, stride, rows, cols, Array.from({ length: rows }, (_, i) => i));
   }
   for (const [rows, cols] of SHAPES) {
     const stride = cols * dt.size, bytes = rows * stride;
-    fill(W, bytes, pool);
+    fill(W, bytes, pool, dt.block ?? 64);
     const sample = [0, 1, rows / 4 - 1, rows / 4, rows / 2 + 3, rows - 2, rows - 1];
     validate(dt, W, stride, rows, cols, sample);
     // warm-up: lets V8 tier both functions up from Liftoff to TurboFan before timing

@@ -16,6 +16,12 @@
 //   bytes [2n, 2n + n/8)   f32 scale of every block
 import { DT_Q8_0, f16_to_f32, loadElem } from "../dtype";
 
+/** A block's f16 scale as f32 through the bit trick (scales are normal or zero; 2^112 restores the exponent). */
+@inline function scale(p: usize): f32 {
+  const h = <u32>load<u16>(p);
+  return reinterpret<f32>(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16)) * reinterpret<f32>(0x77800000);
+}
+
 /** xp <- x quantized to int8 blocks (as int16) with an f32 scale per block (SIMD layout above). */
 export function q_prep_x(x: usize, xp: usize, n: i32): void {
   const scales = xp + (<usize>n << 1);
@@ -49,7 +55,7 @@ export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
       s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v0), v128.load(q, 16)));
       s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v1), v128.load(q, 32)));
       s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v1), v128.load(q, 48)));
-      const k = f16_to_f32(<u32>load<u16>(p)) * load<f32>(scales + (<usize>b << 2));
+      const k = scale(p) * load<f32>(scales + (<usize>b << 2));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(k)));
     }
   } else {
@@ -63,7 +69,7 @@ export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
       s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), v128.load(q, 16)));
       s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), v128.load(q, 32)));
       s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), v128.load(q, 48)));
-      const k = f16_to_f32(<u32>load<u16>(p)) * load<f32>(scales + (<usize>b << 2));
+      const k = scale(p) * load<f32>(scales + (<usize>b << 2));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(k)));
     }
   }
@@ -85,14 +91,14 @@ export function q_axpy(dt: i32, a: f32, w: usize, y: usize, n: i32): void {
   let p = w, q = y;
   if (dt == DT_Q8_0) {
     for (let b = 0; b < nb; b++, p += 34, q += 128) {
-      const k = f32x4.splat(a * f16_to_f32(<u32>load<u16>(p)));
+      const k = f32x4.splat(a * scale(p));
       axpy16(v128.load(p + 2), k, q);
       axpy16(v128.load(p + 18), k, q + 64);
     }
   } else {
     const low = i8x16.splat(15), eight = i8x16.splat(8);
     for (let b = 0; b < nb; b++, p += 18, q += 128) {
-      const k = f32x4.splat(a * f16_to_f32(<u32>load<u16>(p)));
+      const k = f32x4.splat(a * scale(p));
       const v = v128.load(p + 2);
       axpy16(i8x16.sub(v128.and(v, low), eight), k, q);
       axpy16(i8x16.sub(i8x16.shr_u(v, 4), eight), k, q + 64);
