@@ -12,9 +12,23 @@ export function alloc(size: usize, align: usize): usize {
   const need = top + size + align + SLACK;
   const have = <usize>memory.size() << 16;
   if (need > have && memory.grow(<i32>((need - have + 65535) >> 16)) < 0) return 0;
-  const p = heap.alloc(size + align);
-  return (p + align - 1) & ~(align - 1);
+  const want = size + align;
+  if (want <= CHUNK) return (heap.alloc(want) + align - 1) & ~(align - 1);
+  // The stub runtime refuses blocks of 1 GiB or more. Its bump allocator places consecutive
+  // blocks back to back (a small header between), and nothing is ever freed, so chunks taken in
+  // a row form one region; the headers are overwritten by the caller's data, never read again.
+  const first = heap.alloc(CHUNK);
+  let end = first + CHUNK;
+  while (end < first + want) {
+    const n = min<usize>(CHUNK, first + want - end);
+    const q = heap.alloc(n);
+    if (q < end || q - end > 64) return 0;   // not contiguous: refuse rather than overlap
+    end = q + n;
+  }
+  return (first + align - 1) & ~(align - 1);
 }
+
+const CHUNK: usize = 1 << 29;
 
 /** Bytes of linear memory currently reserved. */
 export function memory_bytes(): usize {

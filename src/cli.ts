@@ -6,8 +6,9 @@
 //   flashneuron probe [--file F]
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
-import { readFileSync } from 'node:fs';
-import { loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
+import { readFileSync, statSync } from 'node:fs';
+import { cachedImage, loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
+import { exportGGUF } from './gguf.js';
 import type { Tokenizer } from './tokenizer.js';
 import { convertHF, Progress } from './image.js';
 import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
@@ -192,6 +193,24 @@ ${MODEL_FLAG}
             `layer ${L.layer}: recall ${L.recall.toFixed(3)}, predicted/true ${L.ratio.toFixed(2)}, active ${(100 * L.true_share).toFixed(1)}%, predicted ${(100 * L.predicted_share).toFixed(1)}%`).join('\n') + '\n');
         }
       } finally { model.close(); }
+    },
+  },
+  'export-gguf': {
+    usage: 'flashneuron export-gguf [--model PATH] OUT',
+    help: `Writes the model (an image or a Hugging Face folder, Llama family) as a GGUF file that
+llama.cpp and its bindings load: llama architecture keys, the GPT-2 byte-level tokenizer
+(tokens, merges, BOS/EOS), the weights in the image's types (f32, f16, bf16, int8 as Q8_0,
+int4 as Q4_0). llama.cpp's llama graph applies SiLU: a ReLU model runs there at the same cost
+but with different text.
+
+${MODEL_FLAG}`,
+    flags: { model: 'string' },
+    async run(args, f) {
+      if (args.length !== 1) throw new UsageError('export-gguf needs one OUT path');
+      const path = typeof f.model === 'string' ? f.model : DEFAULT_MODEL;
+      const image = statSync(path).isDirectory() ? await cachedImage(path, { onProgress: bar('convert') }) : path;
+      const r = exportGGUF(image, args[0], bar('export'));
+      process.stderr.write(`wrote ${args[0]}: ${r.tensors} tensors, ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n`);
     },
   },
   synth: {

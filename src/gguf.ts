@@ -1,0 +1,329 @@
+// GGUF (llama.cpp's model file, version 3), read and written with every length and offset
+// checked against the file:
+//
+//   u32 magic "GGUF" · u32 version (2 or 3) · u64 tensor count · u64 metadata count
+//   metadata: { string key · u32 type · value }            (string = u64 length + UTF-8 bytes;
+//                                                            array = u32 type · u64 count · values)
+//   tensor infos: { string name · u32 n_dims · u64 ne[n_dims] · u32 ggml type · u64 offset }
+//   padding to general.alignment (default 32) · tensor data (offsets relative to its start)
+//
+// ne[0] is the fastest-varying dimension: a Hugging Face (rows, cols) matrix has ne = [cols, rows].
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { DType } from './config.js';
+import { QUANTIZED, rowBytes, tensorBytes } from './config.js';
+import { FileSource } from './flash.js';
+import { crc32, readImageHeader, readTokenizerJson, section } from './image.js';
+import { dequantize, quantize } from './quant.js';
+
+export const GGUF_MAGIC = 0x46554747;   // "GGUF" little-endian
+const T = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9, U64: 10, I64: 11, F64: 12 } as const;
+/** ggml tensor types this engine stores, by our dtype. */
+export const GGML_TYPE: Record<DType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, bf16: 30 };
+const DTYPE_OF = new Map(Object.entries(GGML_TYPE).map(([k, v]) => [v, k as DType]));
+
+export type GGUFValue = number | bigint | boolean | string | GGUFValue[];
+export interface GGUFTensor { name: string; dims: number[]; dtype: DType; offset: number; bytes: number }
+export interface GGUFFile {
+  version: number;
+  metadata: Map<string, GGUFValue>;
+  tensors: Map<string, GGUFTensor>;
+  /** Absolute file offset of the data region. */
+  dataStart: number;
+  alignment: number;
+}
+
+/** Reads the GGUF header of a file through `read(position, length)`; the file is `size` bytes. */
+export function readGGUF(read: (pos: number, len: number) => Uint8Array, size: number, name = 'GGUF file'): GGUFFile {
+  const bad = (why: string): never => { throw new Error(`${name}: not a valid GGUF file (${why})`); };
+  // The header is parsed from a growing window of the file's start.
+  let buf = read(0, Math.min(size, 1 << 20)), dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pos = 0;
+  const need = (n: number) => {
+    if (pos + n > size) bad(`header runs past the end of the file at byte ${pos}`);
+    if (pos + n > buf.length) {
+      buf = read(0, Math.min(size, Math.max(pos + n, buf.length * 2)));
+      dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+  };
+  const u32 = () => { need(4); const v = dv.getUint32(pos, true); pos += 4; return v; };
+  const u64 = () => {
+    need(8); const v = dv.getBigUint64(pos, true); pos += 8;
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) bad(`a count or offset of ${v} is too large`);
+    return Number(v);
+  };
+  const str = (what: string) => {
+    const n = u64();
+    if (n > 1 << 24) bad(`${what} of ${n} bytes`);
+    need(n);
+    const s = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(pos, pos + n));
+    pos += n;
+    return s;
+  };
+  const value = (type: number, depth = 0): GGUFValue => {
+    switch (type) {
+      case T.U8: need(1); return dv.getUint8(pos++);
+      case T.I8: need(1); return dv.getInt8(pos++);
+      case T.U16: { need(2); const v = dv.getUint16(pos, true); pos += 2; return v; }
+      case T.I16: { need(2); const v = dv.getInt16(pos, true); pos += 2; return v; }
+      case T.U32: return u32();
+      case T.I32: { need(4); const v = dv.getInt32(pos, true); pos += 4; return v; }
+      case T.F32: { need(4); const v = dv.getFloat32(pos, true); pos += 4; return v; }
+      case T.BOOL: { need(1); const v = dv.getUint8(pos++); if (v > 1) bad(`bool value ${v}`); return v === 1; }
+      case T.STRING: return str('string');
+      case T.U64: { need(8); const v = dv.getBigUint64(pos, true); pos += 8; return v; }
+      case T.I64: { need(8); const v = dv.getBigInt64(pos, true); pos += 8; return v; }
+      case T.F64: { need(8); const v = dv.getFloat64(pos, true); pos += 8; return v; }
+      case T.ARRAY: {
+        if (depth > 0) bad('nested arrays');
+        const et = u32(), n = u64();
+        if (n > size) bad(`array of ${n} elements in a ${size}-byte file`);
+        const out: GGUFValue[] = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = value(et, depth + 1);
+        return out;
+      }
+      default: return bad(`metadata value type ${type}`);
+    }
+  };
+
+  if (u32() !== GGUF_MAGIC) bad('magic');
+  const version = u32();
+  if (version !== 2 && version !== 3) bad(`version ${version} (2 or 3 supported)`);
+  const nTensors = u64(), nKv = u64();
+  if (nTensors > 1 << 20 || nKv > 1 << 20) bad(`${nTensors} tensors, ${nKv} metadata entries`);
+  const metadata = new Map<string, GGUFValue>();
+  for (let i = 0; i < nKv; i++) {
+    const key = str('key');
+    if (metadata.has(key)) bad(`metadata key ${key} twice`);
+    metadata.set(key, value(u32()));
+  }
+  const alignment = Number(metadata.get('general.alignment') ?? 32);
+  if (!Number.isInteger(alignment) || alignment < 1 || alignment > 1 << 16 || (alignment & (alignment - 1))) bad(`alignment ${alignment}`);
+  const infos: { name: string; dims: number[]; type: number; offset: number }[] = [];
+  for (let i = 0; i < nTensors; i++) {
+    const tname = str('tensor name');
+    const nd = u32();
+    if (nd < 1 || nd > 4) bad(`tensor ${tname} has ${nd} dimensions`);
+    const dims = Array.from({ length: nd }, () => u64());
+    infos.push({ name: tname, dims, type: u32(), offset: u64() });
+  }
+  const dataStart = Math.ceil(pos / alignment) * alignment;
+  const tensors = new Map<string, GGUFTensor>();
+  const spans: [number, number, string][] = [];
+  for (const t of infos) {
+    const dtype = DTYPE_OF.get(t.type);
+    if (!dtype) bad(`tensor ${t.name} has ggml type ${t.type} (F32, F16, BF16, Q8_0 and Q4_0 are supported)`);
+    if (t.dims.some((d) => d < 1)) bad(`tensor ${t.name} has an empty dimension`);
+    if (QUANTIZED.has(dtype!) && t.dims[0] % 32) bad(`tensor ${t.name} is ${dtype} with rows of ${t.dims[0]} elements`);
+    if (t.offset % alignment) bad(`tensor ${t.name} is not aligned`);
+    const bytes = tensorBytes(dtype!, [...t.dims].reverse());
+    if (dataStart + t.offset + bytes > size) bad(`tensor ${t.name} lies past the end of the file`);
+    if (tensors.has(t.name)) bad(`tensor ${t.name} twice`);
+    tensors.set(t.name, { name: t.name, dims: t.dims, dtype: dtype!, offset: dataStart + t.offset, bytes });
+    spans.push([t.offset, t.offset + bytes, t.name]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) if (spans[i][0] < spans[i - 1][1]) bad(`tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap`);
+  return { version, metadata, tensors, dataStart, alignment };
+}
+
+/** A metadata value for writeGGUF: plain numbers need their GGUF type. */
+export type GGUFEntry = { type: 'u32' | 'i32' | 'f32' | 'bool' | 'string'; value: number | boolean | string } | { type: 'array'; of: 'string' | 'i32'; value: (string | number)[] };
+
+/**
+ * Writes a GGUF v3 file through `write(bytes, position)`: `tensors` in order, each with its
+ * dims (ne order) and a function producing its bytes (called once, in order).
+ */
+export function writeGGUF(write: (bytes: Uint8Array, pos: number) => void, metadata: [string, GGUFEntry][],
+  tensors: { name: string; dims: number[]; dtype: DType; data: () => Uint8Array }[], alignment = 32): void {
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  const u32 = (v: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v, true); parts.push(b); };
+  const i32 = (v: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setInt32(0, v, true); parts.push(b); };
+  const u64 = (v: number) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, BigInt(v), true); parts.push(b); };
+  const str = (s: string) => { const b = enc.encode(s); u64(b.length); parts.push(b); };
+  u32(GGUF_MAGIC); u32(3); u64(tensors.length); u64(metadata.length + 1);
+  str('general.alignment'); u32(T.U32); u32(alignment);
+  for (const [key, e] of metadata) {
+    str(key);
+    if (e.type === 'array') {
+      u32(T.ARRAY); u32(e.of === 'string' ? T.STRING : T.I32); u64(e.value.length);
+      for (const v of e.value) e.of === 'string' ? str(v as string) : i32(v as number);
+      continue;
+    }
+    const code = { u32: T.U32, i32: T.I32, f32: T.F32, bool: T.BOOL, string: T.STRING }[e.type];
+    u32(code);
+    if (e.type === 'u32') u32(e.value as number);
+    else if (e.type === 'i32') i32(e.value as number);
+    else if (e.type === 'f32') { const b = new Uint8Array(4); new DataView(b.buffer).setFloat32(0, e.value as number, true); parts.push(b); }
+    else if (e.type === 'bool') parts.push(Uint8Array.of(e.value ? 1 : 0));
+    else str(e.value as string);
+  }
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    str(t.name); u32(t.dims.length);
+    for (const d of t.dims) u64(d);
+    u32(GGML_TYPE[t.dtype]);
+    offsets.push(offset); u64(offset);
+    offset = Math.ceil((offset + tensorBytes(t.dtype, [...t.dims].reverse())) / alignment) * alignment;
+  }
+  let pos = 0;
+  for (const p of parts) { write(p, pos); pos += p.length; }
+  const dataStart = Math.ceil(pos / alignment) * alignment;
+  if (dataStart > pos) write(new Uint8Array(dataStart - pos), pos);
+  tensors.forEach((t, i) => {
+    const bytes = t.data();
+    const want = tensorBytes(t.dtype, [...t.dims].reverse());
+    if (bytes.length !== want) throw new Error(`GGUF tensor ${t.name}: ${bytes.length} bytes, expected ${want}`);
+    write(bytes, dataStart + offsets[i]);
+    const end = dataStart + offsets[i] + bytes.length, next = i + 1 < tensors.length ? dataStart + offsets[i + 1] : end;
+    if (next > end) write(new Uint8Array(next - end), end);
+  });
+}
+
+// ---- export: a flashneuron image of a Llama-family model as a llama.cpp GGUF ----
+
+/**
+ * Writes the model of image `imagePath` as GGUF (llama architecture, llama.cpp's tensor names
+ * and its rotary layout of attn_q/attn_k rows), weights in the image's types. The FFN bundles
+ * are taken apart into ffn_up/ffn_gate rows as stored and ffn_down transposed (a quantized down
+ * column is quantized again along its new rows). OPT has no llama.cpp graph: refused.
+ */
+export function exportGGUF(imagePath: string, out: string, onProgress?: (done: number, total: number, phase: string) => void): { tensors: number; bytes: number } {
+  const src = new FileSource(imagePath);
+  try {
+    const h = readImageHeader(src), c = h.config, f = h.ffn;
+    if (c.arch !== 'llama') throw new Error(`GGUF export covers the Llama family (llama.cpp has no ${c.architecture} graph)`);
+    if (c.attnBias || c.mlpBias) throw new Error('GGUF export: this model has attention or MLP biases, which the llama GGUF graph does not read');
+    if (f.layout === 'split') throw new Error('GGUF export needs a bundled image (convert without --no-bundle)');
+    const read = (off: number, len: number) => { const b = new Uint8Array(len); if (src.pread(b, off) !== len) throw new Error(`${imagePath}: truncated`); return b; };
+    const res = section(h, 'resident');
+    const tensorOf = (role: string, layer = -1) => {
+      const t = h.tensors.find((x) => x.role === role && x.layer === layer);
+      if (!t) throw new Error(`${imagePath}: no ${role} tensor${layer >= 0 ? ` in layer ${layer}` : ''}`);
+      return t;
+    };
+    const resident = (role: string, layer = -1) => {
+      const t = tensorOf(role, layer);
+      return { t, data: () => read(res.offset + t.offset, tensorBytes(t.dtype, t.shape)) };
+    };
+    const hd = c.headDim;
+    // llama.cpp rotates pairs (2j, 2j+1) where Hugging Face rotates (j, j + hd/2): rows move.
+    const permuteRows = (raw: Uint8Array, rows: number, heads: number): Uint8Array => {
+      const rb = raw.length / rows, outB = new Uint8Array(raw.length);
+      for (let hh = 0; hh < heads; hh++) {
+        for (let half = 0; half < 2; half++) {
+          for (let j = 0; j < hd / 2; j++) {
+            const from = hh * hd + half * (hd / 2) + j, to = hh * hd + 2 * j + half;
+            outB.set(raw.subarray(from * rb, (from + 1) * rb), to * rb);
+          }
+        }
+      }
+      return outB;
+    };
+    const tok = JSON.parse(readTokenizerJson(src, h));
+    const vocab: Record<string, number> = tok.model?.vocab ?? {};
+    const tokens = Array.from({ length: c.vocab }, (_, i) => `[PAD${i}]`);
+    const types = new Array<number>(c.vocab).fill(1);
+    for (const [s, id] of Object.entries(vocab)) if (id < c.vocab) tokens[id] = s;
+    for (const a of tok.added_tokens ?? []) if (a.id < c.vocab) { tokens[a.id] = a.content; if (a.special) types[a.id] = 3; }
+    const merges: string[] = (tok.model?.merges ?? []).map((m: string | string[]) => (Array.isArray(m) ? m.join(' ') : m));
+    const fileType = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 }[f.dtype];
+    const meta: [string, GGUFEntry][] = [
+      ['general.architecture', { type: 'string', value: 'llama' }],
+      ['general.name', { type: 'string', value: imagePath.split('/').pop()!.replace(/\.fnimg$/, '') }],
+      ['general.file_type', { type: 'u32', value: fileType }],
+      ['llama.context_length', { type: 'u32', value: c.maxPositions }],
+      ['llama.embedding_length', { type: 'u32', value: c.hidden }],
+      ['llama.block_count', { type: 'u32', value: c.nLayers }],
+      ['llama.feed_forward_length', { type: 'u32', value: c.ffn }],
+      ['llama.rope.dimension_count', { type: 'u32', value: hd }],
+      ['llama.attention.head_count', { type: 'u32', value: c.nHeads }],
+      ['llama.attention.head_count_kv', { type: 'u32', value: c.nKvHeads }],
+      ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: c.normEps }],
+      ['llama.rope.freq_base', { type: 'f32', value: c.ropeTheta }],
+      ['llama.vocab_size', { type: 'u32', value: c.vocab }],
+      // The activation is not a GGUF key: llama.cpp's llama graph applies SiLU (a ReLU model runs at the same cost).
+      ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
+      ['tokenizer.ggml.pre', { type: 'string', value: 'gpt-2' }],
+      ['tokenizer.ggml.tokens', { type: 'array', of: 'string', value: tokens }],
+      ['tokenizer.ggml.token_type', { type: 'array', of: 'i32', value: types }],
+      ['tokenizer.ggml.merges', { type: 'array', of: 'string', value: merges }],
+      ['tokenizer.ggml.bos_token_id', { type: 'u32', value: c.bosId }],
+      ['tokenizer.ggml.eos_token_id', { type: 'u32', value: c.eosIds[0] }],
+      ['tokenizer.ggml.padding_token_id', { type: 'u32', value: c.padId }],
+      ['tokenizer.ggml.add_bos_token', { type: 'bool', value: true }],
+    ];
+    const mat = (name: string, role: string, layer: number, map?: (b: Uint8Array) => Uint8Array) => {
+      const r = resident(role, layer);
+      return { name, dims: [...r.t.shape].reverse(), dtype: r.t.dtype, data: () => (map ? map(r.data()) : r.data()) };
+    };
+    const tensors: { name: string; dims: number[]; dtype: DType; data: () => Uint8Array }[] = [];
+    tensors.push(mat('token_embd.weight', 'tok_embed', -1));
+    tensors.push(mat('output_norm.weight', 'norm_w', -1));
+    if (!c.tieWordEmbeddings) tensors.push(mat('output.weight', 'lm_head', -1));
+    const d = c.hidden, n = c.ffn, part = rowBytes(f.dtype, d);
+    let cachedLayer = -1, cached: Uint8Array | undefined;
+    const bundles = (l: number) => {
+      if (cachedLayer !== l) {
+        const s = section(h, `ffn.${l}`);
+        cached = read(s.offset, s.length); cachedLayer = l;
+        if (crc32(cached) !== s.crc32) throw new Error(`${imagePath}: checksum mismatch in section ffn.${l} (file is corrupted)`);
+        onProgress?.(l + 1, c.nLayers, 'ffn');
+      }
+      return cached!;
+    };
+    const rowsOf = (l: number, off: number) => () => {
+      const b = bundles(l), o = new Uint8Array(n * part);
+      for (let i = 0; i < n; i++) o.set(b.subarray(i * f.bundle_bytes + off, i * f.bundle_bytes + off + part), i * part);
+      return o;
+    };
+    const downOf = (l: number) => () => {
+      const b = bundles(l);
+      if (QUANTIZED.has(f.dtype)) {
+        const m = new Float32Array(d * n);
+        for (let i = 0; i < n; i++) {
+          const col = dequantize(f.dtype, b.subarray(i * f.bundle_bytes + f.down, i * f.bundle_bytes + f.down + part), d);
+          for (let r = 0; r < d; r++) m[r * n + i] = col[r];
+        }
+        return quantize(f.dtype as 'q8_0' | 'q4_0', m, n);
+      }
+      const es = f.dtype === 'f32' ? 4 : 2, o = new Uint8Array(d * n * es);
+      for (let i = 0; i < n; i++) {
+        for (let r = 0; r < d; r++) {
+          const s = i * f.bundle_bytes + f.down + r * es, t = (r * n + i) * es;
+          for (let k = 0; k < es; k++) o[t + k] = b[s + k];
+        }
+      }
+      return o;
+    };
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = `blk.${l}.`;
+      tensors.push(mat(p + 'attn_norm.weight', 'ln1_w', l));
+      tensors.push(mat(p + 'attn_q.weight', 'q', l, (b) => permuteRows(b, c.nHeads * hd, c.nHeads)));
+      tensors.push(mat(p + 'attn_k.weight', 'k', l, (b) => permuteRows(b, c.nKvHeads * hd, c.nKvHeads)));
+      tensors.push(mat(p + 'attn_v.weight', 'v', l));
+      tensors.push(mat(p + 'attn_output.weight', 'o', l));
+      tensors.push(mat(p + 'ffn_norm.weight', 'ln2_w', l));
+      tensors.push({ name: p + 'ffn_gate.weight', dims: [d, n], dtype: f.dtype, data: rowsOf(l, f.gate) });
+      tensors.push({ name: p + 'ffn_up.weight', dims: [d, n], dtype: f.dtype, data: rowsOf(l, f.up) });
+      tensors.push({ name: p + 'ffn_down.weight', dims: [n, d], dtype: f.dtype, data: downOf(l) });
+    }
+    mkdirSync(dirname(out), { recursive: true });
+    const tmp = `${out}.tmp-${process.pid}`;
+    const fd = openSync(tmp, 'w');
+    let bytes = 0;
+    try {
+      writeGGUF((b, pos) => { let done = 0; while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done); bytes = Math.max(bytes, pos + b.length); }, meta, tensors);
+      closeSync(fd);
+      renameSync(tmp, out);
+    } catch (e) {
+      try { closeSync(fd); } catch { /* closed */ }
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    return { tensors: tensors.length, bytes };
+  } finally {
+    src.close();
+  }
+}
