@@ -55,7 +55,8 @@ export function readGGUF(read: (pos: number, len: number) => Uint8Array, size: n
     const n = u64();
     if (n > 1 << 24) bad(`${what} of ${n} bytes`);
     need(n);
-    const s = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(pos, pos + n));
+    let s = '';
+    try { s = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(pos, pos + n)); } catch { bad(`${what} at byte ${pos} is not UTF-8`); }
     pos += n;
     return s;
   };

@@ -1,0 +1,138 @@
+// GGUF: export of llama-relu-mini read back by our bounds-checked reader against the image
+// (names, shapes, types, llama.cpp's rotary row order, the FFN taken out of its bundles, the
+// tokenizer), quantized export, OPT refused, and hostile GGUF files — each a clear error.
+import assert from 'node:assert/strict';
+import { closeSync, openSync, readFileSync, readSync, fstatSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { convertHF, FileSource, readImageHeader } from '../dist/src/index.js';
+import { exportGGUF, readGGUF, writeGGUF } from '../dist/src/gguf.js';
+import { dequantize } from '../dist/src/quant.js';
+import { imagePath, modelDir } from './helpers/models.js';
+import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+
+after(cleanupTmp);
+
+function open(path) {
+  const fd = openSync(path, 'r'), size = fstatSync(fd).size;
+  try {
+    return readGGUF((p, l) => { const b = Buffer.alloc(Math.min(l, size - p)); readSync(fd, b, 0, b.length, p); return new Uint8Array(b.buffer, b.byteOffset, b.length); }, size, path);
+  } finally { closeSync(fd); }
+}
+const bytesOf = (path, t) => readFileSync(path).subarray(t.offset, t.offset + t.bytes);
+
+describe('GGUF export', function () {
+  this.timeout(120_000);
+  let image, header, gguf, g;
+  before(async () => {
+    image = await imagePath('llama-relu-mini');
+    const src = new FileSource(image);
+    try { header = readImageHeader(src); } finally { src.close(); }
+    gguf = join(tmpDir('gguf'), 'llama.gguf');
+    exportGGUF(image, gguf);
+    g = open(gguf);
+  });
+  const imageTensor = (role, layer = -1) => {
+    const t = header.tensors.find((x) => x.role === role && x.layer === layer);
+    const res = header.sections.find((s) => s.name === 'resident');
+    return readFileSync(image).subarray(res.offset + t.offset, res.offset + t.offset + t.shape.reduce((a, b) => a * b, 1) * 2);
+  };
+
+  it('llama keys, the tokenizer and every tensor with llama.cpp names, ne order and types', () => {
+    const c = header.config;
+    assert.equal(g.version, 3);
+    assert.equal(g.metadata.get('general.architecture'), 'llama');
+    assert.equal(g.metadata.get('llama.block_count'), c.nLayers);
+    assert.equal(g.metadata.get('llama.attention.head_count_kv'), c.nKvHeads);
+    assert.equal(g.metadata.get('tokenizer.ggml.pre'), 'gpt-2');
+    const tok = JSON.parse(readFileSync(join(modelDir('llama-relu-mini'), 'tokenizer.json'), 'utf8'));
+    const tokens = g.metadata.get('tokenizer.ggml.tokens');
+    assert.equal(tokens.length, c.vocab);
+    for (const [s, id] of Object.entries(tok.model.vocab).slice(0, 500)) assert.equal(tokens[id], s);
+    assert.equal(g.metadata.get('tokenizer.ggml.merges').length, tok.model.merges.length);
+    assert.equal(g.tensors.size, 3 + 9 * c.nLayers);
+    assert.deepEqual(g.tensors.get('token_embd.weight').dims, [c.hidden, c.vocab]);
+    assert.deepEqual(g.tensors.get('blk.0.ffn_down.weight').dims, [c.ffn, c.hidden]);
+    assert.deepEqual(g.tensors.get('blk.0.ffn_up.weight').dims, [c.hidden, c.ffn]);
+    assert.equal(g.tensors.get('blk.0.attn_q.weight').dtype, 'bf16');
+    assert.equal(g.tensors.get('output_norm.weight').dtype, 'f32');
+    assert.deepEqual(bytesOf(gguf, g.tensors.get('token_embd.weight')), imageTensor('tok_embed'));
+  });
+
+  it("attn_q/attn_k rows in llama.cpp's rotary order; the FFN out of its bundles (down transposed)", () => {
+    const c = header.config, hd = c.headDim, d = c.hidden;
+    for (const [name, role, heads] of [['attn_q', 'q', c.nHeads], ['attn_k', 'k', c.nKvHeads]]) {
+      const got = bytesOf(gguf, g.tensors.get(`blk.2.${name}.weight`)), want = imageTensor(role, 2), rb = d * 2;
+      for (let h = 0; h < heads; h++) for (let j = 0; j < hd / 2; j++) for (let half = 0; half < 2; half++) {
+        const from = h * hd + half * hd / 2 + j, to = h * hd + 2 * j + half;
+        assert.deepEqual(got.subarray(to * rb, (to + 1) * rb), want.subarray(from * rb, (from + 1) * rb));
+      }
+    }
+    const f = header.ffn, sec = header.sections.find((s) => s.name === 'ffn.3');
+    const bundles = readFileSync(image).subarray(sec.offset, sec.offset + sec.length);
+    const up = bytesOf(gguf, g.tensors.get('blk.3.ffn_up.weight')), down = bytesOf(gguf, g.tensors.get('blk.3.ffn_down.weight'));
+    for (const i of [0, 1, 517, c.ffn - 1]) {
+      assert.deepEqual(up.subarray(i * d * 2, (i + 1) * d * 2), bundles.subarray(i * f.bundle_bytes + f.up, i * f.bundle_bytes + f.up + d * 2));
+      for (const r of [0, 5, d - 1]) {
+        const a = down.subarray((r * c.ffn + i) * 2, (r * c.ffn + i) * 2 + 2), b = bundles.subarray(i * f.bundle_bytes + f.down + r * 2, i * f.bundle_bytes + f.down + r * 2 + 2);
+        assert.deepEqual(a, b);
+      }
+    }
+  });
+
+  it('an int8 image exports as Q8_0 (ffn_down quantized again along its rows, close to the columns)', async () => {
+    const q = join(tmpDir('gguf'), 'q8.fnimg');
+    await convertHF(modelDir('llama-relu-mini'), q, undefined, { dtype: 'q8_0' });
+    const out = join(tmpDir('gguf'), 'q8.gguf');
+    exportGGUF(q, out);
+    const qg = open(out);
+    assert.equal(qg.metadata.get('general.file_type'), 7);
+    const t = qg.tensors.get('blk.0.ffn_down.weight');
+    assert.equal(t.dtype, 'q8_0');
+    const m = dequantize('q8_0', bytesOf(out, t), t.dims[0] * t.dims[1]);
+    const ref = dequantize('q8_0', bytesOf(out, qg.tensors.get('blk.0.ffn_up.weight')), 64);
+    assert.ok(m.some((v) => v !== 0) && ref.some((v) => v !== 0));
+  });
+
+  it('OPT is refused by name', async () => {
+    await assert.rejects(async () => exportGGUF(await imagePath('opt-relu-mini'), join(tmpDir('gguf'), 'x.gguf')), /Llama family \(llama.cpp has no OPTForCausalLM graph\)/);
+  });
+});
+
+describe('GGUF: hostile files', () => {
+  /** A small valid GGUF: one f32 vector and one q8_0 matrix. */
+  function small() {
+    const chunks = [];
+    writeGGUF((b, pos) => chunks.push([pos, Buffer.from(b)]), [['general.architecture', { type: 'string', value: 'llama' }]], [
+      { name: 'a', dims: [4], dtype: 'f32', data: () => new Uint8Array(16) },
+      { name: 'b', dims: [32, 2], dtype: 'q8_0', data: () => new Uint8Array(68) },
+    ]);
+    const size = Math.max(...chunks.map(([p, b]) => p + b.length)), out = Buffer.alloc(size);
+    for (const [p, b] of chunks) b.copy(out, p);
+    return out;
+  }
+  const parse = (buf) => readGGUF((p, l) => new Uint8Array(buf.buffer, buf.byteOffset + p, Math.max(0, Math.min(l, buf.length - p))), buf.length, 'x.gguf');
+  const find = (buf, s) => buf.indexOf(Buffer.from(s));
+
+  it('the valid one parses', () => {
+    const g = parse(small());
+    assert.deepEqual([...g.tensors.keys()], ['a', 'b']);
+    assert.equal(g.tensors.get('b').bytes, 68);
+  });
+  const cases = [
+    ['truncated header', (b) => b.subarray(0, 40), /header runs past the end/],
+    ['truncated data', (b) => b.subarray(0, b.length - 10), /tensor b lies past the end of the file/],
+    ['bad magic', (b) => { b[0] = 0x47; b[1] = 0x47; b[2] = 0x4d; return b; }, /magic/],
+    ['unsupported version', (b) => { b.writeUInt32LE(4, 4); return b; }, /version 4/],
+    ['absurd tensor count', (b) => { b.writeBigUInt64LE(1n << 40n, 8); return b; }, /tensors/],
+    ['unknown ggml type', (b) => { const at = find(b, 'b') ; b.writeUInt32LE(13, at + 1 + 4 + 16); return b; }, /ggml type 13/],
+    ['tensor offset past the end', (b) => { const at = find(b, 'b'); b.writeBigUInt64LE(1n << 30n, at + 1 + 4 + 16 + 4); return b; }, /past the end|not aligned/],
+    ['overlapping tensors', (b) => { const at = find(b, 'b'); b.writeBigUInt64LE(0n, at + 1 + 4 + 16 + 4); return b; }, /overlap/],
+    ['q8_0 rows not a multiple of 32', (b) => { const at = find(b, 'b'); b.writeBigUInt64LE(31n, at + 1 + 4); return b; }, /rows of 31 elements/],
+    ['invalid UTF-8 in a key', (b) => { const at = find(b, 'general.architecture'); b[at] = 0xff; return b; }, /not a valid GGUF file/],
+  ];
+  for (const [what, mutate, re] of cases) {
+    it(`${what}: a clear error`, () => {
+      assert.throws(() => parse(mutate(small())), (e) => /x\.gguf: not a valid GGUF file/.test(e.message) && re.test(e.message));
+    });
+  }
+});
