@@ -6,8 +6,8 @@
 //   flashneuron probe [--file F]
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
-import { readFileSync, statSync } from 'node:fs';
-import { cachedImage, loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
+import { readFileSync } from 'node:fs';
+import { resolveImage, loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
 import { exportGGUF } from './gguf.js';
 import type { Tokenizer } from './tokenizer.js';
 import { convertHF, Progress } from './image.js';
@@ -208,7 +208,7 @@ ${MODEL_FLAG}`,
     async run(args, f) {
       if (args.length !== 1) throw new UsageError('export-gguf needs one OUT path');
       const path = typeof f.model === 'string' ? f.model : DEFAULT_MODEL;
-      const image = statSync(path).isDirectory() ? await cachedImage(path, { onProgress: bar('convert') }) : path;
+      const image = await resolveImage(path, { onProgress: bar('convert') });
       const r = exportGGUF(image, args[0], bar('export'));
       process.stderr.write(`wrote ${args[0]}: ${r.tensors} tensors, ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n`);
     },

@@ -10,7 +10,9 @@
 // ne[0] is the fastest-varying dimension: a Hugging Face (rows, cols) matrix has ne = [cols, rows].
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { DType } from './config.js';
+import type { DType, ModelConfig } from './config.js';
+import type { HFCheckpoint } from './hf.js';
+import { modelTensors } from './hf.js';
 import { QUANTIZED, rowBytes, tensorBytes } from './config.js';
 import { FileSource } from './flash.js';
 import { crc32, readImageHeader, readTokenizerJson, section } from './image.js';
@@ -244,6 +246,7 @@ export function exportGGUF(imagePath: string, out: string, onProgress?: (done: n
       ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: c.normEps }],
       ['llama.rope.freq_base', { type: 'f32', value: c.ropeTheta }],
       ['llama.vocab_size', { type: 'u32', value: c.vocab }],
+      ['flashneuron.activation', { type: 'string', value: c.act }],
       // The activation is not a GGUF key: llama.cpp's llama graph applies SiLU (a ReLU model runs at the same cost).
       ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
       ['tokenizer.ggml.pre', { type: 'string', value: 'gpt-2' }],
@@ -326,5 +329,108 @@ export function exportGGUF(imagePath: string, out: string, onProgress?: (done: n
     return { tensors: tensors.length, bytes };
   } finally {
     src.close();
+  }
+}
+
+// ---- import: a llama-family GGUF as a checkpoint the image writer converts ----
+
+/**
+ * Opens a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0 tensors) as a checkpoint with
+ * Hugging Face names and layout (attn_q/attn_k rows back in Hugging Face's rotary order), and
+ * a tokenizer.json rebuilt from its GPT-2 byte-level vocabulary. ReLU models are recognised by
+ * name (ReluLLaMA, ProSparse, TurboSparse; `flashneuron.activation` in files this tool writes);
+ * other llama GGUFs run with SiLU, as llama.cpp runs them.
+ */
+export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): HFCheckpoint {
+  const src = new FileSource(path);
+  try {
+    const g = readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, path);
+    const m = g.metadata;
+    const bad = (why: string): never => { throw new Error(`${path}: ${why}`); };
+    const arch = m.get('general.architecture');
+    if (arch !== 'llama') bad(`GGUF architecture "${String(arch)}" is not supported (llama only)`);
+    const num = (k: string, dflt?: number): number => {
+      const v = m.get(k);
+      if (v === undefined) { if (dflt !== undefined) return dflt; return bad(`GGUF metadata ${k} is missing`); }
+      const n = Number(v);
+      if (!Number.isFinite(n)) bad(`GGUF metadata ${k} is not a number`);
+      return n;
+    };
+    const tokens = m.get('tokenizer.ggml.tokens'), merges = m.get('tokenizer.ggml.merges');
+    if (m.get('tokenizer.ggml.model') !== 'gpt2' || !Array.isArray(tokens) || !Array.isArray(merges)) {
+      bad('only GPT-2 byte-level BPE tokenizers are supported (tokenizer.ggml.model "gpt2" with tokens and merges)');
+    }
+    const d = num('llama.embedding_length'), nLayers = num('llama.block_count'), nHeads = num('llama.attention.head_count');
+    const name = String(m.get('general.name') ?? '');
+    const relu = activation ? activation === 'relu' : m.get('flashneuron.activation') === 'relu' || /relu|prosparse|turbosparse/i.test(name);
+    const tok = g.tensors.get('token_embd.weight') ?? bad('tensor token_embd.weight is missing');
+    const vocab = tok.dims[1];
+    const config: ModelConfig = {
+      architecture: 'LlamaForCausalLM', arch: 'llama', nLayers, hidden: d, ffn: num('llama.feed_forward_length'), nHeads,
+      nKvHeads: num('llama.attention.head_count_kv', nHeads), headDim: num('llama.rope.dimension_count', d / nHeads), vocab,
+      maxPositions: num('llama.context_length'), normEps: num('llama.attention.layer_norm_rms_epsilon'), act: relu ? 'relu' : 'silu',
+      ropeTheta: num('llama.rope.freq_base', 10000), posOffset: 0, tieWordEmbeddings: !g.tensors.has('output.weight'),
+      attnBias: false, mlpBias: false, hasGate: true,
+      bosId: num('tokenizer.ggml.bos_token_id', 1), eosIds: [num('tokenizer.ggml.eos_token_id', 2)], padId: num('tokenizer.ggml.padding_token_id', 0),
+    };
+    // Hugging Face names for the GGUF tensors the engine reads.
+    const names = new Map<string, string>([['model.embed_tokens.weight', 'token_embd.weight'], ['model.norm.weight', 'output_norm.weight']]);
+    if (!config.tieWordEmbeddings) names.set('lm_head.weight', 'output.weight');
+    const per: [string, string][] = [['input_layernorm', 'attn_norm'], ['self_attn.q_proj', 'attn_q'], ['self_attn.k_proj', 'attn_k'],
+      ['self_attn.v_proj', 'attn_v'], ['self_attn.o_proj', 'attn_output'], ['post_attention_layernorm', 'ffn_norm'],
+      ['mlp.gate_proj', 'ffn_gate'], ['mlp.up_proj', 'ffn_up'], ['mlp.down_proj', 'ffn_down']];
+    for (let l = 0; l < nLayers; l++) for (const [hf, gg] of per) names.set(`model.layers.${l}.${hf}.weight`, `blk.${l}.${gg}.weight`);
+    const info = (hfName: string) => {
+      const t = g.tensors.get(names.get(hfName) ?? '') ?? bad(`tensor ${names.get(hfName) ?? hfName} is missing`);
+      return t;
+    };
+    const hd = config.headDim;
+    const unpermute = (raw: Uint8Array, heads: number): Uint8Array => {
+      const rows = heads * hd, rb = raw.length / rows, out = new Uint8Array(raw.length);
+      for (let h = 0; h < heads; h++) for (let half = 0; half < 2; half++) for (let j = 0; j < hd / 2; j++) {
+        const hf = h * hd + half * (hd / 2) + j, gg = h * hd + 2 * j + half;
+        out.set(raw.subarray(gg * rb, (gg + 1) * rb), hf * rb);
+      }
+      return out;
+    };
+    const specials = new Set<number>();
+    const types = m.get('tokenizer.ggml.token_type');
+    if (Array.isArray(types)) types.forEach((t, i) => { if (Number(t) === 3) specials.add(i); });
+    const vocabMap: Record<string, number> = {};
+    (tokens as string[]).forEach((s, i) => { if (!specials.has(i)) vocabMap[s] = i; });
+    const added = [...specials].map((id) => ({ id, content: (tokens as string[])[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+    const bos = (tokens as string[])[config.bosId];
+    const addBos = m.get('tokenizer.ggml.add_bos_token') !== false;
+    const tokenizerJson = JSON.stringify({
+      version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      post_processor: addBos ? {
+        type: 'TemplateProcessing',
+        single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+        pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { [bos]: { id: bos, ids: [config.bosId], tokens: [bos] } },
+      } : null,
+      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabMap, merges },
+    });
+    return {
+      dir: path, origin: 'gguf', config, rawConfig: Object.fromEntries(m), tensors: modelTensors(config),
+      tokenizerJson, tokenizerConfig: undefined,
+      tensor(hfName) {
+        const t = info(hfName);
+        return { name: hfName, stDtype: t.dtype.toUpperCase(), dtype: t.dtype, shape: [...t.dims].reverse(), file: path, offset: t.offset, length: t.bytes };
+      },
+      readTensor(hfName, dst) {
+        const t = info(hfName);
+        const out = dst && dst.length >= t.bytes ? dst.subarray(0, t.bytes) : new Uint8Array(t.bytes);
+        if (src.pread(out, t.offset) !== t.bytes) bad(`tensor ${t.name} is truncated`);
+        const role = /self_attn\.(q|k)_proj/.exec(hfName)?.[1];
+        return role ? unpermute(out, role === 'q' ? config.nHeads : config.nKvHeads) : out;
+      },
+      close() { src.close(); },
+    };
+  } catch (e) {
+    src.close();
+    throw e;
   }
 }

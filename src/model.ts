@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from './config.js';
 import { Device, Engine, EngineOptions, EnginePredictor } from './engine.js';
 import { FileSource } from './flash.js';
-import { convertHF, crc32, Progress, readImageHeader, readTokenizerJson, VERSION } from './image.js';
+import { convertHF, crc32, Progress, readImageHeader, readTokenizerJson, VERSION, writeImageFile } from './image.js';
+import { GGUF_MAGIC, openGGUFCheckpoint } from './gguf.js';
 import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, truncatePredictor } from './predictor.js';
 import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
@@ -306,7 +307,7 @@ export class Model {
 export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions = {}): Promise<Model> {
   const full = resolve(path);
   if (!existsSync(full)) throw new Error(`model not found: ${path}`);
-  const image = statSync(full).isDirectory() ? await cachedImage(full, opts) : full;
+  const image = await resolveImage(full, opts);
   const size = statSync(image).size;
   if (opts.layout === 'split' && !statSync(full).isDirectory()) {
     const src = new FileSource(image);
@@ -358,7 +359,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
 export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOptions = {}): Promise<Tokenizer> {
   const full = resolve(path);
   if (!existsSync(full)) throw new Error(`model not found: ${path}`);
-  const image = statSync(full).isDirectory() ? await cachedImage(full, opts) : full;
+  const image = await resolveImage(full, opts);
   const src = new FileSource(image);
   try {
     const h = readImageHeader(src);
@@ -418,6 +419,32 @@ export function parseMemory(v: number | string, modelBytes: number): number {
 
 export function cacheDir(opts: { cacheDir?: string } = {}): string {
   return opts.cacheDir ?? process.env.FLASHNEURON_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'flashneuron');
+}
+
+/**
+ * The image to run for `path`: an image as it is; a Hugging Face folder or a llama GGUF file
+ * converted once into the cache (and reused while its files are unchanged).
+ */
+export async function resolveImage(path: string, opts: LoadOptions = {}): Promise<string> {
+  if (statSync(path).isDirectory()) return cachedImage(path, opts);
+  if (!isGGUF(path)) return path;
+  const s = statSync(path);
+  const key = crc32(new TextEncoder().encode(`${VERSION}|gguf|${resolve(path)}|${s.size}|${s.mtimeMs}`)).toString(16).padStart(8, '0');
+  const out = join(cacheDir(opts), `${basename(path).replace(/\.gguf$/i, '')}-${key}.fnimg`);
+  if (!existsSync(out)) {
+    mkdirSync(cacheDir(opts), { recursive: true });
+    const ckpt = openGGUFCheckpoint(path);
+    try { writeImageFile(ckpt, out, opts.onProgress); } finally { ckpt.close(); }
+  }
+  return out;
+}
+
+function isGGUF(path: string): boolean {
+  const src = new FileSource(path);
+  try {
+    const b = new Uint8Array(4);
+    return src.pread(b, 0) === 4 && new DataView(b.buffer).getUint32(0, true) === GGUF_MAGIC;
+  } finally { src.close(); }
 }
 
 /** Image path for a Hugging Face folder, converting it when no current image exists. */

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, readSync, fstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertHF, FileSource, readImageHeader } from '../dist/src/index.js';
+import { convertHF, FileSource, loadModel, readImageHeader } from '../dist/src/index.js';
 import { exportGGUF, readGGUF, writeGGUF } from '../dist/src/gguf.js';
 import { dequantize } from '../dist/src/quant.js';
-import { imagePath, modelDir } from './helpers/models.js';
+import { golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 
 after(cleanupTmp);
@@ -93,6 +93,36 @@ describe('GGUF export', function () {
     assert.ok(m.some((v) => v !== 0) && ref.some((v) => v !== 0));
   });
 
+  it('imports back (loadModel on the .gguf): golden ids, and the same logits as the image it came from', async () => {
+    const p = golden('llama-relu-mini').prompts[0];
+    const cacheDir = tmpDir('ggufcache');
+    const back = await loadModel(gguf, { cacheDir }), orig = await loadModel(image);
+    try {
+      assert.equal(back.config.act, 'relu');   // recorded by the export (flashneuron.activation)
+      assert.deepEqual(back.tokenize(p.text), p.ids);
+      const a = await back.complete(p.text, { temperature: 0, maxTokens: 24, stopAtEos: false });
+      assert.deepEqual(a.ids, p.greedy_ids);
+      const b = await orig.complete(p.text, { temperature: 0, maxTokens: 24, stopAtEos: false });
+      assert.deepEqual(Array.from(back.engine.logits()), Array.from(orig.engine.logits()));
+      assert.deepEqual(a.ids, b.ids);
+    } finally { back.close(); orig.close(); }
+  });
+
+  it('an int8 GGUF imports: Q8_0 rows kept, greedy text as the int8 image', async () => {
+    const q = join(tmpDir('gguf'), 'q8b.fnimg');
+    await convertHF(modelDir('llama-relu-mini'), q, undefined, { dtype: 'q8_0' });
+    const out = join(tmpDir('gguf'), 'q8b.gguf');
+    exportGGUF(q, out);
+    const back = await loadModel(out, { cacheDir: tmpDir('ggufcache') }), orig = await loadModel(q);
+    try {
+      assert.equal(back.engine.header.ffn.dtype, 'q8_0');
+      const p = golden('llama-relu-mini').prompts[0];
+      const a = await back.complete(p.text, { temperature: 0, maxTokens: 16, stopAtEos: false });
+      const b = await orig.complete(p.text, { temperature: 0, maxTokens: 16, stopAtEos: false });
+      assert.ok(a.ids.filter((id, i) => id === b.ids[i]).length >= 12, `${a.ids} vs ${b.ids}`);
+    } finally { back.close(); orig.close(); }
+  });
+
   it('OPT is refused by name', async () => {
     await assert.rejects(async () => exportGGUF(await imagePath('opt-relu-mini'), join(tmpDir('gguf'), 'x.gguf')), /Llama family \(llama.cpp has no OPTForCausalLM graph\)/);
   });
@@ -130,6 +160,24 @@ describe('GGUF: hostile files', () => {
     ['q8_0 rows not a multiple of 32', (b) => { const at = find(b, 'b'); b.writeBigUInt64LE(31n, at + 1 + 4); return b; }, /rows of 31 elements/],
     ['invalid UTF-8 in a key', (b) => { const at = find(b, 'general.architecture'); b[at] = 0xff; return b; }, /not a valid GGUF file/],
   ];
+  it('a GGUF of another architecture, without a GPT-2 tokenizer or missing a tensor: named', async () => {
+    const { openGGUFCheckpoint } = await import('../dist/src/gguf.js');
+    const file = (meta, tensors = []) => {
+      const chunks = [];
+      writeGGUF((b, pos) => chunks.push([pos, Buffer.from(b)]), meta, tensors);
+      const out = Buffer.alloc(Math.max(...chunks.map(([p, b]) => p + b.length)));
+      for (const [p, b] of chunks) b.copy(out, p);
+      const path = join(tmpDir('hg'), 'x.gguf');
+      writeFileSync(path, out);
+      return path;
+    };
+    assert.throws(() => openGGUFCheckpoint(file([['general.architecture', { type: 'string', value: 'falcon' }]])), /architecture "falcon" is not supported/);
+    assert.throws(() => openGGUFCheckpoint(file([['general.architecture', { type: 'string', value: 'llama' }], ['tokenizer.ggml.model', { type: 'string', value: 'llama' }]])), /GPT-2 byte-level BPE/);
+    const llamaKeys = [['general.architecture', { type: 'string', value: 'llama' }], ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
+      ['tokenizer.ggml.tokens', { type: 'array', of: 'string', value: ['a'] }], ['tokenizer.ggml.merges', { type: 'array', of: 'string', value: [] }]];
+    assert.throws(() => openGGUFCheckpoint(file(llamaKeys)), /llama.embedding_length is missing/);
+  });
+
   for (const [what, mutate, re] of cases) {
     it(`${what}: a clear error`, () => {
       assert.throws(() => parse(mutate(small())), (e) => /x\.gguf: not a valid GGUF file/.test(e.message) && re.test(e.message));
