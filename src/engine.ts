@@ -140,7 +140,7 @@ export class Engine {
    * throws where there is none; 'auto' takes a hardware adapter when the runtime offers one and
    * otherwise stays on the wasm, never failing. Returns the device now in use.
    */
-  async setDevice(device: Device, opts: { shaderF16?: boolean } = {}): Promise<'cpu' | 'gpu'> {
+  async setDevice(device: Device, opts: { shaderF16?: boolean; maxBindingBytes?: number } = {}): Promise<'cpu' | 'gpu'> {
     if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
     if (device === 'cpu') return 'cpu';
@@ -158,7 +158,7 @@ export class Engine {
     try {
       this.backend = await WebGpuBackend.create(gpu, {
         wasm: this.wasm, config: this.config, ffn: this.header.ffn, flash: this.flash,
-        readInput: this.memory.predictor_rank > 0, contextLength: this.contextLength,
+        readInput: this.memory.predictor_rank > 0, contextLength: this.contextLength, maxBindingBytes: opts.maxBindingBytes,
       });
     } catch (e) {
       gpu.device.destroy();

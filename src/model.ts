@@ -38,6 +38,8 @@ export interface LoadOptions extends Omit<EngineOptions, 'onProgress' | 'memoryB
   device?: Device;
   /** WebGPU: use shader-f16 where the adapter has it (default true; false exercises the 32-bit-word path). */
   shaderF16?: boolean;
+  /** WebGPU: largest storage binding to use (default: the adapter's limit; smaller splits matrices into row blocks). */
+  gpuMaxBindingBytes?: number;
   /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
   cacheDir?: string;
 }
@@ -346,7 +348,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
-    if (opts.device && opts.device !== 'cpu') await engine.setDevice(opts.device, { shaderF16: opts.shaderF16 });
+    if (opts.device && opts.device !== 'cpu') await engine.setDevice(opts.device, { shaderF16: opts.shaderF16, maxBindingBytes: opts.gpuMaxBindingBytes });
     const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
     return new Model(engine, tokenizer, full);
   } catch (e) {

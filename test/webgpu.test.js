@@ -45,6 +45,9 @@ const CASES = [
   ['opt-relu-mini', 'f32 weights, naive 60%', flash('60%', { mode: 'naive' }), undefined, 'f32'],
   ['llama-relu-mini', 'f32 weights, hybrid 80%', flash('80%', { mode: 'hybrid' }), undefined, 'f32'],
   ['opt-relu-mini', 'bf16 weights, dense', {}, undefined, 'bf16'],
+  // Bindings capped at 4 MiB: the 6.3 MB lm_head runs in row blocks (small-limit adapters).
+  ['opt-relu-mini', 'dense, lm_head in row blocks', { gpuMaxBindingBytes: 4 << 20 }],
+  ['llama-relu-mini', 'sparse 80%, lm_head in row blocks', flash('80%', { gpuMaxBindingBytes: 4 << 20 })],
 ];
 
 describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)', function () {

@@ -59,6 +59,8 @@ export interface GpuEngineView {
   ffn: FfnLayout;
   /** The FFN is read from flash (naive, hybrid, sparse): mirror the neuron caches. */
   flash: boolean;
+  /** Largest storage binding to use (default: the device's limit; smaller forces row blocks, for tests). */
+  maxBindingBytes?: number;
   /** The wasm needs each layer's FFN input (the predictor, or an oracle that inspects it). */
   readInput: boolean;
   contextLength: number;
@@ -71,7 +73,8 @@ const MAX_GROUPS = 65535;
 const CHAIN_BATCH = 16; // greedy(): tokens per id read-back
 
 type Bind = GPUBindGroup;
-interface Dispatch { pipeline: GPUComputePipeline; bind: Bind; x: number; y?: number }
+/** One dispatch, or (parts) several: a matrix too large for one storage binding runs in row blocks. */
+interface Dispatch { pipeline: GPUComputePipeline; bind: Bind; x: number; y?: number; parts?: Dispatch[] }
 
 interface Layer {
   norm1: Dispatch; q: Dispatch; k: Dispatch; v: Dispatch; rope: Dispatch; attend: Dispatch; o: Dispatch; norm2: Dispatch;
@@ -188,12 +191,23 @@ export class WebGpuBackend implements Backend {
     const ropeCos = rope ? fromWasm(w.rope_cos_ptr(), ctx * (c.headDim / 2) * 4) : this.dummy();
     const ropeSin = rope ? fromWasm(w.rope_sin_ptr(), ctx * (c.headDim / 2) * 4) : this.dummy();
 
+    const limit = Math.min(view.maxBindingBytes ?? Infinity, this.dev.limits.maxStorageBufferBindingSize);
     const matvec = (wPtr: number, code: number, rows: number, cols: number, xin: GPUBuffer, y: GPUBuffer, bias: GPUBuffer | null, acc: boolean): Dispatch => {
       const pipeline = this.pipeline('matvec', 'main', dtName(code), gpu.f16);
-      const params = this.uniform([rows, cols, (bias ? 1 : 0) | (acc ? 2 : 0), 0]);
-      const W = matrix(wPtr, code, rows, cols);
-      const bind = this.bind(pipeline, [W, xin, y, bias ?? this.dummy(), params]);
-      return { pipeline, bind, x: Math.min(rows, MAX_GROUPS), y: Math.ceil(rows / MAX_GROUPS) };
+      const rowB = cols * (code === 0 ? 4 : 2);
+      // Row blocks of a multiple of 64 rows keep the y and bias binding offsets 256-byte aligned.
+      const block = rows * rowB <= limit ? rows : Math.floor(limit / rowB / 64) * 64;
+      if (block < 1) throw new Error(`a ${rows}x${cols} matrix needs storage bindings of ${64 * rowB} bytes; this adapter allows ${limit}`);
+      const parts: Dispatch[] = [];
+      for (let r0 = 0; r0 < rows; r0 += block) {
+        const n = Math.min(block, rows - r0);
+        const params = this.uniform([n, cols, (bias ? 1 : 0) | (acc ? 2 : 0), 0]);
+        const W = matrix(wPtr + r0 * rowB, code, n, cols);
+        const part = (b: GPUBuffer) => (n === rows ? b : { buffer: b, offset: r0 * 4, size: n * 4 });
+        const bind = this.bind(pipeline, [W, xin, part(y), bias ? part(bias) : this.dummy(), params]);
+        parts.push({ pipeline, bind, x: Math.min(n, MAX_GROUPS), y: Math.ceil(n / MAX_GROUPS) });
+      }
+      return parts.length === 1 ? parts[0] : { ...parts[0], parts };
     };
     const norm = (wv: GPUBuffer, bv: GPUBuffer, xin: GPUBuffer, out: GPUBuffer): Dispatch => {
       const pipeline = this.pipeline('norm', 'main');
@@ -216,6 +230,9 @@ export class WebGpuBackend implements Backend {
       this.caps.push(cap);
       maxCap = Math.max(maxCap, cap);
       const [ffnPtr] = L(l, 'L_FFN');
+      if (Math.max(cap, 1) * f.bundle_bytes > limit || (view.flash && c.ffn * f.bundle_bytes > limit)) {
+        throw new Error(`the FFN of a layer (${c.ffn * f.bundle_bytes} bytes) needs a larger storage binding than this adapter allows (${limit})`);
+      }
       const cache = view.flash ? this.buffer(Math.max(cap, 1) * f.bundle_bytes, STORAGE | COPY_DST) : fromWasm(ffnPtr, c.ffn * f.bundle_bytes);
       const ffnParams = this.uniform([d, f.bundle_bytes / pairBytes, f.up / pairBytes, f.gate >= 0 ? f.gate / pairBytes : NONE,
         f.down / pairBytes, f.bias >= 0 ? f.bias / 4 : NONE, c.act === 'relu' ? 0 : 1, cap,
@@ -259,7 +276,7 @@ export class WebGpuBackend implements Backend {
     };
     const tok = w.global_ptr(g('G_TOK_EMBED')), tokDt = w.global_dt(g('G_TOK_EMBED'));
     const pos = w.global_ptr(g('G_POS_EMBED')), posDt = w.global_dt(g('G_POS_EMBED'));
-    if (!view.flash && tok && (c.arch !== 'opt' || (pos && posDt === tokDt))) {
+    if (!view.flash && tok && (c.arch !== 'opt' || (pos && posDt === tokDt)) && c.vocab * d * (tokDt === 0 ? 4 : 2) <= limit) {
       const argmaxP = this.pipeline('greedy', 'argmax', dtName(tokDt), gpu.f16), embedP = this.pipeline('greedy', 'embed', dtName(tokDt), gpu.f16);
       const params = this.uniform([c.vocab, d, c.posOffset, c.arch === 'opt' ? 1 : 0]);
       const ids = this.buffer(CHAIN_BATCH * 4, STORAGE | COPY_SRC);
@@ -449,6 +466,7 @@ export class WebGpuBackend implements Backend {
 
   /** Encodes one dispatch; `rows` overrides the x/y workgroup count (one workgroup per row). */
   private run(s: Dispatch, rows?: number, y?: number): void {
+    if (s.parts) { for (const p of s.parts) this.run(p); return; }
     this.enc ??= this.dev.createCommandEncoder();
     this.pass ??= this.enc.beginComputePass();
     this.pass.setPipeline(s.pipeline);
@@ -483,10 +501,10 @@ export class WebGpuBackend implements Backend {
     return p;
   }
 
-  private bind(p: GPUComputePipeline, buffers: GPUBuffer[], bindings?: number[]): Bind {
+  private bind(p: GPUComputePipeline, buffers: (GPUBuffer | GPUBufferBinding)[], bindings?: number[]): Bind {
     return this.dev.createBindGroup({
       layout: p.getBindGroupLayout(0),
-      entries: buffers.map((buffer, i) => ({ binding: bindings ? bindings[i] : i, resource: { buffer } })),
+      entries: buffers.map((b, i) => ({ binding: bindings ? bindings[i] : i, resource: 'buffer' in b ? b : { buffer: b } })),
     });
   }
 
