@@ -404,13 +404,14 @@ export class Engine {
       else {
         await b.ffnInput(l);
         w.ffn_begin(l);
-        let cachedDone = false;
-        for (let n = w.plan_round(l); n > 0; n = w.plan_round(l)) {
-          if (!batched) {
+        // The first round's reads go out before the cached neurons are computed, so they overlap.
+        let n = w.plan_round(l);
+        let pending = batched && n > 0 ? src.readBatch!(w.memory, plan, n) : undefined;
+        b.ffnCached(l);
+        while (n > 0) {
+          if (!pending) {
             if (!w.exec_plan_sync(n)) this.checkIo();
           } else {
-            const pending = src.readBatch!(w.memory, plan, n);
-            if (!cachedDone) { b.ffnCached(l); cachedDone = true; }
             const t0 = performance.now();
             try {
               await pending;
@@ -420,11 +421,11 @@ export class Engine {
             }
             w.add_io(w.plan_bytes(), n, performance.now() - t0);
           }
-          if (!cachedDone) { b.ffnCached(l); cachedDone = true; }
           b.ffnLanded(l);
+          n = w.plan_round(l);
+          pending = batched && n > 0 ? src.readBatch!(w.memory, plan, n) : undefined;
         }
         this.checkIo();
-        if (!cachedDone) b.ffnCached(l);
       }
       b.ffnEnd(l);
     }
