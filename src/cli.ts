@@ -14,7 +14,7 @@ import { convertHF, Progress } from './image.js';
 import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
 import { probeDevice, saveProfile } from './probe.js';
 import { SHAPES, synthImage } from './synth.js';
-import type { DType } from './config.js';
+import { DTYPE_BYTES, DType } from './config.js';
 
 type Flags = Record<string, string | boolean>;
 interface Command {
@@ -304,7 +304,7 @@ function bar(label: string): Progress {
 function dtypeFlag(v: string | boolean | undefined): DType | undefined {
   if (typeof v !== 'string') return undefined;
   const dt = ({ int8: 'q8_0', int4: 'q4_0' } as Record<string, DType>)[v] ?? v;
-  if (!['f32', 'f16', 'bf16', 'q8_0', 'q4_0'].includes(dt)) throw new UsageError(`--dtype must be f32, f16, bf16, int8 or int4 (got ${v})`);
+  if (!Object.hasOwn(DTYPE_BYTES, dt)) throw new UsageError(`--dtype must be f32, f16, bf16, int8 or int4 (got ${v})`);
   return dt as DType;
 }
 

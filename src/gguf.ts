@@ -8,14 +8,12 @@
 //   padding to general.alignment (default 32) · tensor data (offsets relative to its start)
 //
 // ne[0] is the fastest-varying dimension: a Hugging Face (rows, cols) matrix has ne = [cols, rows].
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { DType, ModelConfig } from './config.js';
 import type { HFCheckpoint } from './hf.js';
 import { modelTensors } from './hf.js';
 import { QUANTIZED, rowBytes, tensorBytes } from './config.js';
 import { FileSource } from './flash.js';
-import { crc32, readImageHeader, readTokenizerJson, section } from './image.js';
+import { crc32, readImageHeader, readTokenizerJson, section, writeFileAtomically } from './image.js';
 import { dequantize, quantize } from './quant.js';
 
 export const GGUF_MAGIC = 0x46554747;   // "GGUF" little-endian
@@ -187,6 +185,20 @@ export function writeGGUF(write: (bytes: Uint8Array, pos: number) => void, metad
 // ---- export: a flashneuron image of a Llama-family model as a llama.cpp GGUF ----
 
 /**
+ * Reorders the rows of a q or k projection between the two rotary layouts: Hugging Face rotates
+ * pairs (j, j + hd/2) of each head, llama.cpp pairs (2j, 2j + 1). Rows move whole (any dtype).
+ */
+function rotaryRows(raw: Uint8Array, heads: number, hd: number, to: 'gguf' | 'hf'): Uint8Array {
+  const rb = raw.length / (heads * hd), out = new Uint8Array(raw.length);
+  for (let h = 0; h < heads; h++) for (let half = 0; half < 2; half++) for (let j = 0; j < hd / 2; j++) {
+    const hf = h * hd + half * (hd / 2) + j, gg = h * hd + 2 * j + half;
+    const [from, at] = to === 'gguf' ? [hf, gg] : [gg, hf];
+    out.set(raw.subarray(from * rb, (from + 1) * rb), at * rb);
+  }
+  return out;
+}
+
+/**
  * Writes the model of image `imagePath` as GGUF (llama architecture, llama.cpp's tensor names
  * and its rotary layout of attn_q/attn_k rows), weights in the image's types. The FFN bundles
  * are taken apart into ffn_up/ffn_gate rows as stored and ffn_down transposed (a quantized down
@@ -211,19 +223,6 @@ export function exportGGUF(imagePath: string, out: string, onProgress?: (done: n
       return { t, data: () => read(res.offset + t.offset, tensorBytes(t.dtype, t.shape)) };
     };
     const hd = c.headDim;
-    // llama.cpp rotates pairs (2j, 2j+1) where Hugging Face rotates (j, j + hd/2): rows move.
-    const permuteRows = (raw: Uint8Array, rows: number, heads: number): Uint8Array => {
-      const rb = raw.length / rows, outB = new Uint8Array(raw.length);
-      for (let hh = 0; hh < heads; hh++) {
-        for (let half = 0; half < 2; half++) {
-          for (let j = 0; j < hd / 2; j++) {
-            const from = hh * hd + half * (hd / 2) + j, to = hh * hd + 2 * j + half;
-            outB.set(raw.subarray(from * rb, (from + 1) * rb), to * rb);
-          }
-        }
-      }
-      return outB;
-    };
     const tok = JSON.parse(readTokenizerJson(src, h));
     const vocab: Record<string, number> = tok.model?.vocab ?? {};
     const tokens = Array.from({ length: c.vocab }, (_, i) => `[PAD${i}]`);
@@ -304,8 +303,8 @@ export function exportGGUF(imagePath: string, out: string, onProgress?: (done: n
     for (let l = 0; l < c.nLayers; l++) {
       const p = `blk.${l}.`;
       tensors.push(mat(p + 'attn_norm.weight', 'ln1_w', l));
-      tensors.push(mat(p + 'attn_q.weight', 'q', l, (b) => permuteRows(b, c.nHeads * hd, c.nHeads)));
-      tensors.push(mat(p + 'attn_k.weight', 'k', l, (b) => permuteRows(b, c.nKvHeads * hd, c.nKvHeads)));
+      tensors.push(mat(p + 'attn_q.weight', 'q', l, (b) => rotaryRows(b, c.nHeads, hd, 'gguf')));
+      tensors.push(mat(p + 'attn_k.weight', 'k', l, (b) => rotaryRows(b, c.nKvHeads, hd, 'gguf')));
       tensors.push(mat(p + 'attn_v.weight', 'v', l));
       tensors.push(mat(p + 'attn_output.weight', 'o', l));
       tensors.push(mat(p + 'ffn_norm.weight', 'ln2_w', l));
@@ -313,19 +312,8 @@ export function exportGGUF(imagePath: string, out: string, onProgress?: (done: n
       tensors.push({ name: p + 'ffn_up.weight', dims: [d, n], dtype: f.dtype, data: rowsOf(l, f.up) });
       tensors.push({ name: p + 'ffn_down.weight', dims: [n, d], dtype: f.dtype, data: downOf(l) });
     }
-    mkdirSync(dirname(out), { recursive: true });
-    const tmp = `${out}.tmp-${process.pid}`;
-    const fd = openSync(tmp, 'w');
     let bytes = 0;
-    try {
-      writeGGUF((b, pos) => { let done = 0; while (done < b.length) done += writeSync(fd, b, done, b.length - done, pos + done); bytes = Math.max(bytes, pos + b.length); }, meta, tensors);
-      closeSync(fd);
-      renameSync(tmp, out);
-    } catch (e) {
-      try { closeSync(fd); } catch { /* closed */ }
-      rmSync(tmp, { force: true });
-      throw e;
-    }
+    writeFileAtomically(out, (write) => writeGGUF((b, pos) => { write(b, pos); bytes = Math.max(bytes, pos + b.length); }, meta, tensors));
     return { tensors: tensors.length, bytes };
   } finally {
     src.close();
@@ -385,14 +373,6 @@ export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): 
       return t;
     };
     const hd = config.headDim;
-    const unpermute = (raw: Uint8Array, heads: number): Uint8Array => {
-      const rows = heads * hd, rb = raw.length / rows, out = new Uint8Array(raw.length);
-      for (let h = 0; h < heads; h++) for (let half = 0; half < 2; half++) for (let j = 0; j < hd / 2; j++) {
-        const hf = h * hd + half * (hd / 2) + j, gg = h * hd + 2 * j + half;
-        out.set(raw.subarray(gg * rb, (gg + 1) * rb), hf * rb);
-      }
-      return out;
-    };
     const specials = new Set<number>();
     const types = m.get('tokenizer.ggml.token_type');
     if (Array.isArray(types)) types.forEach((t, i) => { if (Number(t) === 3) specials.add(i); });
@@ -425,7 +405,7 @@ export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): 
         const out = dst && dst.length >= t.bytes ? dst.subarray(0, t.bytes) : new Uint8Array(t.bytes);
         if (src.pread(out, t.offset) !== t.bytes) bad(`tensor ${t.name} is truncated`);
         const role = /self_attn\.(q|k)_proj/.exec(hfName)?.[1];
-        return role ? unpermute(out, role === 'q' ? config.nHeads : config.nKvHeads) : out;
+        return role ? rotaryRows(out, role === 'q' ? config.nHeads : config.nKvHeads, hd, 'hf') : out;
       },
       close() { src.close(); },
     };

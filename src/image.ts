@@ -112,13 +112,13 @@ function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
   }
   const resident = section(h, 'resident');
   for (const t of h.tensors) {
-    if (!(t.dtype in DTYPE_BYTES)) bad(`tensor ${t.role} has unknown dtype ${t.dtype}`);
+    if (!Object.hasOwn(DTYPE_BYTES, t.dtype)) bad(`tensor ${t.role} has unknown dtype ${t.dtype}`);
     if (QUANTIZED.has(t.dtype) && t.shape[t.shape.length - 1] % 32) bad(`tensor ${t.role} is ${t.dtype} with rows of ${t.shape[t.shape.length - 1]} elements (not a multiple of 32)`);
     const bytes = tensorBytes(t.dtype, t.shape);
     if (t.offset < 0 || t.offset + bytes > resident.length) bad(`tensor ${t.role}${t.layer >= 0 ? ` of layer ${t.layer}` : ''} lies outside the resident section`);
   }
   const f = h.ffn;
-  if (!(f.dtype in DTYPE_BYTES) || (QUANTIZED.has(f.dtype) && c.hidden % 32)) bad(`ffn dtype ${f.dtype}`);
+  if (!Object.hasOwn(DTYPE_BYTES, f.dtype) || (QUANTIZED.has(f.dtype) && c.hidden % 32)) bad(`ffn dtype ${f.dtype}`);
   const partBytes = rowBytes(f.dtype, c.hidden);
   for (const [k, off] of [['up', f.up], ['gate', f.gate], ['down', f.down]] as const) {
     if (off >= 0 && off + partBytes > f.bundle_bytes) bad(`ffn.${k} lies outside the bundle`);
@@ -179,14 +179,22 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
 
 /** Writes the image of an opened checkpoint to file `out` (through a temporary file, renamed when complete). */
 export function writeImageFile(ckpt: HFCheckpoint, out: string, onProgress?: Progress, opts: ConvertOptions = {}): ImageHeader {
+  return writeFileAtomically(out, (write) => writeImage(ckpt, write, onProgress, opts));
+}
+
+/**
+ * Runs `fill` with a positional writer into a temporary file beside `out`, renamed to `out`
+ * when fill returns: an interrupted or failed write never leaves a complete-looking file.
+ */
+export function writeFileAtomically<T>(out: string, fill: (write: (bytes: Uint8Array, pos: number) => void) => T): T {
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
-    const header = writeImage(ckpt, (bytes, pos) => writeAll(fd, bytes, pos), onProgress, opts);
+    const r = fill((bytes, pos) => writeAll(fd, bytes, pos));
     closeSync(fd);
     renameSync(tmp, out);
-    return header;
+    return r;
   } catch (e) {
     try { closeSync(fd); } catch { /* already closed */ }
     rmSync(tmp, { force: true });
@@ -203,7 +211,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     // FFN bundle layout: dtype of the up/fc1 matrix (all three widened to f32 if they differ).
     const L0 = spec.layers[0];
     const ffnDtypes = [L0.up, L0.gate, L0.down].filter((t) => t).map((t) => ckpt.tensor(t!.name).dtype);
-    if (opts.dtype !== undefined && !(opts.dtype in DTYPE_BYTES)) throw new Error(`unknown dtype ${opts.dtype} (f32, f16, bf16, q8_0 or q4_0)`);
+    if (opts.dtype !== undefined && !Object.hasOwn(DTYPE_BYTES, opts.dtype)) throw new Error(`unknown dtype ${opts.dtype} (f32, f16, bf16, q8_0 or q4_0)`);
     if (opts.dtype && QUANTIZED.has(opts.dtype) && d % 32) throw new Error(`${opts.dtype} needs a model width that is a multiple of 32 (got ${d})`);
     const ffnDtype: DType = opts.dtype ?? (ffnDtypes.every((t) => t === ffnDtypes[0]) ? ffnDtypes[0] : 'f32');
     const part = rowBytes(ffnDtype, d);

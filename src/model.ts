@@ -178,29 +178,18 @@ export class Model {
     }
     this.engine.resetStats();
     const t1 = now();
-    let pos = ids.length;
-    if (chain) {
-      outer: for await (const batch of b.greedy!(pos, Math.min(maxTokens, room))) {
-        for (const id of batch) {
-          out.push(id);
-          const piece = decoder.push(id);
-          text += piece;
-          if ((opts.stopAtEos ?? true) && eos.has(id)) break outer;
-          yield { id, text: piece };
-        }
-        if (opts.signal?.aborted) break;
-      }
-    }
-    while (!chain && out.length < Math.min(maxTokens, room)) {
+    const limit = Math.min(maxTokens, room);
+    // Next ids: chained on the GPU (in batches), or sampled here, each run through the model
+    // only when the loop asks for one more (the last one never is).
+    const next = limit <= 0 ? [] : chain ? flat(b.greedy!(ids.length, limit)) : this.sampled(sampler, ids.length);
+    for await (const id of next) {
       if (opts.signal?.aborted) break;
-      const id = sampler.sample(this.engine.logits());
       out.push(id);
       const piece = decoder.push(id);
       text += piece;
       if ((opts.stopAtEos ?? true) && eos.has(id)) break;
       yield { id, text: piece };
-      await tick();
-      if (out.length < Math.min(maxTokens, room)) await this.step(id, pos++);
+      if (out.length >= limit) break;
     }
     const rest = decoder.flush();
     text += rest;
@@ -220,6 +209,16 @@ export class Model {
     };
     this.lastStats = stats;
     return { prompt_ids: ids, ids: out, text, stats };
+  }
+
+  /** Ids sampled from the logits, each run through the model before the next is sampled. */
+  private async *sampled(sampler: Sampler, pos: number): AsyncGenerator<number, void> {
+    for (;;) {
+      const id = sampler.sample(this.engine.logits());
+      yield id;
+      await tick();
+      await this.step(id, pos++);
+    }
   }
 
   /** Runs generate() to the end and returns ids, text and stats. */
@@ -463,6 +462,10 @@ export async function cachedImage(dir: string, opts: LoadOptions = {}): Promise<
     await convertHF(dir, out, opts.onProgress, { layout });
   }
   return out;
+}
+
+async function* flat<T>(batches: AsyncIterable<T[]>): AsyncGenerator<T, void> {
+  for await (const batch of batches) yield* batch;
 }
 
 function logSoftmaxAt(logits: Float32Array, id: number): number {

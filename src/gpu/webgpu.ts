@@ -11,7 +11,7 @@
 import type { Backend } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { FfnLayout } from '../image.js';
-import { f16ToF32 } from '../image.js';
+import { widenToF32 } from '../image.js';
 import type { EngineExports } from '../wasm.js';
 import { WGSL } from './shaders.js';
 
@@ -114,6 +114,8 @@ export class WebGpuBackend implements Backend {
   private nList = 0;
   private nStream = 0;
   private readonly bundle: number;
+  /** Where each part of a bundle lands in a cache row (split images read the parts apart). */
+  private readonly parts: { row: number; len: number }[];
   private caps: number[] = [];
 
   private constructor(gpu: Gpu, view: GpuEngineView) {
@@ -121,6 +123,7 @@ export class WebGpuBackend implements Backend {
     this.readInput = view.readInput;
     this.name = gpu.name + (gpu.f16 ? ' (shader-f16)' : '');
     this.bundle = view.ffn.bundle_bytes;
+    this.parts = view.ffn.layout === 'split' ? view.ffn.parts! : [{ row: 0, len: view.ffn.bundle_bytes }];
     this.rowList = new Uint32Array(view.config.ffn);
     this.pack = new Uint8Array(0);
   }
@@ -167,13 +170,8 @@ export class WebGpuBackend implements Backend {
     // Small vectors (norm weights, biases) as f32, whatever their stored dtype.
     const vecF32 = (ptr: number, code: number, n: number): GPUBuffer => {
       if (!ptr) return this.dummy();
-      const out = new Float32Array(n);
-      if (code === 0) out.set(new Float32Array(w.memory.buffer, ptr, n));
-      else {
-        const u16 = new Uint16Array(w.memory.buffer, ptr, n);
-        for (let i = 0; i < n; i++) out[i] = code === 1 ? f16ToF32(u16[i]) : new Float32Array(new Uint32Array([u16[i] << 16]).buffer)[0];
-      }
-      return this.upload_(new Uint8Array(out.buffer));
+      const raw = new Uint8Array(w.memory.buffer, ptr, n * (code === 0 ? 4 : 2));
+      return this.upload_(new Uint8Array(widenToF32(raw, dtName(code)).buffer));
     };
     const matrix = (ptr: number, code: number, rows: number, cols: number) => fromWasm(ptr, rows * cols * (code === 0 ? 4 : 2));
 
@@ -416,10 +414,13 @@ export class WebGpuBackend implements Backend {
     }
     if (items > cached) {
       const mem = new Uint8Array(w.memory.buffer), ptrs = new Uint32Array(w.memory.buffer, w.item_ptrs_ptr(), items * 4);
-      const parts = this.ffn.layout === 'split' ? this.ffn.parts! : [{ row: 0, len: bundle }];
       const n = items - cached;
       for (let i = 0; i < n; i++) {
-        parts.forEach((p, j) => { const s = ptrs[(cached + i) * 4 + j]; this.pack.set(mem.subarray(s, s + p.len), i * bundle + p.row); });
+        // Each part of the bundle (one part unless the image is split) from its staging address.
+        for (let j = 0; j < this.parts.length; j++) {
+          const p = this.parts[j], s = ptrs[(cached + i) * 4 + j];
+          this.pack.set(mem.subarray(s, s + p.len), i * bundle + p.row);
+        }
         this.rowList[this.nList++] = this.caps[l] + this.nStream + i;
       }
       q.writeBuffer(this.stream, this.nStream * bundle, this.pack, 0, n * bundle);
