@@ -114,6 +114,9 @@ export class WebGpuBackend implements Backend {
   private nList = 0;
   private nStream = 0;
   private readonly bundle: number;
+  /** Views of the whole wasm memory (it does not grow after loading). */
+  private readonly bytes: Uint8Array;
+  private readonly words: Int32Array;
   /** Where each part of a bundle lands in a cache row (split images read the parts apart). */
   private readonly parts: { row: number; len: number }[];
   private caps: number[] = [];
@@ -123,6 +126,8 @@ export class WebGpuBackend implements Backend {
     this.readInput = view.readInput;
     this.name = gpu.name + (gpu.f16 ? ' (shader-f16)' : '');
     this.bundle = view.ffn.bundle_bytes;
+    this.bytes = new Uint8Array(view.wasm.memory.buffer);
+    this.words = new Int32Array(view.wasm.memory.buffer);
     this.parts = view.ffn.layout === 'split' ? view.ffn.parts! : [{ row: 0, len: view.ffn.bundle_bytes }];
     this.rowList = new Uint32Array(view.config.ffn);
     this.pack = new Uint8Array(0);
@@ -383,15 +388,17 @@ export class WebGpuBackend implements Backend {
   /** After ffn_begin: the wanted rows already cached, and the rows swap-deletes refilled. */
   ffnCached(l: number): void {
     const w = this.w, L = this.layers[l], bundle = this.bundle;
-    const hits = w.hit_count();
-    this.rowList.set(new Int32Array(w.memory.buffer, w.hit_rows_ptr(), hits));
+    const i32 = this.words, mem = this.bytes;
+    const hits = w.hit_count(), hitAt = w.hit_rows_ptr() >>> 2;
+    for (let i = 0; i < hits; i++) this.rowList[i] = i32[hitAt + i];
     this.nList = hits;
     // Rows at or past the live count are dead now; appends will overwrite them later.
-    const live = w.cache_rows(l), moved = new Int32Array(w.memory.buffer, w.moved_ptr(), w.moved_count());
-    const rows = w.cache_rows_ptr(l), mem = new Uint8Array(w.memory.buffer);
+    const live = w.cache_rows(l), movedAt = w.moved_ptr() >>> 2, nMoved = w.moved_count();
+    const rows = w.cache_rows_ptr(l);
     let m = 0;
     const dst = this.moved;
-    for (const r of moved) {
+    for (let k = 0; k < nMoved; k++) {
+      const r = i32[movedAt + k];
       if (r >= live) continue;
       this.pack.set(mem.subarray(rows + r * bundle, rows + (r + 1) * bundle), m * bundle);
       dst[m++] = r;
@@ -413,12 +420,12 @@ export class WebGpuBackend implements Backend {
       for (let r = first; r < first + cached; r++) this.rowList[this.nList++] = r;
     }
     if (items > cached) {
-      const mem = new Uint8Array(w.memory.buffer), ptrs = new Uint32Array(w.memory.buffer, w.item_ptrs_ptr(), items * 4);
+      const mem = this.bytes, ptrs = this.words, at = w.item_ptrs_ptr() >>> 2;
       const n = items - cached;
       for (let i = 0; i < n; i++) {
         // Each part of the bundle (one part unless the image is split) from its staging address.
         for (let j = 0; j < this.parts.length; j++) {
-          const p = this.parts[j], s = ptrs[(cached + i) * 4 + j];
+          const p = this.parts[j], s = ptrs[at + (cached + i) * 4 + j] >>> 0;
           this.pack.set(mem.subarray(s, s + p.len), i * bundle + p.row);
         }
         this.rowList[this.nList++] = this.caps[l] + this.nStream + i;
