@@ -583,6 +583,9 @@ export function flash_reset(): void {
   step = 0; ioError = 0; missCount = 0; missCursor = 0; items = 0;
 }
 
+/** Starts the next token's FFN traffic without the embedding (the host's I/O replay). */
+export function flash_step(): void { if (flash) flashNextToken(); }
+
 function flashNextToken(): void {
   step++;
   if (window == 0) for (let l = 0; l < caches.length; l++) caches[l].clear();

@@ -48,3 +48,23 @@ export class WasmBackend implements Backend {
   end(): void { this.w.forward_end(); }
   close(): void {}
 }
+
+/**
+ * No arithmetic at all: the wasm still decides, plans, reads and caches every neuron (host
+ * compute), so forwardAsync replays a token's flash traffic exactly. For measuring I/O at
+ * shapes whose resident part does not fit wasm32 (Engine option ioOnly, bench:table2).
+ */
+export class IoReplayBackend implements Backend {
+  readonly device = 'cpu';
+  readonly name = 'none (I/O replay)';
+  constructor(private readonly w: EngineExports) {}
+  begin(): void { this.w.flash_step(); }
+  attention(): void {}
+  ffnDense(): void { throw new Error('an I/O replay has no dense FFN'); }
+  ffnInput(): void {}
+  ffnCached(): void {}
+  ffnLanded(l: number): void { this.w.round_done(l); }   // cache inserts (host compute: no arithmetic)
+  ffnEnd(): void {}
+  end(): void {}
+  close(): void {}
+}

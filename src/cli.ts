@@ -214,21 +214,22 @@ ${MODEL_FLAG}`,
     },
   },
   synth: {
-    usage: 'flashneuron synth --shape SHAPE [--dtype f16|bf16|f32|int8|int4] [--seed S] OUT',
+    usage: 'flashneuron synth --shape SHAPE [--dtype f16|bf16|f32|int8|int4] [--seed S] [--no-bundle] OUT',
     help: `Writes an image of a real model's shape with seeded random weights, for benchmarks at
 sizes no test fixture has (the text it generates is noise; its reads and arithmetic are those
 of the real model). Shapes: ${Object.keys(SHAPES).join(', ')} (Llama with ReLU, as ReluLLaMA).
 
   --shape SHAPE       one of the shapes above
   --dtype DT          weight type of the matrices: f16 (default), bf16, f32, int8 or int4
-  --seed S            random seed (default 1)`,
-    flags: { shape: 'string', dtype: 'string', seed: 'number' },
+  --seed S            random seed (default 1)
+  --no-bundle         store up, gate and down apart (the unbundled ablation baseline)`,
+    flags: { shape: 'string', dtype: 'string', seed: 'number', 'no-bundle': 'boolean' },
     async run(args, f) {
       if (args.length !== 1) throw new UsageError('synth needs one OUT path');
       const shape = str(f.shape);
       if (!shape) throw new UsageError('synth needs --shape');
       const dtype = dtypeFlag(f.dtype) ?? 'f16';
-      const h = synthImage(shape, args[0], { dtype, seed: num(f.seed), onProgress: bar('synth') });
+      const h = synthImage(shape, args[0], { dtype, seed: num(f.seed), layout: f['no-bundle'] ? 'split' : 'bundled', onProgress: bar('synth') });
       process.stderr.write(`wrote ${args[0]} (${shape}, ${dtype}, ${(h.sections.at(-1)!.offset / 2 ** 30).toFixed(2)} GiB)\n`);
     },
   },

@@ -6,7 +6,7 @@ import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
 import { ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
-import { Backend, WasmBackend } from './backend.js';
+import { Backend, IoReplayBackend, WasmBackend } from './backend.js';
 import { openGpu, WebGpuBackend } from './gpu/webgpu.js';
 import { createNodeWasi, NodeWasi } from '../wasi/node.js';
 import { createWasiShim, PREOPEN_FD, WasiShim } from '../wasi/shim.js';
@@ -74,6 +74,13 @@ export interface EngineOptions {
   io?: 'wasi' | 'async';
   direct?: boolean;
   queueDepth?: number;
+  /**
+   * Load only the FFN-on-flash machinery (no resident weights, no arithmetic): forwardAsync then
+   * replays a token's flash traffic — window, evictions, planned reads, cache inserts — exactly
+   * as a real run issues it. For measuring I/O where the resident part exceeds wasm32's 4 GiB
+   * (an f16 7B model; bench:table2). Flash modes only; the wanted neurons come from predict().
+   */
+  ioOnly?: boolean;
 }
 
 /** Memory the engine holds, by part (bytes). */
@@ -142,6 +149,7 @@ export class Engine {
    */
   async setDevice(device: Device, opts: { shaderF16?: boolean; maxBindingBytes?: number } = {}): Promise<'cpu' | 'gpu'> {
     if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
+    if (this.backend instanceof IoReplayBackend) throw new Error('an I/O replay (ioOnly) runs no arithmetic: there is no device to choose');
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
     if (device === 'cpu') return 'cpu';
     let gpu;
@@ -186,6 +194,9 @@ export class Engine {
     const mode: FfnMode = opts.mode ?? 'dense';
     if (!['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new Error(`unknown mode ${mode} (dense, naive, hybrid or sparse)`);
     const flash = mode !== 'dense';
+    const ioOnly = opts.ioOnly ?? false;
+    if (ioOnly && !flash) throw new Error('an I/O replay (ioOnly) needs a flash mode: naive, hybrid or sparse');
+    if (ioOnly && opts.predictor) throw new Error('an I/O replay (ioOnly) takes the wanted neurons from predict(), not a predictor');
     if (f.layout === 'split' && !flash) throw new Error(`${src.name} has the unbundled (split) FFN layout of the ablation; it runs in the flash modes (naive, hybrid, sparse), not dense`);
     // Deno's and Bun's node:wasi fail reads into memory past 2 GiB (EFAULT): large images there use the shim.
     const rt = globalThis as { Deno?: unknown; process?: { versions?: { bun?: string } } };
@@ -218,14 +229,14 @@ export class Engine {
     // Token embeddings of untied models can stay on flash: a token needs one row (one read).
     const embT = header.tensors.find((t) => t.role === 'tok_embed')!;
     const embBytes = tensorBytes(embT.dtype, embT.shape);
-    const embOnFlash = opts.embeddingsOnFlash ?? (budget !== undefined && !cfg.tieWordEmbeddings);
+    const embOnFlash = !ioOnly && (opts.embeddingsOnFlash ?? (budget !== undefined && !cfg.tieWordEmbeddings));
     if (embOnFlash && cfg.tieWordEmbeddings) throw new Error('token embeddings cannot stay on flash when the lm_head shares them (tied)');
     const embSkip = embOnFlash ? { from: embT.offset, to: embT.offset + embBytes } : undefined;
     // The file name goes low in memory: node:wasi refuses pointers past 2 GiB (they arrive signed).
     const name = new TextEncoder().encode(src.name);
     const namePtr = e.alloc(name.length, 16);
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
-    const resident = e.alloc(resSec.length - (embSkip ? embBytes : 0), 4096);
+    const resident = ioOnly ? 0 : e.alloc(resSec.length - (embSkip ? embBytes : 0), 4096);
     const scratch = embSkip ? e.alloc(SCRATCH, 4096) : 0;
     if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), rowBytes(embT.dtype, cfg.hidden));
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
@@ -314,10 +325,10 @@ export class Engine {
       throw new Error(`memory budget ${fmtBytes(budget)} is too small: the resident part alone needs ${fmtBytes(total)} ` +
         `(${(100 * total / src.size).toFixed(1)}% of the model)`);
     }
-    if (e.alloc(0, 16) === 0 || resident === 0) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
+    if (e.alloc(0, 16) === 0 || (resident === 0 && !ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const cacheBytes = rowsPerLayer.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
     const memory: MemoryReport = {
-      total, resident: resSec.length - (embSkip ? embBytes : 0) + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
+      total, resident: ioOnly ? 0 : resSec.length - (embSkip ? embBytes : 0) + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
       predictor: predBytes, predictor_rank: chosen?.rank ?? 0, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
     };
     memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);
@@ -336,7 +347,7 @@ export class Engine {
     if (fd < 0) throw new Error(`${src.name}: cannot open through WASI (${errnoName(-fd)})`);
 
     // What the loader reads, for the progress bar.
-    const sections = ['resident', ...denseFfn.map((_, l) => `ffn.${l}`)];
+    const sections = [...(ioOnly ? [] : ['resident']), ...denseFfn.map((_, l) => `ffn.${l}`)];
     const totalBytes = sections.reduce((a, n) => a + section(header, n).length, 0);
     let done = 0;
     // Reads a section, verifying its checksum; bytes in `skip` (left on flash) pass through the
@@ -362,8 +373,8 @@ export class Engine {
       return ptr;
     };
 
-    readSection('resident', resident, embSkip);
-    for (const t of header.tensors) {
+    if (!ioOnly) readSection('resident', resident, embSkip);
+    for (const t of ioOnly ? [] : header.tensors) {
       if (embSkip && t === embT) { e.set_global(g('G_TOK_EMBED'), 0, DTYPE_CODE[t.dtype]); continue; }
       const ptr = resident + t.offset - (embSkip && t.offset >= embSkip.to ? embSkip.to - embSkip.from : 0), dt = DTYPE_CODE[t.dtype];
       if (t.layer < 0) e.set_global(g(GLOBAL_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
@@ -378,6 +389,7 @@ export class Engine {
 
     const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
     engine.batched = batched;
+    if (ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
     return engine;
   }
 
@@ -434,7 +446,7 @@ export class Engine {
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
   forward(token: number, pos: number): void {
-    if (this.backend !== this.cpu) throw new Error('the GPU backend runs asynchronously: use forwardAsync()');
+    if (this.backend !== this.cpu) throw new Error(`the ${this.backend.name} backend runs asynchronously: use forwardAsync()`);
     this.checkStep(token, pos);
     this.wasm.forward(token, pos);
     this.checkIo();

@@ -279,14 +279,18 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     };
     writeSection('tokenizer', tokBytes);
 
-    const resident = new Uint8Array(residentLen);
-    items.forEach((it, i) => {
-      const raw = ckpt.readTensor(it.name);
-      const t = tensors[i];
-      const src = ckpt.tensor(it.name).dtype;
-      resident.set(asDtype(raw, src, t.dtype, t.shape[t.shape.length - 1]), t.offset);
-    });
-    writeSection('resident', resident);
+    // The resident section, tensor by tensor (a 7B model's is larger than one typed array may be).
+    {
+      let at = 0, crc = 0;
+      const put = (bytes: Uint8Array) => { write(bytes, pos + at); crc = crc32(bytes, crc); at += bytes.length; progress(bytes.length, 'resident'); };
+      items.forEach((it, i) => {
+        const t = tensors[i];
+        if (t.offset > at) put(new Uint8Array(t.offset - at));
+        put(asDtype(ckpt.readTensor(it.name), ckpt.tensor(it.name).dtype, t.dtype, t.shape[t.shape.length - 1]));
+      });
+      sections.push({ name: 'resident', offset: pos, length: at, crc32: crc });
+      pos = alignUp(pos + at, SECTION_ALIGN);
+    }
 
     for (let l = 0; l < cfg.nLayers; l++) {
       const L = spec.layers[l];
@@ -441,8 +445,7 @@ class Crc32Engine {
     this.e._initialize();
     this.buf = this.e.alloc(this.cap, 16);
   }
-  of(bytes: Uint8Array): number {
-    let c = 0;
+  of(bytes: Uint8Array, c = 0): number {
     for (let off = 0; off < bytes.length; off += this.cap) {
       const chunk = bytes.subarray(off, Math.min(bytes.length, off + this.cap));
       new Uint8Array(this.e.memory.buffer, this.buf, chunk.length).set(chunk);
@@ -453,8 +456,8 @@ class Crc32Engine {
 }
 
 let sharedCrc: Crc32Engine | undefined;
-/** CRC-32 of bytes (zlib's polynomial). */
-export function crc32(bytes: Uint8Array): number {
+/** CRC-32 of bytes (zlib's polynomial), continuing `crc` of the bytes before them (0 to start). */
+export function crc32(bytes: Uint8Array, crc = 0): number {
   sharedCrc ??= new Crc32Engine();
-  return sharedCrc.of(bytes);
+  return sharedCrc.of(bytes, crc);
 }

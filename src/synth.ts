@@ -89,10 +89,10 @@ export function synthCheckpoint(shape: string, dtype: DType = 'f16', seed = 1): 
 }
 
 /** Writes the synthetic image of `shape` to `out`. */
-export function synthImage(shape: string, out: string, opts: { dtype?: DType; seed?: number; onProgress?: Progress } = {}): ImageHeader {
+export function synthImage(shape: string, out: string, opts: { dtype?: DType; seed?: number; layout?: 'bundled' | 'split'; onProgress?: Progress } = {}): ImageHeader {
   const dt = opts.dtype ?? 'f16', q = QUANTIZED.has(dt);
   // Quantized images quantize f16 weights as convert --dtype does.
-  return writeImageFile(synthCheckpoint(shape, q ? 'f16' : dt, opts.seed), out, opts.onProgress, q ? { dtype: dt } : {});
+  return writeImageFile(synthCheckpoint(shape, q ? 'f16' : dt, opts.seed), out, opts.onProgress, { layout: opts.layout, ...(q ? { dtype: dt } : {}) });
 }
 
 function hash(s: string): number {

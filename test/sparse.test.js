@@ -45,6 +45,53 @@ for (const name of MODELS) {
   });
 }
 
+describe('I/O replay (ioOnly): the flash traffic of a real run without its weights or arithmetic', () => {
+  for (const name of MODELS) {
+    for (const [mode, extra] of [['sparse', { window: 5, cacheRows: 96 }], ['sparse', { window: 0, layout: 'split' }], ['hybrid', { hybridShare: 0.3 }], ['naive', {}]]) {
+      for (const io of ['wasi', 'async']) {
+        it(`${name} ${mode} ${JSON.stringify(extra)} io ${io}: the same reads, bytes and cache rows token by token`, async () => {
+          const path = await imagePath(name, extra.layout === 'split' ? { layout: 'split' } : undefined);
+          const { layout, ...opts } = extra;
+          const real = Engine.open(path, { mode, io, ...opts });
+          const replay = Engine.open(path, { mode, io, ...opts, ioOnly: true });
+          const dense = Engine.open(await imagePath(name));
+          try {
+            assert.equal(replay.memory.resident, 0);
+            assert.ok(replay.memoryBytes <= real.memoryBytes - real.memory.resident + (256 << 10),
+              `replay holds ${replay.memoryBytes} B, the real run ${real.memoryBytes} B of which ${real.memory.resident} B resident`);
+            const ids = golden(name).activations[2].ids.slice(0, 16);
+            const L = real.config.nLayers;
+            for (let p = 0; p < ids.length; p++) {
+              dense.forward(ids[p], p);
+              if (mode === 'sparse') for (let l = 0; l < L; l++) { const a = activeIds(dense.activations(l)); real.predict(l, a); replay.predict(l, a); }
+              await real.forwardAsync(ids[p], p);
+              await replay.forwardAsync(ids[p], p);
+              const a = real.stats(), b = replay.stats();
+              assert.deepEqual([b.bytes_read, b.reads], [a.bytes_read, a.reads], `position ${p}`);
+              assert.deepEqual(replay.cacheRows(), real.cacheRows(), `position ${p}`);
+              for (let l = 0; l < L; l++) {
+                const rows = real.cacheRows()[l];
+                const ptr = (e) => Array.from(new Int32Array(e.wasm.memory.buffer, e.wasm.cache_pointers_ptr(l), rows));
+                assert.deepEqual(ptr(replay), ptr(real), `layer ${l} cache order at position ${p}`);
+              }
+            }
+            assert.ok(real.stats().bytes_read > 0);
+            assert.throws(() => replay.forward(ids[0], 0), /I\/O replay\) backend runs asynchronously/);
+            await assert.rejects(replay.setDevice('cpu'), /I\/O replay \(ioOnly\) runs no arithmetic/);
+          } finally {
+            real.close(); replay.close(); dense.close();
+          }
+        });
+      }
+    }
+  }
+  it('refuses dense mode and a predictor', async () => {
+    const path = await imagePath('opt-relu-mini');
+    assert.throws(() => Engine.open(path, { ioOnly: true }), /needs a flash mode/);
+    assert.throws(() => Engine.open(path, { ioOnly: true, mode: 'sparse', predictor: { rank: 1, layers: [] } }), /takes the wanted neurons from predict\(\)/);
+  });
+});
+
 describe('sparse FFN failures', () => {
   it('an EIO from flash mid-generation is a clear error; the engine then serves the next request', async () => {
     const path = await imagePath('opt-relu-mini');

@@ -31,12 +31,13 @@ export function maxAbsDiff(a, b) {
 const images = new Map();
 let imageDir;
 /** Path of a converted image of model `name` (converted on first use, in a temp dir). */
-export async function imagePath(name) {
-  if (!images.has(name)) {
+export async function imagePath(name, convertOpts) {
+  const key = convertOpts ? `${name}-${Object.values(convertOpts).join('-')}` : name;
+  if (!images.has(key)) {
     imageDir ??= tmpDir('images');
-    const out = join(imageDir, `${name}.fnimg`);
-    await convertHF(modelDir(name), out);
-    images.set(name, out);
+    const out = join(imageDir, `${key}.fnimg`);
+    await convertHF(modelDir(name), out, undefined, convertOpts);
+    images.set(key, out);
   }
-  return images.get(name);
+  return images.get(key);
 }
