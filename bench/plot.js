@@ -20,18 +20,20 @@ const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.to
 /**
  * Grouped bar chart as an SVG string.
  * @param {{title: string, subtitle?: string, unit: string, groups: {label: string, bars: {label: string, value: number, text?: string}[]}[],
- *          refLine?: {label: string, value: number}, width?: number, height?: number}} spec
+ *          refLine?: {label: string, value: number}, log?: boolean, width?: number, height?: number}} spec
  *   Bars with the same label share a colour across groups (legend at the top right); `text`
- *   replaces the value printed above a bar.
+ *   replaces the value printed above a bar. `log`: a logarithmic y axis (for values spanning decades).
  */
-export function barChart({ title, subtitle, unit, groups, refLine, width = 720, height = 400 }) {
+export function barChart({ title, subtitle, unit, groups, refLine, log = false, width = 720, height = 400 }) {
   const m = { top: subtitle ? 64 : 48, right: 16, bottom: 44, left: 56 };
   const pw = width - m.left - m.right, ph = height - m.top - m.bottom;
   const values = groups.flatMap((g) => g.bars.map((b) => b.value));
   const top = Math.max(1e-9, ...values, refLine ? refLine.value : 0) * 1.12;
   const step = niceStep(top, 5);
   const ymax = Math.ceil(top / step) * step;
-  const y = (v) => m.top + ph - (v / ymax) * ph;
+  // Log axis: decades from below the smallest positive value to above the largest.
+  const lo = 10 ** Math.floor(Math.log10(Math.min(...values.filter((v) => v > 0), top))), hi = 10 ** Math.ceil(Math.log10(top));
+  const y = log ? (v) => m.top + ph - (Math.log10(Math.max(v, lo) / lo) / Math.log10(hi / lo)) * ph : (v) => m.top + ph - (v / ymax) * ph;
   const seriesNames = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.label)))];
   const colour = (label) => PALETTE[seriesNames.indexOf(label) % PALETTE.length];
 
@@ -42,10 +44,13 @@ export function barChart({ title, subtitle, unit, groups, refLine, width = 720, 
   if (subtitle) out.push(`<text x="${m.left}" y="38" fill="#555">${esc(subtitle)}</text>`);
   // y axis: grid lines and tick labels
   const decimals = Math.max(0, -Math.floor(Math.log10(step)));
-  for (let i = 0; i * step <= ymax + step / 2; i++) {
-    const v = i * step, yy = y(v).toFixed(1);
+  const ticks = [];
+  if (log) for (let v = lo; v <= hi * 1.001; v *= 10) ticks.push(v);
+  else for (let i = 0; i * step <= ymax + step / 2; i++) ticks.push(i * step);
+  for (const v of ticks) {
+    const yy = y(v).toFixed(1);
     out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${yy}" y2="${yy}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${m.left - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle" fill="#555">${esc(v.toFixed(decimals))}</text>`);
+    out.push(`<text x="${m.left - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle" fill="#555">${esc(log ? String(+v.toPrecision(3)) : v.toFixed(decimals))}</text>`);
   }
   out.push(`<text transform="translate(14 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle" fill="#333">${esc(unit)}</text>`);
   // bars

@@ -6,12 +6,13 @@
 //   flashneuron probe [--file F]
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolveImage, loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
 import { exportGGUF } from './gguf.js';
 import type { Tokenizer } from './tokenizer.js';
-import { convertHF, Progress } from './image.js';
-import { predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
+import { convertHF, Progress, readImageHeader } from './image.js';
+import { FileSource } from './flash.js';
+import { loadPredictor, modelFingerprint, predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
 import { probeDevice, saveProfile } from './probe.js';
 import { SHAPES, synthImage } from './synth.js';
 import { DTYPE_BYTES, DType } from './config.js';
@@ -196,20 +197,32 @@ ${MODEL_FLAG}
     },
   },
   'export-gguf': {
-    usage: 'flashneuron export-gguf [--model PATH] OUT',
+    usage: 'flashneuron export-gguf [--model PATH] [--powerinfer [--predictor FILE]] OUT',
     help: `Writes the model (an image or a Hugging Face folder, Llama family) as a GGUF file that
 llama.cpp and its bindings load: llama architecture keys, the GPT-2 byte-level tokenizer
 (tokens, merges, BOS/EOS), the weights in the image's types (f32, f16, bf16, int8 as Q8_0,
 int4 as Q4_0). llama.cpp's llama graph applies SiLU: a ReLU model runs there at the same cost
 but with different text.
 
-${MODEL_FLAG}`,
-    flags: { model: 'string' },
+${MODEL_FLAG}
+  --powerinfer        PowerInfer's layout: ffn_down stored transposed (ffn_down_t, a neuron's
+                      down column per row) and the model's sparsity predictor (the one sparse
+                      mode uses) as blk.N.fc1 / fc2 (+ biases). flashneuron reads such files
+                      and uses their predictor; stock llama.cpp refuses them
+  --predictor FILE    with --powerinfer: this .fnpred file instead`,
+    flags: { model: 'string', powerinfer: 'boolean', predictor: 'string' },
     async run(args, f) {
       if (args.length !== 1) throw new UsageError('export-gguf needs one OUT path');
       const path = typeof f.model === 'string' ? f.model : DEFAULT_MODEL;
       const image = await resolveImage(path, { onProgress: bar('convert') });
-      const r = exportGGUF(image, args[0], bar('export'));
+      let predictor;
+      if (typeof f.predictor === 'string' && !f.powerinfer) throw new UsageError('--predictor goes with --powerinfer');
+      if (f.powerinfer) {
+        const file = str(f.predictor) ?? predictorPath(statSync(path).isDirectory() ? path : image);
+        const src = new FileSource(image);
+        try { predictor = loadPredictor(file, modelFingerprint(readImageHeader(src))); } finally { src.close(); }
+      }
+      const r = exportGGUF(image, args[0], bar('export'), { predictor, downTransposed: !!f.powerinfer });
       process.stderr.write(`wrote ${args[0]}: ${r.tensors} tensors, ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n`);
     },
   },

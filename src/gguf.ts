@@ -13,8 +13,9 @@ import type { HFCheckpoint } from './hf.js';
 import { modelTensors } from './hf.js';
 import { QUANTIZED, rowBytes, tensorBytes } from './config.js';
 import { FileSource } from './flash.js';
-import { crc32, readImageHeader, readTokenizerJson, section, writeFileAtomically } from './image.js';
+import { crc32, f32ToF16, readImageHeader, readTokenizerJson, section, widenToF32, writeFileAtomically } from './image.js';
 import { dequantize, quantize } from './quant.js';
+import type { Predictor } from './predictor.js';
 
 export const GGUF_MAGIC = 0x46554747;   // "GGUF" little-endian
 const T = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9, U64: 10, I64: 11, F64: 12 } as const;
@@ -204,7 +205,8 @@ function rotaryRows(raw: Uint8Array, heads: number, hd: number, to: 'gguf' | 'hf
  * are taken apart into ffn_up/ffn_gate rows as stored and ffn_down transposed (a quantized down
  * column is quantized again along its new rows). OPT has no llama.cpp graph: refused.
  */
-export function exportGGUF(imagePath: string, out: string, onProgress?: (done: number, total: number, phase: string) => void): { tensors: number; bytes: number } {
+export function exportGGUF(imagePath: string, out: string, onProgress?: (done: number, total: number, phase: string) => void,
+  opts: { predictor?: Predictor; downTransposed?: boolean } = {}): { tensors: number; bytes: number } {
   const src = new FileSource(imagePath);
   try {
     const h = readImageHeader(src), c = h.config, f = h.ffn;
@@ -310,11 +312,93 @@ export function exportGGUF(imagePath: string, out: string, onProgress?: (done: n
       tensors.push(mat(p + 'ffn_norm.weight', 'ln2_w', l));
       tensors.push({ name: p + 'ffn_gate.weight', dims: [d, n], dtype: f.dtype, data: rowsOf(l, f.gate) });
       tensors.push({ name: p + 'ffn_up.weight', dims: [d, n], dtype: f.dtype, data: rowsOf(l, f.up) });
-      tensors.push({ name: p + 'ffn_down.weight', dims: [n, d], dtype: f.dtype, data: downOf(l) });
+      // PowerInfer's layout keeps a neuron's down column as a row (ffn_down_t): straight from the bundles.
+      if (opts.downTransposed) tensors.push({ name: p + 'ffn_down_t.weight', dims: [d, n], dtype: f.dtype, data: rowsOf(l, f.down) });
+      else tensors.push({ name: p + 'ffn_down.weight', dims: [n, d], dtype: f.dtype, data: downOf(l) });
     }
+    if (opts.predictor) addPredictor(tensors, meta, opts.predictor, c);
     let bytes = 0;
     writeFileAtomically(out, (write) => writeGGUF((b, pos) => { write(b, pos); bytes = Math.max(bytes, pos + b.length); }, meta, tensors));
     return { tensors: tensors.length, bytes };
+  } finally {
+    src.close();
+  }
+}
+
+// ---- PowerInfer-style predictor tensors ----
+//
+// PowerInfer's GGUFs carry each layer's activation predictor beside the weights:
+//   blk.N.fc1.weight  ne [d, r]    blk.N.fc2.weight  ne [r, ffn]    powerinfer.sparse_threshold (f32, default 0)
+// scoring z = fc2 · relu(fc1 · x) on the FFN input; a neuron fires when z passes the threshold.
+// Ours has biases and a threshold per layer: they travel as blk.N.fc1.bias (r) and blk.N.fc2.bias
+// (ffn) with the layer's threshold folded into the latter, and sparse_threshold 0. Stock
+// llama.cpp refuses files with tensors its graph does not use, so export adds them only on request.
+
+type OutTensor = { name: string; dims: number[]; dtype: DType; data: () => Uint8Array };
+
+function addPredictor(tensors: OutTensor[], meta: [string, GGUFEntry][], p: Predictor, c: ModelConfig): void {
+  if (p.hidden !== c.hidden || p.ffn !== c.ffn || p.nLayers !== c.nLayers) throw new Error(`the predictor (${p.nLayers}x${p.hidden}x${p.ffn}) does not fit this model (${c.nLayers}x${c.hidden}x${c.ffn})`);
+  const f16 = (v: Float32Array) => () => { const o = new Uint16Array(v.length); for (let i = 0; i < v.length; i++) o[i] = f32ToF16(v[i]); return new Uint8Array(o.buffer); };
+  const f32 = (v: Float32Array) => () => new Uint8Array(Float32Array.from(v).buffer);
+  p.layers.forEach((L, l) => {
+    const b2 = L.b2.map((v) => v - L.threshold);
+    tensors.push({ name: `blk.${l}.fc1.weight`, dims: [p.hidden, p.rank], dtype: 'f16', data: f16(L.w1) });
+    tensors.push({ name: `blk.${l}.fc1.bias`, dims: [p.rank], dtype: 'f32', data: f32(L.b1) });
+    tensors.push({ name: `blk.${l}.fc2.weight`, dims: [p.rank, p.ffn], dtype: 'f16', data: f16(L.w2) });
+    tensors.push({ name: `blk.${l}.fc2.bias`, dims: [p.ffn], dtype: 'f32', data: f32(b2) });
+  });
+  meta.push(['powerinfer.sparse_threshold', { type: 'f32', value: 0 }]);
+}
+
+/** Whether a GGUF file carries predictor tensors (blk.0.fc1.weight). */
+export function ggufHasPredictor(path: string): boolean {
+  const src = new FileSource(path);
+  try {
+    return readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, path).tensors.has('blk.0.fc1.weight');
+  } finally { src.close(); }
+}
+
+/**
+ * The predictor a PowerInfer-style GGUF carries (see above), for the model with `fingerprint`
+ * (the image converted from the file); undefined when it has none. Every layer must have one, of
+ * one rank, shaped for the model; F32, F16, BF16, Q8_0 and Q4_0 tensors are read.
+ */
+export function readGGUFPredictor(path: string, fingerprint: string): Predictor | undefined {
+  const src = new FileSource(path);
+  try {
+    const g = readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, path);
+    if (!g.tensors.has('blk.0.fc1.weight')) return undefined;
+    const bad = (why: string): never => { throw new Error(`${path}: predictor tensors: ${why}`); };
+    const m = g.metadata;
+    const d = Number(m.get('llama.embedding_length')), ffn = Number(m.get('llama.feed_forward_length')), nLayers = Number(m.get('llama.block_count'));
+    const thr = Number(m.get('powerinfer.sparse_threshold') ?? 0);
+    if (!Number.isFinite(thr)) bad('powerinfer.sparse_threshold is not a number');
+    const values = (t: GGUFTensor): Float32Array => {
+      const raw = new Uint8Array(t.bytes);
+      if (src.pread(raw, t.offset) !== t.bytes) bad(`${t.name} is truncated`);
+      return QUANTIZED.has(t.dtype) ? dequantize(t.dtype, raw, t.dims.reduce((a, b) => a * b, 1)) : widenToF32(raw, t.dtype);
+    };
+    const get = (name: string, dims: number[] | undefined, optional = false) => {
+      const t = g.tensors.get(name);
+      if (!t) return optional ? undefined : bad(`${name} is missing (a predictor needs fc1 and fc2 in every layer)`);
+      if (dims && (t.dims.length !== dims.length || t.dims.some((v, i) => v !== dims[i]))) bad(`${name} has ne [${t.dims}], expected [${dims}]`);
+      return values(t);
+    };
+    const rank = g.tensors.get('blk.0.fc1.weight')!.dims[1];
+    if (g.tensors.get('blk.0.fc1.weight')!.dims.length !== 2 || !(rank > 0)) bad('blk.0.fc1.weight is not a matrix');
+    const layers = Array.from({ length: nLayers }, (_, l) => {
+      const w1 = get(`blk.${l}.fc1.weight`, [d, rank])!, w2 = get(`blk.${l}.fc2.weight`, [rank, ffn])!;
+      const b1 = get(`blk.${l}.fc1.bias`, [rank], true) ?? new Float32Array(rank), b2 = get(`blk.${l}.fc2.bias`, [ffn], true) ?? new Float32Array(ffn);
+      for (const v of [w1, w2, b1, b2]) if (!v.every(Number.isFinite)) bad(`layer ${l} holds values that are not finite`);
+      return { w1, b1, w2, b2, threshold: thr, recall: 0, ratio: 0 };
+    });
+    if (g.tensors.has(`blk.${nLayers}.fc1.weight`)) bad(`there are more predictor layers than the model's ${nLayers}`);
+    // No measured recall or set sizes travel with the file: the one rung says 0 (unknown).
+    const rung = { rank, layers: layers.map((L) => ({ threshold: L.threshold, recall: 0, ratio: 0, predicted_share: 0, true_share: 0, val_recall: 0, val_ratio: 0, b2: L.b2 })) };
+    return {
+      rank, hidden: d, ffn, nLayers, fingerprint, layers, rungs: [rung],
+      report: { rank, train_tokens: 0, heldout_tokens: 0, seconds: 0, layers: [] },
+    };
   } finally {
     src.close();
   }
@@ -368,8 +452,16 @@ export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): 
       ['self_attn.v_proj', 'attn_v'], ['self_attn.o_proj', 'attn_output'], ['post_attention_layernorm', 'ffn_norm'],
       ['mlp.gate_proj', 'ffn_gate'], ['mlp.up_proj', 'ffn_up'], ['mlp.down_proj', 'ffn_down']];
     for (let l = 0; l < nLayers; l++) for (const [hf, gg] of per) names.set(`model.layers.${l}.${hf}.weight`, `blk.${l}.${gg}.weight`);
+    // PowerInfer's files store ffn_down transposed (ffn_down_t, ne [d, ffn]: a neuron's down
+    // column per row); it is read back into Hugging Face's (d, ffn) down_proj.
+    const downT = (hfName: string) => {
+      const m = /^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/.exec(hfName);
+      const t = m && !g.tensors.has(names.get(hfName)!) ? g.tensors.get(`blk.${m[1]}.ffn_down_t.weight`) : undefined;
+      if (t && (t.dims.length !== 2 || t.dims[0] !== d || t.dims[1] !== config.ffn)) bad(`tensor ${t.name} has ne [${t.dims}], expected [${d}, ${config.ffn}]`);
+      return t;
+    };
     const info = (hfName: string) => {
-      const t = g.tensors.get(names.get(hfName) ?? '') ?? bad(`tensor ${names.get(hfName) ?? hfName} is missing`);
+      const t = downT(hfName) ?? g.tensors.get(names.get(hfName) ?? '') ?? bad(`tensor ${names.get(hfName) ?? hfName} is missing`);
       return t;
     };
     const hd = config.headDim;
@@ -398,10 +490,16 @@ export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): 
       tokenizerJson, tokenizerConfig: undefined,
       tensor(hfName) {
         const t = info(hfName);
-        return { name: hfName, stDtype: t.dtype.toUpperCase(), dtype: t.dtype, shape: [...t.dims].reverse(), file: path, offset: t.offset, length: t.bytes };
+        const shape = downT(hfName) ? [...t.dims] : [...t.dims].reverse();
+        return { name: hfName, stDtype: t.dtype.toUpperCase(), dtype: t.dtype, shape, file: path, offset: t.offset, length: tensorBytes(t.dtype, shape) };
       },
       readTensor(hfName, dst) {
         const t = info(hfName);
+        if (downT(hfName)) {
+          const raw = new Uint8Array(t.bytes);
+          if (src.pread(raw, t.offset) !== t.bytes) bad(`tensor ${t.name} is truncated`);
+          return transposeRows(raw, t.dtype, config.ffn, d);
+        }
         const out = dst && dst.length >= t.bytes ? dst.subarray(0, t.bytes) : new Uint8Array(t.bytes);
         if (src.pread(out, t.offset) !== t.bytes) bad(`tensor ${t.name} is truncated`);
         const role = /self_attn\.(q|k)_proj/.exec(hfName)?.[1];
@@ -413,4 +511,24 @@ export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): 
     src.close();
     throw e;
   }
+}
+
+/**
+ * A (rows, cols) matrix of dtype `dt` as (cols, rows). Float types move their bits; quantized
+ * blocks run along rows, so those are dequantized, transposed and quantized along the new rows.
+ */
+function transposeRows(raw: Uint8Array, dt: DType, rows: number, cols: number): Uint8Array {
+  if (QUANTIZED.has(dt)) {
+    const m = dequantize(dt, raw, rows * cols), o = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) o[c * rows + r] = m[r * cols + c];
+    return quantize(dt as 'q8_0' | 'q4_0', o, rows);
+  }
+  const es = dt === 'f32' ? 4 : 2, out = new Uint8Array(raw.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const s = (r * cols + c) * es, t = (c * rows + r) * es;
+      for (let k = 0; k < es; k++) out[t + k] = raw[s + k];
+    }
+  }
+  return out;
 }

@@ -7,8 +7,8 @@ import type { ModelConfig } from './config.js';
 import { Device, Engine, EngineOptions, EnginePredictor } from './engine.js';
 import { FileSource } from './flash.js';
 import { convertHF, crc32, Progress, readImageHeader, readTokenizerJson, VERSION, writeImageFile } from './image.js';
-import { GGUF_MAGIC, openGGUFCheckpoint } from './gguf.js';
-import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, truncatePredictor } from './predictor.js';
+import { GGUF_MAGIC, ggufHasPredictor, openGGUFCheckpoint, readGGUFPredictor } from './gguf.js';
+import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, savePredictor, truncatePredictor } from './predictor.js';
 import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
 import { Tokenizer } from './tokenizer.js';
@@ -436,6 +436,14 @@ export async function resolveImage(path: string, opts: LoadOptions = {}): Promis
     mkdirSync(cacheDir(opts), { recursive: true });
     const ckpt = openGGUFCheckpoint(path);
     try { writeImageFile(ckpt, out, opts.onProgress); } finally { ckpt.close(); }
+  }
+  // A PowerInfer-style file's predictor becomes the image's sidecar, where sparse mode finds it.
+  const sidecar = predictorPath(out);
+  if (!existsSync(sidecar) && ggufHasPredictor(path)) {
+    const src = new FileSource(out);
+    let fingerprint: string;
+    try { fingerprint = modelFingerprint(readImageHeader(src)); } finally { src.close(); }
+    savePredictor(sidecar, readGGUFPredictor(path, fingerprint)!);
   }
   return out;
 }

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, readSync, fstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { convertHF, FileSource, loadModel, readImageHeader } from '../dist/src/index.js';
-import { exportGGUF, readGGUF, writeGGUF } from '../dist/src/gguf.js';
+import { exportGGUF, readGGUF, readGGUFPredictor, writeGGUF } from '../dist/src/gguf.js';
+import { loadPredictor, modelFingerprint } from '../dist/src/predictor.js';
 import { dequantize } from '../dist/src/quant.js';
 import { golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
@@ -125,6 +126,80 @@ describe('GGUF export', function () {
 
   it('OPT is refused by name', async () => {
     await assert.rejects(async () => exportGGUF(await imagePath('opt-relu-mini'), join(tmpDir('gguf'), 'x.gguf')), /Llama family \(llama.cpp has no OPTForCausalLM graph\)/);
+  });
+});
+
+describe('GGUF: PowerInfer-style predictor tensors (blk.N.fc1 / fc2)', function () {
+  this.timeout(120_000);
+  let image, pred, gguf, g;
+  before(async () => {
+    image = await imagePath('llama-relu-mini');
+    const src = new FileSource(image);
+    try { pred = loadPredictor(join(modelDir('llama-relu-mini'), 'flashneuron.fnpred'), modelFingerprint(readImageHeader(src))); } finally { src.close(); }
+    gguf = join(tmpDir('gguf'), 'llama-pred.gguf');
+    exportGGUF(image, gguf, undefined, { predictor: pred, downTransposed: true });
+    g = open(gguf);
+  });
+
+  it('writes ffn_down_t (ne [d, ffn]), fc1 (ne [d, r]) and fc2 (ne [r, ffn]) per layer, biases, and powerinfer.sparse_threshold', () => {
+    assert.equal(g.metadata.get('powerinfer.sparse_threshold'), 0);
+    for (let l = 0; l < pred.nLayers; l++) {
+      assert.deepEqual(g.tensors.get(`blk.${l}.ffn_down_t.weight`).dims, [pred.hidden, pred.ffn]);
+      assert.equal(g.tensors.has(`blk.${l}.ffn_down.weight`), false);
+      assert.deepEqual(g.tensors.get(`blk.${l}.fc1.weight`).dims, [pred.hidden, pred.rank]);
+      assert.deepEqual(g.tensors.get(`blk.${l}.fc2.weight`).dims, [pred.rank, pred.ffn]);
+      assert.deepEqual(g.tensors.get(`blk.${l}.fc2.bias`).dims, [pred.ffn]);
+    }
+    const plain = join(tmpDir('gguf'), 'plain.gguf');
+    exportGGUF(image, plain);
+    assert.equal(readGGUFPredictor(plain, 'x'), undefined);
+    assert.equal(open(plain).tensors.has('blk.0.fc1.weight'), false);
+  });
+
+  it('sparse mode on the .gguf runs the predictor it carries: the same wanted neurons and greedy ids as the .fnpred', async () => {
+    const p = golden('llama-relu-mini').prompts[0];
+    const back = await loadModel(gguf, { cacheDir: tmpDir('ggufpred'), mode: 'sparse' });
+    const orig = await loadModel(modelDir('llama-relu-mini'), { mode: 'sparse' });
+    try {
+      assert.equal(back.engine.memory.predictor_rank, pred.rank);
+      let same = 0, all = 0;
+      for (let t = 0; t < p.ids.length; t++) {
+        back.engine.forward(p.ids[t], t); orig.engine.forward(p.ids[t], t);
+        for (let l = 0; l < pred.nLayers; l++) {
+          const a = new Set(back.engine.predicted(l)), b = orig.engine.predicted(l);
+          assert.ok(b.length > 0);
+          same += b.filter((i) => a.has(i)).length; all += Math.max(a.size, b.length);
+        }
+      }
+      // The layer's threshold is folded into fc2.bias: only neurons within rounding of it may differ.
+      assert.ok(same / all > 0.999, `${same} of ${all} wanted neurons agree`);
+      back.engine.reset(); orig.engine.reset();
+      const a = await back.complete(p.text, { temperature: 0, maxTokens: 16, stopAtEos: false });
+      const b = await orig.complete(p.text, { temperature: 0, maxTokens: 16, stopAtEos: false });
+      assert.deepEqual(a.ids, b.ids);
+    } finally { back.close(); orig.close(); }
+  });
+
+  it('dense on the .gguf with ffn_down_t: golden greedy ids, the logits of the image it came from', async () => {
+    const p = golden('llama-relu-mini').prompts[0];
+    const back = await loadModel(gguf, { cacheDir: tmpDir('ggufpred') }), orig = await loadModel(image);
+    try {
+      const a = await back.complete(p.text, { temperature: 0, maxTokens: 24, stopAtEos: false });
+      assert.deepEqual(a.ids, p.greedy_ids);
+      await orig.complete(p.text, { temperature: 0, maxTokens: 24, stopAtEos: false });
+      assert.deepEqual(Array.from(back.engine.logits()), Array.from(orig.engine.logits()));
+    } finally { back.close(); orig.close(); }
+  });
+
+  it('a predictor missing in a layer, or holding non-finite values, is a clear error', async () => {
+    const partial = join(tmpDir('gguf'), 'partial.gguf');
+    exportGGUF(image, partial, undefined, { predictor: { ...pred, layers: pred.layers.slice(0, 1) } });
+    assert.throws(() => readGGUFPredictor(partial, 'x'), /predictor tensors: blk\.1\.fc1\.weight is missing/);
+    await assert.rejects(loadModel(partial, { cacheDir: tmpDir('ggufpred2'), mode: 'sparse' }), /blk\.1\.fc1\.weight is missing/);
+    const nan = join(tmpDir('gguf'), 'nan.gguf');
+    const w1 = pred.layers[1].w1.slice(); w1[5] = NaN;
+    exportGGUF(image, nan, undefined, { predictor: { ...pred, layers: pred.layers.map((L, l) => (l === 1 ? { ...L, w1 } : L)) } });
+    assert.throws(() => readGGUFPredictor(nan, 'x'), /layer 1 holds values that are not finite/);
   });
 });
 
