@@ -48,7 +48,7 @@ const DIR = arg('--dir', process.env.FLASHNEURON_BENCH_DIR ?? join(os.homedir(),
 const TOKENS = Number(arg('--tokens', 16)), HEAVY_TOKENS = 3, WARM = 6;
 const QD = Number(arg('--qd', 128));
 const E2E = !args.includes('--no-e2e');
-const CACHE_SHARE = 0.24, WINDOW = 5, PRED_RANK = 128, BUDGET_SHARE = 0.52, CONTEXT = 64;
+const CACHE_SHARE = 0.23, WINDOW = 5, PRED_RANK = 128, BUDGET_SHARE = 0.52, CONTEXT = 64;
 const cfg = SHAPES[SHAPE];
 if (!cfg) throw new Error(`unknown shape ${SHAPE} (one of ${Object.keys(SHAPES).join(', ')})`);
 
