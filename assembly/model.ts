@@ -423,6 +423,8 @@ export const WANT_HOST: i32 = 0;       // the host fills predicted_ptr(l) (oracl
 export const WANT_PREDICTOR: i32 = 1;  // the low-rank predictor
 export const WANT_ALL: i32 = 2;        // every neuron (naive, hybrid)
 export const WINDOW_FOREVER: i32 = 0x3fffffff;  // hybrid: what is cached stays
+export const WINDOW_LRU: i32 = 0x3ffffffe;      // sparse: neurons stay while the cache has room; when
+                                                // it is full the least recently used go first
 
 let flash = false;
 let wantMode: i32 = WANT_HOST;
@@ -632,7 +634,7 @@ export function ffn_begin(l: i32): void {
   // Window: mark this token's neurons, evict those unused for `window` tokens.
   for (let i = 0; i < n; i++) store<i32>(c.lastUsed + (<usize>load<i32>(list + (<usize>i << 2)) << 2), t);
   movedCount = 0;
-  if (window != WINDOW_FOREVER) {
+  if (window != WINDOW_FOREVER && window != WINDOW_LRU) {
     for (let r = c.count - 1; r >= 0; r--) {
       const id = c.neuronAt(r);
       if (load<i32>(c.lastUsed + (<usize>id << 2)) <= t - window) evict(c, id);
@@ -647,10 +649,13 @@ export function ffn_begin(l: i32): void {
   }
   // Room for the misses: evict the least recently used rows not wanted now, oldest first.
   if (c.count + missCount > c.capacity && window != WINDOW_FOREVER) {
-    for (let age = t - window + 1; age < t && c.count + missCount > c.capacity; age++) {
-      for (let r = c.count - 1; r >= 0 && c.count + missCount > c.capacity; r--) {
-        const id = c.neuronAt(r);
-        if (load<i32>(c.lastUsed + (<usize>id << 2)) == age) evict(c, id);
+    if (window == WINDOW_LRU) evictOldest(c, t, c.count + missCount - c.capacity);
+    else {
+      for (let age = t - window + 1; age < t && c.count + missCount > c.capacity; age++) {
+        for (let r = c.count - 1; r >= 0 && c.count + missCount > c.capacity; r--) {
+          const id = c.neuronAt(r);
+          if (load<i32>(c.lastUsed + (<usize>id << 2)) == age) evict(c, id);
+        }
       }
     }
     // Removing rows moved others: list the hit rows again.
@@ -664,6 +669,38 @@ export function ffn_begin(l: i32): void {
   missCursor = 0;
   choosePlan();
   tMem += now() - t1;
+}
+
+// Ages (tokens since last use) the LRU eviction tells apart; older rows count as this old.
+const AGE_BUCKETS: i32 = 256;
+const ageCount = memory.data(AGE_BUCKETS << 2, 16);
+
+/**
+ * Evicts the `k` least recently used rows not wanted at token t (fewer if fewer are not wanted):
+ * a count of rows by age finds the cut, then one pass from the last row evicts every row older
+ * than the cut and rows at the cut until k are gone. O(rows), nothing allocated.
+ */
+function evictOldest(c: NeuronCache, t: i32, k: i32): void {
+  memory.fill(ageCount, 0, <usize>AGE_BUCKETS << 2);
+  for (let r = 0; r < c.count; r++) {
+    const u = load<i32>(c.lastUsed + (<usize>c.neuronAt(r) << 2));
+    if (u >= t) continue;
+    const p = ageCount + (<usize>min(t - u, AGE_BUCKETS - 1) << 2);
+    store<i32>(p, load<i32>(p) + 1);
+  }
+  let cut = AGE_BUCKETS - 1, older = 0;
+  while (cut > 1 && older + load<i32>(ageCount + (<usize>cut << 2)) < k) older += load<i32>(ageCount + (<usize>(cut--) << 2));
+  let atCut = k - older;
+  for (let r = c.count - 1; r >= 0 && k > 0; r--) {
+    const id = c.neuronAt(r), u = load<i32>(c.lastUsed + (<usize>id << 2));
+    if (u >= t) continue;
+    const a = min(t - u, AGE_BUCKETS - 1);
+    if (a > cut || (a == cut && atCut > 0)) {
+      if (a == cut) atCut--;
+      evict(c, id);
+      k--;
+    }
+  }
 }
 
 /** Swap-deletes neuron id, noting the row that received the last row's bundle. */

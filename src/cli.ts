@@ -37,7 +37,8 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --mode M            dense (all in memory, default without --memory) | naive (FFN read from
                       flash every token) | hybrid (a share of neurons kept, the rest read every
                       token) | sparse (predictor + windowed neuron cache + bundled reads)
-  --window K          sparse: neurons stay cached K tokens after last use (default 5)
+  --window K|lru      sparse: neurons stay cached K tokens after last use (default 5); lru: as
+                      long as the neuron cache has room, least recently used evicted first
   --no-window         sparse: no reuse across tokens (each token reads its whole predicted set)
   --threshold P       sparse: predictor probability cut (default: per-layer calibrated values)
   --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)
@@ -59,7 +60,7 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --check-predictor   run a dense pass alongside and report per-layer recall and
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
-  memory: 'string', mode: 'string', window: 'number', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
+  memory: 'string', mode: 'string', window: 'string', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
   'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', device: 'string', 'no-bundle': 'boolean', 'predictor-rank': 'number',
 } as const;
 
@@ -286,11 +287,12 @@ async function load(f: Flags, tokenizer?: Tokenizer): Promise<Model> {
   const mode = str(f.mode);
   if (mode !== undefined && !['dense', 'naive', 'hybrid', 'sparse'].includes(mode)) throw new UsageError(`--mode must be dense, naive, hybrid or sparse (got "${mode}")`);
   if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
+  if (f.window !== undefined && f.window !== 'lru' && !/^\d+$/.test(String(f.window))) throw new UsageError(`--window must be a number of tokens or lru (got "${f.window}")`);
   const memory = str(f.memory);
   if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async') throw new UsageError(`--io must be wasi or async (got "${f.io}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'], tokenizer,
-    window: f['no-window'] ? 0 : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']),
+    window: f['no-window'] ? 0 : f.window === 'lru' ? 'lru' : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']),
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
     kvDtype: str(f.kv) as LoadOptions['kvDtype'], device: (str(f.device) ?? 'auto') as LoadOptions['device'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),
   });

@@ -39,8 +39,12 @@ export interface EngineOptions {
    * predictor (or an oracle through predict()) wants, through the windowed neuron cache.
    */
   mode?: FfnMode;
-  /** Sparse: tokens a neuron stays cached after it was last wanted (default 5; 0 = no reuse). */
-  window?: number;
+  /**
+   * Sparse: tokens a neuron stays cached after it was last wanted (default 5; 0 = no reuse), or
+   * 'lru': it stays while the cache has room, and when the cache is full the least recently
+   * used neurons make way (the window grows to what the budget holds).
+   */
+  window?: number | 'lru';
   /** Cap on the bytes of wasm memory the engine may hold (weights, predictor, caches, KV, buffers). */
   memoryBytes?: number;
   /** Neuron-cache rows per layer (default: sized from memoryBytes, else the whole FFN). */
@@ -267,8 +271,10 @@ export class Engine {
       }
       if (pred) checkPredictor(pred, cfg);
       const want = mode === 'sparse' ? (pred ? g('WANT_PREDICTOR') : g('WANT_HOST')) : g('WANT_ALL');
-      const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window ?? 5;
-      if (!(Number.isInteger(window) && window >= 0)) throw new Error(`window must be a whole number of tokens ≥ 0 (got ${opts.window})`);
+      const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window === 'lru' ? g('WINDOW_LRU') : opts.window ?? 5;
+      if (!(Number.isInteger(window) && window >= 0 && window < 1 << 24) && window !== g('WINDOW_LRU') && window !== g('WINDOW_FOREVER')) {
+        throw new Error(`window must be a whole number of tokens ≥ 0 or 'lru' (got ${opts.window})`);
+      }
       const align = batched ? src.alignment ?? 1 : 1;
       e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0), align);
       if (batched) e.set_max_op_bytes(opts.maxReadBytes ?? 256 << 10);

@@ -16,7 +16,7 @@ function activeIds(acts) {
 
 for (const name of MODELS) {
   describe(`sparse FFN with an oracle predictor: ${name}`, () => {
-    for (const window of [1, 5]) {
+    for (const window of [1, 5, 'lru']) {
       it(`equals dense logits token by token (window ${window}); reads only what the window lacks`, async () => {
         const path = await imagePath(name);
         const dense = Engine.open(path);
@@ -36,7 +36,7 @@ for (const name of MODELS) {
           const perToken = st.bytes_read / ids.length / ffnBytes;
           const activeShare = active / ids.length / (dense.config.ffn * L);
           assert.ok(st.bytes_read > 0 && perToken <= activeShare + 1e-9, `read ${perToken} of the FFN per token, active share ${activeShare}`);
-          if (window > 1) assert.ok(perToken < 0.8 * activeShare, `the window saved too little: ${perToken} vs ${activeShare}`);
+          if (window !== 1) assert.ok(perToken < 0.8 * activeShare, `the window saved too little: ${perToken} vs ${activeShare}`);
         } finally {
           dense.close(); sparse.close();
         }
@@ -45,9 +45,53 @@ for (const name of MODELS) {
   });
 }
 
+describe("window 'lru': the neuron cache fills the budget, least recently used evicted first", () => {
+  for (const name of MODELS) {
+    it(`${name}: full once enough neurons were seen; no evicted neuron was used later than a kept one; fewer reads than window 5`, async () => {
+      const path = await imagePath(name);
+      const dense = Engine.open(path);
+      const cap = 128;
+      const lru = Engine.open(path, { mode: 'sparse', window: 'lru', cacheRows: cap });
+      const win = Engine.open(path, { mode: 'sparse', window: 5, cacheRows: cap });
+      try {
+        const ids = golden(name).activations[2].ids.slice(0, 40);
+        const L = dense.config.nLayers;
+        const last = Array.from({ length: L }, () => new Map());   // neuron → last token it was wanted
+        let worst = 0;
+        for (let p = 0; p < ids.length; p++) {
+          dense.forward(ids[p], p);
+          const want = Array.from({ length: L }, (_, l) => activeIds(dense.activations(l)));
+          want.forEach((a, l) => { lru.predict(l, a); win.predict(l, a); a.forEach((i) => last[l].set(i, p)); });
+          lru.forward(ids[p], p); win.forward(ids[p], p);
+          worst = Math.max(worst, maxAbsDiff(lru.logits(), dense.logits()));
+          for (let l = 0; l < L; l++) {
+            const rows = lru.cacheRows()[l];
+            const cached = new Set(new Int32Array(lru.wasm.memory.buffer, lru.wasm.cache_pointers_ptr(l), rows));
+            assert.equal(rows, Math.min(cap, last[l].size), `layer ${l} at ${p}: ${rows} rows cached, ${last[l].size} neurons seen`);
+            let newestGone = -1, oldestKept = Infinity;
+            for (const [i, t] of last[l]) {
+              if (t === p) continue;
+              if (cached.has(i)) oldestKept = Math.min(oldestKept, t); else newestGone = Math.max(newestGone, t);
+            }
+            assert.ok(newestGone <= oldestKept, `layer ${l} at ${p}: evicted a neuron last used at ${newestGone}, kept one last used at ${oldestKept}`);
+          }
+        }
+        assert.ok(worst < 1e-4, `logits differ from dense by ${worst}`);
+        assert.ok(lru.stats().bytes_read <= win.stats().bytes_read, `lru read ${lru.stats().bytes_read} B, window 5 ${win.stats().bytes_read} B`);
+      } finally {
+        dense.close(); lru.close(); win.close();
+      }
+    });
+  }
+  it('bad windows are refused', async () => {
+    const path = await imagePath('opt-relu-mini');
+    for (const w of [-1, 1.5, 'forever']) assert.throws(() => Engine.open(path, { mode: 'sparse', window: w }), /window must be a whole number of tokens ≥ 0 or 'lru'/);
+  });
+});
+
 describe('I/O replay (ioOnly): the flash traffic of a real run without its weights or arithmetic', () => {
   for (const name of MODELS) {
-    for (const [mode, extra] of [['sparse', { window: 5, cacheRows: 96 }], ['sparse', { window: 0, layout: 'split' }], ['hybrid', { hybridShare: 0.3 }], ['naive', {}]]) {
+    for (const [mode, extra] of [['sparse', { window: 5, cacheRows: 96 }], ['sparse', { window: 'lru', cacheRows: 96 }], ['sparse', { window: 0, layout: 'split' }], ['hybrid', { hybridShare: 0.3 }], ['naive', {}]]) {
       for (const io of ['wasi', 'async']) {
         it(`${name} ${mode} ${JSON.stringify(extra)} io ${io}: the same reads, bytes and cache rows token by token`, async () => {
           const path = await imagePath(name, extra.layout === 'split' ? { layout: 'split' } : undefined);

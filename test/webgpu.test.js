@@ -40,6 +40,7 @@ const CASES = [
   ['llama-relu-mini', 'dense', {}],
   ['llama-relu-mini', 'sparse 80%', flash('80%')],
   ['llama-relu-mini', 'sparse 80%, host reads', flash('80%', { io: 'async' })],
+  ['llama-relu-mini', "sparse 60%, window 'lru'", flash('60%', { window: 'lru' })],
   ['llama-relu-mini', 'sparse 60%, no shader-f16', flash('60%'), false],
   ['opt-relu-mini', 'f32 weights, dense', {}, undefined, 'f32'],
   ['opt-relu-mini', 'f32 weights, naive 60%', flash('60%', { mode: 'naive' }), undefined, 'f32'],
