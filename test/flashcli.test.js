@@ -32,7 +32,7 @@ describe('flash engine from the CLI', () => {
     const model = modelDir('llama-relu-mini');
     const p = golden('llama-relu-mini').prompts[0];
     const out = {};
-    for (const args of [['--mode', 'naive'], ['--mode', 'hybrid'], ['--mode', 'sparse'], ['--no-window'], ['--no-bundle'], ['--io', 'async']]) {
+    for (const args of [['--mode', 'naive'], ['--mode', 'hybrid'], ['--mode', 'sparse'], ['--no-window'], ['--no-bundle'], ['--io', 'async'], ['--window', 'lru']]) {
       const r = await cli('generate', '--model', model, '--memory', '80%', ...args, '--json', '--temperature', '0', '--max-tokens', '8', p.text);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
       out[args.join(' ')] = JSON.parse(r.stdout).stats;
@@ -43,6 +43,7 @@ describe('flash engine from the CLI', () => {
     assert.ok(out['--mode sparse'].bytes_read_per_token < 0.3 * ffn);
     assert.ok(out['--no-window'].bytes_read_per_token > out['--mode sparse'].bytes_read_per_token, 'the window saves reads');
     assert.ok(out['--no-bundle'].reads_per_token > out['--mode sparse'].reads_per_token, 'unbundled parts take more reads');
+    assert.ok(out['--window lru'].bytes_read_per_token <= out['--mode sparse'].bytes_read_per_token, 'lru reads no more than a window of 5');
 
     const text = join(tmpDir('text'), 'golden.txt');
     writeFileSync(text, golden('llama-relu-mini').activations.slice(0, 2).map((a) => a.text).join('\n'));
@@ -60,6 +61,8 @@ describe('flash engine from the CLI', () => {
       [['generate', '--mode', 'turbo', 'x'], 2, /--mode must be dense, naive, hybrid or sparse/],
       [['generate', '--window', '3', '--no-window', 'x'], 2, /exclude each other/],
       [['generate', '--io', 'fast', 'x'], 2, /--io must be wasi or async/],
+      [['generate', '--window', 'recent', 'x'], 2, /--window must be a number of tokens or lru/],
+      [['export-gguf', '--predictor', 'x.fnpred', 'out.gguf'], 2, /--predictor goes with --powerinfer/],
       [['generate', '--mode', 'sparse', '--predictor', '/no/such.fnpred', 'x'], 1, /no such file|not found|none at/i],
     ];
     for (const [args, code, msg] of bad) {

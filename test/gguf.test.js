@@ -10,6 +10,7 @@ import { loadPredictor, modelFingerprint } from '../dist/src/predictor.js';
 import { dequantize } from '../dist/src/quant.js';
 import { golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { cliRunner } from './helpers/cli.js';
 
 after(cleanupTmp);
 
@@ -189,6 +190,20 @@ describe('GGUF: PowerInfer-style predictor tensors (blk.N.fc1 / fc2)', function 
       await orig.complete(p.text, { temperature: 0, maxTokens: 24, stopAtEos: false });
       assert.deepEqual(Array.from(back.engine.logits()), Array.from(orig.engine.logits()));
     } finally { back.close(); orig.close(); }
+  });
+
+  it('from the CLI: export-gguf --powerinfer, then generate --mode sparse on the .gguf', async () => {
+    const cli = cliRunner('ggufcli');
+    const out = join(tmpDir('gguf'), 'cli-pi.gguf');
+    let r = await cli('export-gguf', '--model', modelDir('llama-relu-mini'), '--powerinfer', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(open(out).tensors.has('blk.5.fc2.weight'));
+    const p = golden('llama-relu-mini').prompts[0];
+    r = await cli('generate', '--model', out, '--mode', 'sparse', '--json', '--temperature', '0', '--max-tokens', '8', p.text);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.stats.mode, 'sparse');
+    assert.deepEqual(j.ids, p.greedy_ids.slice(0, 8));
   });
 
   it('a predictor missing in a layer, or holding non-finite values, is a clear error', async () => {
