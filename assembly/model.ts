@@ -376,9 +376,24 @@ function attentionHalf(layerK: usize, layerV: usize, pos: i32, scale: f32): void
 function ffnDense(l: i32, src: usize, out: usize): void {
   const dt = WDT(l, L_FFN), base = W(l, L_FFN);
   const acts = hAct + (<usize>(l * ffn) << 2);
-  prep_x(dt, src, xp, d);
+  // The first product of every neuron (gate, or up for OPT) as one matvec over the bundles'
+  // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
+  matvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, acts, ffn, d);
   prep_zero(dt, yp, d);
-  for (let i = 0; i < ffn; i++) neuron(dt, base + <usize>i * bundleBytes, acts + (<usize>i << 2));
+  for (let i = 0; i < ffn; i++) {
+    const bundle = base + <usize>i * bundleBytes, a = acts + (<usize>i << 2);
+    let h: f32;
+    if (hasGate) {
+      h = activate(load<f32>(a));
+      if (h != 0) h *= dot(dt, bundle + upOff, xp, d);
+    } else {
+      let z = load<f32>(a);
+      if (biasOff >= 0) z += load<f32>(bundle + <usize>biasOff);
+      h = activate(z);
+    }
+    store<f32>(a, h);
+    if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+  }
   ffnOut(l, dt, out);
 }
 
