@@ -11,7 +11,7 @@ import { alloc } from "./mem";
 import { NeuronCache } from "./cache";
 import { flash_read } from "./flash";
 import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
-import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy, matvec } from "./kernels/matvec";
+import { prep_len, prep_x, prep_zero, unprep_y, dot, dot_list, axpy, matvec } from "./kernels/matvec";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 
 export const ARCH_OPT: i32 = 0;
@@ -126,6 +126,9 @@ let xp: usize = 0;      // prepared activation (kernel layout), widest input
 let yp: usize = 0;      // prepared FFN accumulator (d)
 let captureLayer: i32 = -1;
 let capture: usize = 0; // (d,) residual stream after layer captureLayer
+let listRows: usize = 0; // (ffn,) u32 row addresses of a list of neurons (dot_list)
+let listIds: usize = 0;  // (ffn,) i32 their neuron ids
+let listDots: usize = 0; // (ffn,) f32 their dots
 
 /** Allocates the run state. Returns the bytes it took (the host counts them against the budget). */
 export function model_init(): usize {
@@ -137,6 +140,7 @@ export function model_init(): usize {
   x = f32s(d); xb = f32s(d); xb2 = f32s(d); capture = f32s(d);
   q = f32s(qDim); k = f32s(kvDim); v = f32s(kvDim); attOut = f32s(qDim);
   att = f32s(maxSeq); hAct = f32s(nLayers * ffn); ffnIn = f32s(nLayers * d); logits = f32s(vocab);
+  listRows = f32s(ffn); listIds = f32s(ffn); listDots = f32s(ffn);
   const kvElems = nLayers * maxSeq * kvDim, kvHalves = kvDt == DT_F32 ? 1 : 0;
   kCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1); vCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1);
   qp = f32s(prep_len(headDim)); vp = f32s(prep_len(headDim));
@@ -380,19 +384,25 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
   matvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, acts, ffn, d);
   prep_zero(dt, yp, d);
+  // The neurons that fire: (Llama) their up rows' dots in one dot_list; then their down columns.
+  let n = 0;
   for (let i = 0; i < ffn; i++) {
     const bundle = base + <usize>i * bundleBytes, a = acts + (<usize>i << 2);
-    let h: f32;
-    if (hasGate) {
-      h = activate(load<f32>(a));
-      if (h != 0) h *= dot(dt, bundle + upOff, xp, d);
-    } else {
-      let z = load<f32>(a);
-      if (biasOff >= 0) z += load<f32>(bundle + <usize>biasOff);
-      h = activate(z);
-    }
+    let z = load<f32>(a);
+    if (!hasGate && biasOff >= 0) z += load<f32>(bundle + <usize>biasOff);
+    const h = activate(z);
     store<f32>(a, h);
-    if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+    if (h != 0) {
+      store<u32>(listRows + (<usize>n << 2), <u32>(bundle + upOff));
+      store<i32>(listIds + (<usize>(n++) << 2), i);
+    }
+  }
+  if (hasGate) dot_list(dt, listRows, n, xp, d, listDots);
+  for (let k = 0; k < n; k++) {
+    const i = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>i << 2);
+    let h = load<f32>(a);
+    if (hasGate) { h *= load<f32>(listDots + (<usize>k << 2)); store<f32>(a, h); }
+    if (h != 0) axpy(dt, h, base + <usize>i * bundleBytes + downOff, yp, d);
   }
   ffnOut(l, dt, out);
 }

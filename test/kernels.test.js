@@ -130,6 +130,34 @@ for (const simd of [true, false]) {
         }
       });
 
+      it(`dot_list ${dt.name} vs dot_list_ref: scattered rows at 2-byte offsets, 1 to 9 rows, every length`, () => {
+        const rand = rng(31 + dt.code);
+        const { e } = t;
+        for (const n of LENGTHS) {
+          for (const count of [1, 3, 4, 5, 8, 9]) {
+            t.reset();
+            const rows = Array.from({ length: count }, () => randomWeights(dt, n, rand));
+            const x = randomVec(n, rand);
+            const wp = rows.map((_, j) => t.alloc(n * dt.size, [0, 2, 6][j % 3]));
+            rows.forEach((w, j) => t.u8(wp[j], w.bytes.length).set(w.bytes));
+            const ptrs = t.alloc(count * 4), xp = t.alloc(n * 4), pp = t.alloc(e.prep_len(n) * 4);
+            const out = t.alloc(count * 4), outRef = t.alloc(count * 4);
+            new Uint32Array(e.memory.buffer, ptrs, count).set(wp.reverse());   // any order
+            rows.reverse();
+            t.f32(xp, n).set(x);
+            e.prep_x(dt.code, xp, pp, n);
+            e.dot_list(dt.code, ptrs, count, pp, n, out);
+            e.dot_list_ref(dt.code, ptrs, count, xp, n, outRef);
+            const got = t.f32(out, count), ref = t.f32(outRef, count);
+            for (let k = 0; k < count; k++) {
+              let scale = 0;
+              for (let i = 0; i < n; i++) scale += Math.abs(rows[k].values[i] * x[i]);
+              assertClose(got[k], ref[k], TOL[dt.name], scale, `dot_list ${dt.name} n=${n} row ${k} of ${count}`);
+            }
+          }
+        }
+      });
+
       it(`axpy ${dt.name} into the prepared y, unprep_y adds into y`, () => {
         const rand = rng(11 + dt.code);
         const { e } = t;

@@ -228,6 +228,70 @@ export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
   }
 }
 
+/**
+ * out[k] = (row at address ptrs[k]) . x for k < count, rows of n elements of type dt, x prepared
+ * (prep_x): the dots of a list of scattered rows (the active neurons' bundles). Four rows per
+ * pass share each x load and keep four independent accumulators.
+ */
+export function dot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, out: usize): void {
+  let k = 0;
+  if (ASC_FEATURE_SIMD && dt < DT_Q8_0) {
+    const n8 = n & ~7;
+    for (; k + 4 <= count; k += 4) {
+      const pk = ptrs + (<usize>k << 2), ok = out + (<usize>k << 2);
+      const r0 = <usize>load<u32>(pk), r1 = <usize>load<u32>(pk, 4), r2 = <usize>load<u32>(pk, 8), r3 = <usize>load<u32>(pk, 12);
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      if (dt == DT_F32) {
+        const nb = <usize>(n & ~3) << 2;
+        for (let i: usize = 0; i < nb; i += 16) {
+          const xv = v128.load(xp + i);
+          a0 = f32x4.add(a0, f32x4.mul(v128.load(r0 + i), xv));
+          a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + i), xv));
+          a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + i), xv));
+          a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + i), xv));
+        }
+        let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+        for (let i = nb; i < <usize>n << 2; i += 4) {
+          const xv = load<f32>(xp + i);
+          s0 += load<f32>(r0 + i) * xv; s1 += load<f32>(r1 + i) * xv; s2 += load<f32>(r2 + i) * xv; s3 += load<f32>(r3 + i) * xv;
+        }
+        store<f32>(ok, s0); store<f32>(ok, s1, 4); store<f32>(ok, s2, 8); store<f32>(ok, s3, 12);
+        continue;
+      }
+      const end = <usize>n8 << 1;
+      if (dt == DT_BF16) {
+        const m = v128.load(K, 16);
+        for (let i: usize = 0, j: usize = 0; i < end; i += 16, j += 32) {
+          const xe = v128.load(xp + j), xo = v128.load(xp + j, 16);
+          a0 = f32x4.add(a0, bf16_dot8(v128.load(r0 + i), xe, xo, m));
+          a1 = f32x4.add(a1, bf16_dot8(v128.load(r1 + i), xe, xo, m));
+          a2 = f32x4.add(a2, bf16_dot8(v128.load(r2 + i), xe, xo, m));
+          a3 = f32x4.add(a3, bf16_dot8(v128.load(r3 + i), xe, xo, m));
+        }
+        store<f32>(ok, hsum(a0) + tail_bf16(r0, xp, n8, n)); store<f32>(ok, hsum(a1) + tail_bf16(r1, xp, n8, n), 4);
+        store<f32>(ok, hsum(a2) + tail_bf16(r2, xp, n8, n), 8); store<f32>(ok, hsum(a3) + tail_bf16(r3, xp, n8, n), 12);
+      } else {
+        const m = v128.load(K), ce = v128.load(K, 32), co = v128.load(K, 48);
+        for (let i: usize = 0, j: usize = 0; i < end; i += 16, j += 32) {
+          const xe = v128.load(xp + j), xo = v128.load(xp + j, 16);
+          a0 = f32x4.add(a0, f16_dot8(v128.load(r0 + i), xe, xo, m, ce, co));
+          a1 = f32x4.add(a1, f16_dot8(v128.load(r1 + i), xe, xo, m, ce, co));
+          a2 = f32x4.add(a2, f16_dot8(v128.load(r2 + i), xe, xo, m, ce, co));
+          a3 = f32x4.add(a3, f16_dot8(v128.load(r3 + i), xe, xo, m, ce, co));
+        }
+        store<f32>(ok, (hsum(a0) + tail_f16(r0, xp, n8, n)) * F16_SCALE); store<f32>(ok, (hsum(a1) + tail_f16(r1, xp, n8, n)) * F16_SCALE, 4);
+        store<f32>(ok, (hsum(a2) + tail_f16(r2, xp, n8, n)) * F16_SCALE, 8); store<f32>(ok, (hsum(a3) + tail_f16(r3, xp, n8, n)) * F16_SCALE, 12);
+      }
+    }
+  }
+  for (; k < count; k++) store<f32>(out + (<usize>k << 2), dot(dt, <usize>load<u32>(ptrs + (<usize>k << 2)), xp, n));
+}
+
+/** Reference of dot_list: the scalar dot of each listed row against the plain x. */
+export function dot_list_ref(dt: i32, ptrs: usize, count: i32, x: usize, n: i32, out: usize): void {
+  for (let k = 0; k < count; k++) store<f32>(out + (<usize>k << 2), dot_ref(dt, <usize>load<u32>(ptrs + (<usize>k << 2)), x, n));
+}
+
 // ---- matvec ----
 //
 // Several rows per pass share every x load, and those rows are far apart (r, r+q, r+2q, ...
