@@ -4,7 +4,7 @@
 import type { ModelConfig } from './config.js';
 import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
-import { ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
+import { FfnLayout, ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { Backend, IoReplayBackend, WasmBackend } from './backend.js';
 import { openGpu, WebGpuBackend } from './gpu/webgpu.js';
@@ -169,7 +169,8 @@ export class Engine {
     }
     try {
       this.backend = await WebGpuBackend.create(gpu, {
-        wasm: this.wasm, config: this.config, ffn: this.header.ffn, flash: this.flash,
+        wasm: this.wasm, config: this.config, ffn: this.ffnInMemory, flash: this.flash,
+        ffnLayerBytes: this.flash ? undefined : section(this.header, 'ffn.0').length,
         readInput: this.memory.predictor_rank > 0, contextLength: this.contextLength, maxBindingBytes: opts.maxBindingBytes,
       });
     } catch (e) {
@@ -228,7 +229,15 @@ export class Engine {
     e.set_kv_dtype(DTYPE_CODE[kvDtype]);
     e.model_init();
     const kvBytes = 2 * cfg.nLayers * ctx * cfg.nKvHeads * cfg.headDim * (kvDtype === 'f16' ? 2 : 4);
-    e.ffn_layout(f.bundle_bytes, f.up, Math.max(f.gate, 0), f.down, f.bias);
+    // Dense without an FFN bias: in memory the FFN becomes three matrices — up rows, gate rows,
+    // down columns as rows — so the first product of every neuron is one contiguous matvec (the
+    // kernels address part p of neuron i as base + i * stride + offset either way).
+    const part = f.up >= 0 ? (f.gate >= 0 ? f.gate : f.down) - f.up : 0;
+    const matrix = !flash && f.bias < 0 && (f.layout ?? 'bundled') === 'bundled';
+    const memFfn: FfnLayout = matrix
+      ? { dtype: f.dtype, bundle_bytes: part, up: 0, gate: f.gate >= 0 ? cfg.ffn * part : -1, down: (f.gate >= 0 ? 2 : 1) * cfg.ffn * part, bias: -1 }
+      : f;
+    e.ffn_layout(memFfn.bundle_bytes, memFfn.up, Math.max(memFfn.gate, 0), memFfn.down, memFfn.bias);
     const resSec = section(header, 'resident');
     // Token embeddings of untied models can stay on flash: a token needs one row (one read).
     const embT = header.tensors.find((t) => t.role === 'tok_embed')!;
@@ -389,18 +398,22 @@ export class Engine {
     }
     for (let l = 0; l < cfg.nLayers; l++) {
       e.set_layer(l, g('L_FFN'), flash ? 0 : readSection(`ffn.${l}`, denseFfn[l]), DTYPE_CODE[f.dtype]);
+      if (matrix) toMatrices(e.memory, denseFfn[l], f, memFfn, cfg.ffn);
     }
     e.flash_set_fd(fd);
     if (e.memory.buffer.byteLength !== total) throw new Error('internal error: wasm memory grew after allocation');
 
     const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
     engine.batched = batched;
+    engine.ffnInMemory = memFfn;
     if (ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
     return engine;
   }
 
   /** Whether FFN reads go through the source's readBatch (io 'async' or direct) rather than WASI. */
   batched = false;
+  /** How each layer's FFN lies in wasm memory (dense: the matrix layout where it applies; flash: bundles). */
+  ffnInMemory!: FfnLayout;
   private planView: Float64Array | undefined;
 
   /**
@@ -536,6 +549,21 @@ export class Engine {
 
   private view(ptr: number, n: number): Float32Array {
     return new Float32Array(this.wasm.memory.buffer, ptr, n);
+  }
+}
+
+/**
+ * Rewrites one layer's bundles at `ptr` (layout f) as the matrix layout m: every part of neuron i
+ * moves to m's offset of that part + i * part bytes (the section's length is unchanged or shrinks:
+ * bundles carry alignment padding).
+ */
+function toMatrices(memory: WebAssembly.Memory, ptr: number, f: FfnLayout, m: FfnLayout, n: number): void {
+  const mem = new Uint8Array(memory.buffer), part = m.bundle_bytes;
+  const bundles = mem.slice(ptr, ptr + n * f.bundle_bytes);
+  const moves: [number, number][] = [[f.up, m.up], [f.gate, m.gate], [f.down, m.down]].filter(([from]) => from >= 0) as [number, number][];
+  for (let i = 0; i < n; i++) {
+    const b = i * f.bundle_bytes;
+    for (const [from, to] of moves) mem.set(bundles.subarray(b + from, b + from + part), ptr + to + i * part);
   }
 }
 

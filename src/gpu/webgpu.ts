@@ -56,7 +56,10 @@ export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boole
 export interface GpuEngineView {
   wasm: EngineExports;
   config: ModelConfig;
+  /** The FFN layout in wasm memory (dense: possibly the engine's matrix layout, see Engine). */
   ffn: FfnLayout;
+  /** Dense: bytes of one layer's FFN in wasm memory. */
+  ffnLayerBytes?: number;
   /** The FFN is read from flash (naive, hybrid, sparse): mirror the neuron caches. */
   flash: boolean;
   /** Largest storage binding to use (default: the device's limit; smaller forces row blocks, for tests). */
@@ -233,10 +236,11 @@ export class WebGpuBackend implements Backend {
       this.caps.push(cap);
       maxCap = Math.max(maxCap, cap);
       const [ffnPtr] = L(l, 'L_FFN');
-      if (Math.max(cap, 1) * f.bundle_bytes > limit || (view.flash && c.ffn * f.bundle_bytes > limit)) {
-        throw new Error(`the FFN of a layer (${c.ffn * f.bundle_bytes} bytes) needs a larger storage binding than this adapter allows (${limit})`);
+      const layerBytes = view.flash ? c.ffn * f.bundle_bytes : view.ffnLayerBytes ?? c.ffn * f.bundle_bytes;
+      if (Math.max(cap, 1) * f.bundle_bytes > limit || layerBytes > limit) {
+        throw new Error(`the FFN of a layer (${layerBytes} bytes) needs a larger storage binding than this adapter allows (${limit})`);
       }
-      const cache = view.flash ? this.buffer(Math.max(cap, 1) * f.bundle_bytes, STORAGE | COPY_DST) : fromWasm(ffnPtr, c.ffn * f.bundle_bytes);
+      const cache = view.flash ? this.buffer(Math.max(cap, 1) * f.bundle_bytes, STORAGE | COPY_DST) : fromWasm(ffnPtr, view.ffnLayerBytes ?? c.ffn * f.bundle_bytes);
       const ffnParams = this.uniform([d, f.bundle_bytes / pairBytes, f.up / pairBytes, f.gate >= 0 ? f.gate / pairBytes : NONE,
         f.down / pairBytes, f.bias >= 0 ? f.bias / 4 : NONE, c.act === 'relu' ? 0 : 1, cap,
         view.flash ? 1 : 0, c.ffn, 0, 0]);
