@@ -742,9 +742,42 @@ export function ffn_hits(l: i32): void {
   const c = caches[l], dt = WDT(l, L_FFN), acts = hAct + (<usize>(l * ffn) << 2);
   for (let i = 0; i < hitCount; i++) {
     const r = load<i32>(hitRows + (<usize>i << 2));
-    neuron(dt, c.rowPtr(r), acts + (<usize>c.neuronAt(r) << 2));
+    store<u32>(listRows + (<usize>i << 2), <u32>c.rowPtr(r));
+    store<i32>(listIds + (<usize>i << 2), c.neuronAt(r));
   }
+  neuronList(dt, hitCount, acts);
   tCompute += now() - t0;
+}
+
+/**
+ * The neurons whose bundles lie at listRows[0, n) (neuron ids in listIds), as neuron() computes
+ * them one by one: the first products (gate, or up) of all in one dot_list, the up products of
+ * those that fire in another, then their down columns into yp. Reuses the lists.
+ */
+function neuronList(dt: i32, n: i32, acts: usize): void {
+  const first = hasGate ? gateOff : upOff;
+  for (let k = 0; k < n; k++) { const a = listRows + (<usize>k << 2); store<u32>(a, load<u32>(a) + <u32>first); }
+  dot_list(dt, listRows, n, xp, d, listDots);
+  let m = 0;   // the firing ones, compacted in place: bundle addresses and ids
+  for (let k = 0; k < n; k++) {
+    const bundle = <usize>load<u32>(listRows + (<usize>k << 2)) - first, id = load<i32>(listIds + (<usize>k << 2));
+    let z = load<f32>(listDots + (<usize>k << 2));
+    if (!hasGate && biasOff >= 0) z += load<f32>(bundle + <usize>biasOff);
+    const h = activate(z);
+    store<f32>(acts + (<usize>id << 2), h);
+    if (h != 0) {
+      store<u32>(listRows + (<usize>m << 2), <u32>(bundle + (hasGate ? upOff : 0)));
+      store<i32>(listIds + (<usize>(m++) << 2), id);
+    }
+  }
+  if (hasGate) dot_list(dt, listRows, m, xp, d, listDots);
+  for (let k = 0; k < m; k++) {
+    const id = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>id << 2);
+    let h = load<f32>(a);
+    let bundle = <usize>load<u32>(listRows + (<usize>k << 2));
+    if (hasGate) { h *= load<f32>(listDots + (<usize>k << 2)); store<f32>(a, h); bundle -= upOff; }
+    if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+  }
 }
 
 @inline function missAt(i: i32): i32 { return load<i32>(missing + (<usize>i << 2)); }
@@ -886,19 +919,28 @@ export function round_done(l: i32): void {
   const t1 = now();
   tMem += t1 - t0;
   if (hostCompute) { landedFirst = firstRow; landedCached = cachedNow; landedItems = items; items = 0; return; }
+  // The landed rows, and (bundled layout) the streamed ones straight from staging: no room in
+  // the cache, computed and forgotten.
+  let n = 0;
   for (let k = 0; k < cachedNow; k++) {
     const r = firstRow + k;
-    neuron(dt, c.rowPtr(r), acts + (<usize>c.neuronAt(r) << 2));
+    store<u32>(listRows + (<usize>n << 2), <u32>c.rowPtr(r));
+    store<i32>(listIds + (<usize>(n++) << 2), c.neuronAt(r));
   }
-  // Streamed: no room in the cache, computed from staging and forgotten.
-  for (let k = cachedNow; k < items; k++) {
-    const id = load<i32>(itemId + (<usize>k << 2)), ptrs = itemPtr + (<usize>k << 4);
-    let b = load<usize>(ptrs);
-    if (nParts > 1) {
-      for (let p = 0; p < nParts; p++) memory.copy(scratchRow + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
-      b = scratchRow;
+  if (nParts == 1) {
+    for (let k = cachedNow; k < items; k++) {
+      store<u32>(listRows + (<usize>n << 2), <u32>load<usize>(itemPtr + (<usize>k << 4)));
+      store<i32>(listIds + (<usize>(n++) << 2), load<i32>(itemId + (<usize>k << 2)));
     }
-    neuron(dt, b, acts + (<usize>id << 2));
+  }
+  neuronList(dt, n, acts);
+  // Split layouts assemble each streamed neuron's parts into one bundle first.
+  if (nParts > 1) {
+    for (let k = cachedNow; k < items; k++) {
+      const id = load<i32>(itemId + (<usize>k << 2)), ptrs = itemPtr + (<usize>k << 4);
+      for (let p = 0; p < nParts; p++) memory.copy(scratchRow + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
+      neuron(dt, scratchRow, acts + (<usize>id << 2));
+    }
   }
   items = 0;
   tCompute += now() - t1;
