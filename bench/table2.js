@@ -229,7 +229,7 @@ mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench', 'results', 'table2.json'), JSON.stringify(out, null, 2) + '\n');
 writeFileSync(join(ROOT, 'bench', 'results', 'table2.svg'), barChart({
   title: `Table 2 on this disk: ${SHAPE} f16, I/O ms per token (log scale; lower is better)`,
-  subtitle: `${out.machine.cpu} · ${out.date.slice(0, 10)} · O_DIRECT QD ${QD} · naive → bundling ${out.io_speedup_vs_naive}× (paper ${out.paper_io_speedup}×), → lru ${out.io_speedup_vs_naive_lru}× (medians of ${ROUNDS} rounds)`,
+  subtitle: `${out.machine.cpu} · ${out.date.slice(0, 10)} · O_DIRECT QD ${QD} · naive → bundling ${out.io_speedup_vs_naive.toFixed(1)}× (paper ${out.paper_io_speedup.toFixed(1)}×), → lru ${out.io_speedup_vs_naive_lru.toFixed(1)}× (medians, ${ROUNDS} rounds)`,
   unit: 'I/O ms/token', log: true,
   groups: rows.map((r) => ({ label: r.config, bars: [
     { label: 'flashneuron (this disk)', value: r.io_ms_per_token, text: `${Math.round(r.io_ms_per_token)}` },
