@@ -100,8 +100,12 @@ let downOff: usize = 0;
 let biasOff: i32 = -1;
 
 export function ffn_layout(bytes: usize, up: usize, gate: usize, down: usize, bias: i32): void {
-  bundleBytes = bytes; upOff = up; gateOff = gate; downOff = down; biasOff = bias;
+  bundleBytes = bytes; upOff = up; gateOff = gate; downOff = down; biasOff = bias; biasStride = 0;
 }
+
+/** Dense FFN laid out as matrices: neuron i's bias at biasOff + i * stride (0: inside its bundle). */
+export function ffn_bias_stride(stride: usize): void { biasStride = stride; }
+let biasStride: usize = 0;
 
 // ---- RunState: every activation buffer, allocated once ----
 let x: usize = 0;       // (d,) residual stream
@@ -389,7 +393,7 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   for (let i = 0; i < ffn; i++) {
     const bundle = base + <usize>i * bundleBytes, a = acts + (<usize>i << 2);
     let z = load<f32>(a);
-    if (!hasGate && biasOff >= 0) z += load<f32>(bundle + <usize>biasOff);
+    if (!hasGate && biasOff >= 0) z += load<f32>(base + <usize>biasOff + <usize>i * (biasStride ? biasStride : bundleBytes));
     const h = activate(z);
     store<f32>(a, h);
     if (h != 0) {

@@ -229,15 +229,18 @@ export class Engine {
     e.set_kv_dtype(DTYPE_CODE[kvDtype]);
     e.model_init();
     const kvBytes = 2 * cfg.nLayers * ctx * cfg.nKvHeads * cfg.headDim * (kvDtype === 'f16' ? 2 : 4);
-    // Dense without an FFN bias: in memory the FFN becomes three matrices — up rows, gate rows,
-    // down columns as rows — so the first product of every neuron is one contiguous matvec (the
-    // kernels address part p of neuron i as base + i * stride + offset either way).
-    const part = f.up >= 0 ? (f.gate >= 0 ? f.gate : f.down) - f.up : 0;
-    const matrix = !flash && f.bias < 0 && (f.layout ?? 'bundled') === 'bundled';
+    // Dense: in memory the FFN becomes matrices — up rows, gate rows, down columns as rows, then
+    // the up biases — so the first product of every neuron is one contiguous matvec (the kernels
+    // address part p of neuron i as base + i * stride + offset either way).
+    const part = (f.gate >= 0 ? f.gate : f.down) - f.up;
+    const matrix = !flash && (f.layout ?? 'bundled') === 'bundled';
+    const nParts = f.gate >= 0 ? 3 : 2;
     const memFfn: FfnLayout = matrix
-      ? { dtype: f.dtype, bundle_bytes: part, up: 0, gate: f.gate >= 0 ? cfg.ffn * part : -1, down: (f.gate >= 0 ? 2 : 1) * cfg.ffn * part, bias: -1 }
+      ? { dtype: f.dtype, bundle_bytes: part, up: 0, gate: f.gate >= 0 ? cfg.ffn * part : -1, down: (nParts - 1) * cfg.ffn * part,
+          bias: f.bias >= 0 ? nParts * cfg.ffn * part : -1, ...(f.bias >= 0 ? { bias_stride: 4 } : {}) }
       : f;
     e.ffn_layout(memFfn.bundle_bytes, memFfn.up, Math.max(memFfn.gate, 0), memFfn.down, memFfn.bias);
+    if (memFfn.bias_stride) e.ffn_bias_stride(memFfn.bias_stride);
     const resSec = section(header, 'resident');
     // Token embeddings of untied models can stay on flash: a token needs one row (one read).
     const embT = header.tensors.find((t) => t.role === 'tok_embed')!;
@@ -560,10 +563,12 @@ export class Engine {
 function toMatrices(memory: WebAssembly.Memory, ptr: number, f: FfnLayout, m: FfnLayout, n: number): void {
   const mem = new Uint8Array(memory.buffer), part = m.bundle_bytes;
   const bundles = mem.slice(ptr, ptr + n * f.bundle_bytes);
-  const moves: [number, number][] = [[f.up, m.up], [f.gate, m.gate], [f.down, m.down]].filter(([from]) => from >= 0) as [number, number][];
+  // [from in the bundle, to in the layer, bytes, stride in the layer]
+  const moves = ([[f.up, m.up, part, part], [f.gate, m.gate, part, part], [f.down, m.down, part, part], [f.bias, m.bias, 4, m.bias_stride ?? 4]] as const)
+    .filter(([from]) => from >= 0);
   for (let i = 0; i < n; i++) {
     const b = i * f.bundle_bytes;
-    for (const [from, to] of moves) mem.set(bundles.subarray(b + from, b + from + part), ptr + to + i * part);
+    for (const [from, to, len, stride] of moves) mem.set(bundles.subarray(b + from, b + from + len), ptr + to + i * stride);
   }
 }
 

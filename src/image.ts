@@ -51,6 +51,8 @@ export interface FfnLayout {
   parts?: FfnPart[];
   /** split layout: CRC-32 of each layer's FFN in the bundled layout (the same weights' identity) */
   bundled_crc32?: number[];
+  /** Only for a layout in engine memory (a dense FFN as matrices): bytes from one neuron's bias to the next. */
+  bias_stride?: number;
 }
 export interface ImageHeader {
   format: 'flashneuron';

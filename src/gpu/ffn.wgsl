@@ -7,7 +7,8 @@
 struct Params {
   d: u32, bundle: u32, up: u32, gate: u32,     // bundle and offsets in WT (pairs); gate NONE when absent
   down: u32, biasWord: u32, act: u32, cap: u32, // biasWord: 32-bit word of the f32 bias in a bundle, or NONE
-  useList: u32, n: u32, hasDownBias: u32, _pad: u32,
+  useList: u32, n: u32, hasDownBias: u32, biasStride: u32, // biasStride: 0 = the bias lies in each bundle;
+                                                          // else words between neurons' biases from biasWord (dense)
 }
 const NONE: u32 = 0xffffffffu;
 const CH: u32 = 32u;   // rows per partial-sum chunk
@@ -58,7 +59,10 @@ fn act(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   }
   if (t == 0u && live) {
     var a = select(ru[0], rg[0], p.gate != NONE);
-    if (p.biasWord != NONE) { a += bitcast<f32>(bits(at(rowOf(k), p.biasWord / WPW), p.biasWord % WPW)); }
+    if (p.biasWord != NONE) {
+      if (p.biasStride == 0u) { a += bitcast<f32>(bits(at(rowOf(k), p.biasWord / WPW), p.biasWord % WPW)); }
+      else { let wi = p.biasWord + rowOf(k) * p.biasStride; a += bitcast<f32>(bits(W[wi / WPW], wi % WPW)); }
+    }
     var hv = select(a / (1.0 + exp(-a)), max(a, 0.0), p.act == 0u);
     if (p.gate != NONE && hv != 0.0) { hv *= ru[0]; }
     h[k] = hv;

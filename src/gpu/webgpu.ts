@@ -243,7 +243,7 @@ export class WebGpuBackend implements Backend {
       const cache = view.flash ? this.buffer(Math.max(cap, 1) * f.bundle_bytes, STORAGE | COPY_DST) : fromWasm(ffnPtr, view.ffnLayerBytes ?? c.ffn * f.bundle_bytes);
       const ffnParams = this.uniform([d, f.bundle_bytes / pairBytes, f.up / pairBytes, f.gate >= 0 ? f.gate / pairBytes : NONE,
         f.down / pairBytes, f.bias >= 0 ? f.bias / 4 : NONE, c.act === 'relu' ? 0 : 1, cap,
-        view.flash ? 1 : 0, c.ffn, 0, 0]);
+        view.flash ? 1 : 0, c.ffn, 0, (f.bias_stride ?? 0) / 4]);
       const downB = bias('L_DOWN_B', d);
       if (downB) this.patchUniform(ffnParams, 10, 1);
       const fdt = f.dtype as 'f32' | 'f16' | 'bf16';
