@@ -384,30 +384,20 @@ function attentionHalf(layerK: usize, layerV: usize, pos: i32, scale: f32): void
 function ffnDense(l: i32, src: usize, out: usize): void {
   const dt = WDT(l, L_FFN), base = W(l, L_FFN);
   const acts = hAct + (<usize>(l * ffn) << 2);
-  // The first product of every neuron (gate, or up for OPT) as one matvec over the bundles'
+  // The first product of every neuron (gate, or up for OPT) as one matvec over the neurons'
   // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
-  matvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, acts, ffn, d);
+  matvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
   prep_zero(dt, yp, d);
-  // The neurons that fire: (Llama) their up rows' dots in one dot_list; then their down columns.
-  let n = 0;
+  const bStride = biasStride ? biasStride : bundleBytes;
   for (let i = 0; i < ffn; i++) {
-    const bundle = base + <usize>i * bundleBytes, a = acts + (<usize>i << 2);
-    let z = load<f32>(a);
-    if (!hasGate && biasOff >= 0) z += load<f32>(base + <usize>biasOff + <usize>i * (biasStride ? biasStride : bundleBytes));
-    const h = activate(z);
-    store<f32>(a, h);
-    if (h != 0) {
-      store<u32>(listRows + (<usize>n << 2), <u32>(bundle + upOff));
-      store<i32>(listIds + (<usize>(n++) << 2), i);
+    store<u32>(listRows + (<usize>i << 2), <u32>(base + <usize>i * bundleBytes));
+    store<i32>(listIds + (<usize>i << 2), i);
+    if (!hasGate && biasOff >= 0) {
+      const z = listDots + (<usize>i << 2);
+      store<f32>(z, load<f32>(z) + load<f32>(base + <usize>biasOff + <usize>i * bStride));
     }
   }
-  if (hasGate) dot_list(dt, listRows, n, xp, d, listDots);
-  for (let k = 0; k < n; k++) {
-    const i = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>i << 2);
-    let h = load<f32>(a);
-    if (hasGate) { h *= load<f32>(listDots + (<usize>k << 2)); store<f32>(a, h); }
-    if (h != 0) axpy(dt, h, base + <usize>i * bundleBytes + downOff, yp, d);
-  }
+  fireList(dt, ffn, acts);
   ffnOut(l, dt, out);
 }
 
@@ -762,12 +752,24 @@ function neuronList(dt: i32, n: i32, acts: usize): void {
   const first = hasGate ? gateOff : upOff;
   for (let k = 0; k < n; k++) { const a = listRows + (<usize>k << 2); store<u32>(a, load<u32>(a) + <u32>first); }
   dot_list(dt, listRows, n, xp, d, listDots);
+  for (let k = 0; k < n; k++) {
+    const a = listRows + (<usize>k << 2), bundle = <usize>load<u32>(a) - first;
+    store<u32>(a, <u32>bundle);
+    if (!hasGate && biasOff >= 0) { const z = listDots + (<usize>k << 2); store<f32>(z, load<f32>(z) + load<f32>(bundle + <usize>biasOff)); }
+  }
+  fireList(dt, n, acts);
+}
+
+/**
+ * Given listDots[k], the first product (gate, or up + bias) of the neuron whose parts are
+ * addressed from listRows[k] (id listIds[k]): its activation into acts; for those that fire, the
+ * up products in one dot_list (Llama) and the down columns into yp. Reuses the lists.
+ */
+function fireList(dt: i32, n: i32, acts: usize): void {
   let m = 0;   // the firing ones, compacted in place: bundle addresses and ids
   for (let k = 0; k < n; k++) {
-    const bundle = <usize>load<u32>(listRows + (<usize>k << 2)) - first, id = load<i32>(listIds + (<usize>k << 2));
-    let z = load<f32>(listDots + (<usize>k << 2));
-    if (!hasGate && biasOff >= 0) z += load<f32>(bundle + <usize>biasOff);
-    const h = activate(z);
+    const bundle = <usize>load<u32>(listRows + (<usize>k << 2)), id = load<i32>(listIds + (<usize>k << 2));
+    const h = activate(load<f32>(listDots + (<usize>k << 2)));
     store<f32>(acts + (<usize>id << 2), h);
     if (h != 0) {
       store<u32>(listRows + (<usize>m << 2), <u32>(bundle + (hasGate ? upOff : 0)));

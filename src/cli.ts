@@ -10,8 +10,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolveImage, loadModel, loadTokenizer, DEFAULT_MODEL, LoadOptions, Model } from './model.js';
 import { exportGGUF } from './gguf.js';
 import type { Tokenizer } from './tokenizer.js';
-import { convertHF, Progress, readImageHeader } from './image.js';
-import { FileSource } from './flash.js';
+import { convertHF, Progress, readImageHeaderFile } from './image.js';
 import { loadPredictor, modelFingerprint, predictorBytes, predictorPath, savePredictor, trainPredictor } from './predictor.js';
 import { probeDevice, saveProfile } from './probe.js';
 import { SHAPES, synthImage } from './synth.js';
@@ -220,8 +219,7 @@ ${MODEL_FLAG}
       if (typeof f.predictor === 'string' && !f.powerinfer) throw new UsageError('--predictor goes with --powerinfer');
       if (f.powerinfer) {
         const file = str(f.predictor) ?? predictorPath(statSync(path).isDirectory() ? path : image);
-        const src = new FileSource(image);
-        try { predictor = loadPredictor(file, modelFingerprint(readImageHeader(src))); } finally { src.close(); }
+        predictor = loadPredictor(file, modelFingerprint(readImageHeaderFile(image)));
       }
       const r = exportGGUF(image, args[0], bar('export'), { predictor, downTransposed: !!f.powerinfer });
       process.stderr.write(`wrote ${args[0]}: ${r.tensors} tensors, ${(r.bytes / 2 ** 20).toFixed(1)} MiB\n`);

@@ -556,9 +556,9 @@ export class Engine {
 }
 
 /**
- * Rewrites one layer's bundles at `ptr` (layout f) as the matrix layout m: every part of neuron i
- * moves to m's offset of that part + i * part bytes (the section's length is unchanged or shrinks:
- * bundles carry alignment padding).
+ * Rewrites one layer's bundles at `ptr` (layout f) as the matrix layout m: part p of neuron i
+ * moves to m's offset of p + i * its stride (a part's bytes; the bias: bias_stride). The layer's
+ * bytes are unchanged or fewer: bundles carry alignment padding.
  */
 function toMatrices(memory: WebAssembly.Memory, ptr: number, f: FfnLayout, m: FfnLayout, n: number): void {
   const mem = new Uint8Array(memory.buffer), part = m.bundle_bytes;

@@ -350,12 +350,9 @@ function addPredictor(tensors: OutTensor[], meta: [string, GGUFEntry][], p: Pred
   meta.push(['powerinfer.sparse_threshold', { type: 'f32', value: 0 }]);
 }
 
-/** Whether a GGUF file carries predictor tensors (blk.0.fc1.weight). */
-export function ggufHasPredictor(path: string): boolean {
-  const src = new FileSource(path);
-  try {
-    return readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, path).tensors.has('blk.0.fc1.weight');
-  } finally { src.close(); }
+/** The GGUF header of an opened file. */
+function readGGUFSource(src: FileSource, name: string): GGUFFile {
+  return readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, name);
 }
 
 /**
@@ -366,7 +363,7 @@ export function ggufHasPredictor(path: string): boolean {
 export function readGGUFPredictor(path: string, fingerprint: string): Predictor | undefined {
   const src = new FileSource(path);
   try {
-    const g = readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, path);
+    const g = readGGUFSource(src, path);
     if (!g.tensors.has('blk.0.fc1.weight')) return undefined;
     const bad = (why: string): never => { throw new Error(`${path}: predictor tensors: ${why}`); };
     const m = g.metadata;
@@ -416,7 +413,7 @@ export function readGGUFPredictor(path: string, fingerprint: string): Predictor 
 export function openGGUFCheckpoint(path: string, activation?: 'relu' | 'silu'): HFCheckpoint {
   const src = new FileSource(path);
   try {
-    const g = readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, path);
+    const g = readGGUFSource(src, path);
     const m = g.metadata;
     const bad = (why: string): never => { throw new Error(`${path}: ${why}`); };
     const arch = m.get('general.architecture');

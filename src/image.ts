@@ -30,7 +30,7 @@ import { dirname } from 'node:path';
 import type { ModelConfig, DType } from './config.js';
 import { DTYPE_BYTES, QUANTIZED, rowBytes, tensorBytes } from './config.js';
 import { dequantize, quantize } from './quant.js';
-import { FlashSource, readExact } from './flash.js';
+import { FileSource, FlashSource, readExact } from './flash.js';
 import { openHFCheckpoint, modelTensors, HFCheckpoint } from './hf.js';
 import { instantiateEngine } from './wasm.js';
 
@@ -72,6 +72,12 @@ const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 // ---- reading ----
 
 /** Reads and validates the header of an image. Throws a clear error for anything malformed. */
+/** The header of the image file at `path` (opened and closed here). */
+export function readImageHeaderFile(path: string): ImageHeader {
+  const src = new FileSource(path);
+  try { return readImageHeader(src); } finally { src.close(); }
+}
+
 export function readImageHeader(src: FlashSource): ImageHeader {
   if (src.size < PREFIX_BYTES) throw new Error(`${src.name}: not a flashneuron image (file is ${src.size} bytes)`);
   const prefix = new Uint8Array(PREFIX_BYTES);

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from './config.js';
 import { Device, Engine, EngineOptions, EnginePredictor } from './engine.js';
 import { FileSource } from './flash.js';
-import { convertHF, crc32, Progress, readImageHeader, readTokenizerJson, VERSION, writeImageFile } from './image.js';
-import { GGUF_MAGIC, ggufHasPredictor, openGGUFCheckpoint, readGGUFPredictor } from './gguf.js';
+import { convertHF, crc32, Progress, readImageHeader, readImageHeaderFile, readTokenizerJson, VERSION, writeImageFile } from './image.js';
+import { GGUF_MAGIC, openGGUFCheckpoint, readGGUFPredictor } from './gguf.js';
 import { Predictor, loadPredictor, modelFingerprint, predictorBytesAt, predictorPath, savePredictor, truncatePredictor } from './predictor.js';
 import { estimateUs, loadProfile, mergeGapBytes } from './probe.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
@@ -310,11 +310,8 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   if (!existsSync(full)) throw new Error(`model not found: ${path}`);
   const image = await resolveImage(full, opts);
   const size = statSync(image).size;
-  if (opts.layout === 'split' && !statSync(full).isDirectory()) {
-    const src = new FileSource(image);
-    try {
-      if (readImageHeader(src).ffn.layout !== 'split') throw new Error(`${path} has bundled FFNs; for the unbundled ablation give the Hugging Face folder or an image converted with --no-bundle`);
-    } finally { src.close(); }
+  if (opts.layout === 'split' && !statSync(full).isDirectory() && readImageHeaderFile(image).ffn.layout !== 'split') {
+    throw new Error(`${path} has bundled FFNs; for the unbundled ablation give the Hugging Face folder or an image converted with --no-bundle`);
   }
   const memoryBytes = opts.memory === undefined ? undefined : parseMemory(opts.memory, size);
   const mode = opts.mode ?? (memoryBytes !== undefined ? 'sparse' : 'dense');
@@ -325,8 +322,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
       throw new Error(`sparse mode needs a sparsity predictor for this model and there is none at ${p}: ` +
         `train one with "flashneuron train-predictor --model ${path} TEXT_FILE", or use --mode naive or hybrid`);
     }
-    const src = new FileSource(image);
-    try { predictor = loadPredictor(p, modelFingerprint(readImageHeader(src))); } finally { src.close(); }
+    predictor = loadPredictor(p, modelFingerprint(readImageHeaderFile(image)));
   }
   // Host-issued reads are planned from the device profile (flashneuron probe), or this machine
   // class's defaults; WASI reads of unknown cache state minimise bytes instead.
@@ -439,11 +435,9 @@ export async function resolveImage(path: string, opts: LoadOptions = {}): Promis
   }
   // A PowerInfer-style file's predictor becomes the image's sidecar, where sparse mode finds it.
   const sidecar = predictorPath(out);
-  if (!existsSync(sidecar) && ggufHasPredictor(path)) {
-    const src = new FileSource(out);
-    let fingerprint: string;
-    try { fingerprint = modelFingerprint(readImageHeader(src)); } finally { src.close(); }
-    savePredictor(sidecar, readGGUFPredictor(path, fingerprint)!);
+  if (!existsSync(sidecar)) {
+    const predictor = readGGUFPredictor(path, modelFingerprint(readImageHeaderFile(out)));
+    if (predictor) savePredictor(sidecar, predictor);
   }
   return out;
 }
