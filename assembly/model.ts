@@ -521,6 +521,7 @@ let readCount: f64 = 0;
 let tIo: f64 = 0;
 let tMem: f64 = 0;
 let tCompute: f64 = 0;
+let tPredict: f64 = 0;     // the predictor's share of tCompute
 
 /** Moves the FFN to flash. window: tokens a neuron stays cached after use (0 = no reuse). */
 export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, maxOps_: i32, align_: u32): usize {
@@ -580,8 +581,9 @@ export function stat_reads(): f64 { return readCount; }
 export function stat_io_ms(): f64 { return tIo; }
 export function stat_mem_ms(): f64 { return tMem; }
 export function stat_compute_ms(): f64 { return tCompute; }
+export function stat_predict_ms(): f64 { return tPredict; }
 export function add_io(bytes: f64, ops: f64, ms: f64): void { bytesRead += bytes; readCount += ops; tIo += ms; }
-export function stats_reset(): void { bytesRead = 0; readCount = 0; tIo = 0; tMem = 0; tCompute = 0; }
+export function stats_reset(): void { bytesRead = 0; readCount = 0; tIo = 0; tMem = 0; tCompute = 0; tPredict = 0; }
 
 /** Predictor of rank r (weights dtype dt); per layer set with predictor_layer. */
 export function predictor_init(r: i32, dt: i32): usize {
@@ -635,7 +637,7 @@ function predictLayer(l: i32): void {
  */
 export function ffn_begin(l: i32): void {
   const t0 = now();
-  if (wantMode == WANT_PREDICTOR) predictLayer(l);
+  if (wantMode == WANT_PREDICTOR) { predictLayer(l); tPredict += now() - t0; }
   else if (wantMode == WANT_ALL) {
     const list = predicted + (<usize>(l * ffn) << 2);
     for (let i = 0; i < ffn; i++) store<i32>(list + (<usize>i << 2), i);
@@ -848,6 +850,7 @@ export function plan_round(l: i32): i32 {
   if (missCursor >= missCount) return 0;
   const t0 = now();
   const base = load<u64>(flashOff + (<usize>l << 3));
+  const c = caches[l];
   let ops = 0, used: usize = 0;
   roundBytes = 0;
   items = 0;
@@ -867,6 +870,25 @@ export function plan_round(l: i32): i32 {
     const first = missAt(i), last = missAt(j);
     const nOps = opsFor(first, last);
     if (ops + nOps > maxOps) { if (ops == 0) { ioError = -2; return 0; } break; }
+    // Neighbouring bundles that all get cache rows are read straight into the rows they are
+    // appended to (round_done then has nothing to copy); the rest land in staging.
+    if (nParts == 1 && align == 1 && last - first == j - i && j < missCached && <u64>(last - first + 1) * <u64>PL(0) <= maxOpBytes) {
+      const dst = c.rowPtr(c.count + items);
+      const e = plan + <usize>ops * 24;
+      const off = base + PB(0) + <u64>first * <u64>PL(0), len = <u64>(last - first + 1) * <u64>PL(0);
+      store<f64>(e, <f64>off); store<f64>(e, <f64>len, 8); store<f64>(e, <f64>dst, 16);
+      roundBytes += <f64>len;
+      ops++;
+      for (let k = i; k <= j; k++) {
+        store<i32>(itemId + (<usize>(items + k - i) << 2), missAt(k));
+        store<usize>(itemPtr + (<usize>(items + k - i) << 4), dst + <usize>(k - i) * PL(0));
+      }
+      items += j - i + 1;
+      missCursor = j + 1;
+      used += <usize>len;   // a round reads at most stagingBytes either way (host readers hold a copy)
+      if (full) break;
+      continue;
+    }
     for (let p = 0; p < nParts; p++) {
       const lo = (base + PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
       const end = base + PB(p) + <u64>(last + 1) * <u64>PL(p);
@@ -919,6 +941,7 @@ export function round_done(l: i32): void {
   for (let k = 0; k < items && landedBefore + k < missCached; k++) {
     const row = c.rowPtr(c.insert(load<i32>(itemId + (<usize>k << 2))));
     const ptrs = itemPtr + (<usize>k << 4);
+    if (load<usize>(ptrs) == row) { cachedNow++; continue; }   // read in place
     for (let p = 0; p < nParts; p++) memory.copy(row + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
     cachedNow++;
   }

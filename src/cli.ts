@@ -50,8 +50,9 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --device cpu|gpu|auto  where the arithmetic runs (default auto): gpu = WebGPU (Deno, browsers;
                       a software adapter will do), auto = a hardware WebGPU adapter when the
                       runtime has one, else the wasm
-  --io wasi|async     FFN reads: through WASI fd_pread one at a time (default), or issued by
-                      the host in parallel while cached neurons compute
+  --io wasi|async|thread  FFN reads: through WASI fd_pread one at a time (default); async =
+                      issued by the host in parallel while cached neurons compute; thread = a
+                      worker thread reads them while cached neurons compute (page cache)
   --direct            O_DIRECT reads (cold: no page cache), implies --io async
   --queue-depth N     reads in flight with --io async (default 32)
   --no-bundle         ablation: an image whose FFN parts (up, gate, down) are stored apart, so
@@ -287,7 +288,7 @@ async function load(f: Flags, tokenizer?: Tokenizer): Promise<Model> {
   if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
   if (f.window !== undefined && f.window !== 'lru' && !/^\d+$/.test(String(f.window))) throw new UsageError(`--window must be a number of tokens or lru (got "${f.window}")`);
   const memory = str(f.memory);
-  if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async') throw new UsageError(`--io must be wasi or async (got "${f.io}")`);
+  if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async' && f.io !== 'thread') throw new UsageError(`--io must be wasi, async or thread (got "${f.io}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'], tokenizer,
     window: f['no-window'] ? 0 : f.window === 'lru' ? 'lru' : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']),

@@ -4,6 +4,7 @@
 import type { ModelConfig } from './config.js';
 import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
+import { ThreadReader } from './threadreader.js';
 import { FfnLayout, ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { Backend, IoReplayBackend, WasmBackend } from './backend.js';
@@ -74,8 +75,10 @@ export interface EngineOptions {
    * 'async' — the host reads each round in parallel (queueDepth in flight, libuv pool) while the
    * wasm computes the cached neurons; needs a file path. `direct` opens the file with O_DIRECT
    * (cold reads: no page cache), where the filesystem allows it.
+   * 'thread' — a worker thread reads each round with pread (page cache) while the wasm computes
+   * the cached neurons (ThreadReader); needs a file path; its staging copy counts in the budget.
    */
-  io?: 'wasi' | 'async';
+  io?: 'wasi' | 'async' | 'thread';
   direct?: boolean;
   queueDepth?: number;
   /**
@@ -94,6 +97,8 @@ export interface MemoryReport {
 }
 
 const READ_CHUNK = 16 << 20;
+/** A round in flight on the read thread (forwardAsync waits on the thread, not a promise). */
+const THREAD_ROUND = Symbol('thread round');
 const SCRATCH = 64 << 10;
 const ERRNO_NAMES: Record<number, string> = { 8: 'EBADF', 28: 'EINVAL', 29: 'EIO', 44: 'ENOENT', 52: 'ENOSYS', 76: 'ENOTCAPABLE' };
 
@@ -129,13 +134,15 @@ export class Engine {
     contextLength: number,
     mode: FfnMode,
     memory: MemoryReport,
+    /** Reads on a worker thread (io 'thread'). */
+    private readonly thread?: ThreadReader,
   ) {
     this.config = header.config;
     this.fd = fd;
     this.contextLength = contextLength;
     this.mode = mode;
     this.memory = memory;
-    this.memoryBytes = wasm.memory.buffer.byteLength;
+    this.memoryBytes = wasm.memory.buffer.byteLength + (thread?.bytes ?? 0);
     this.ffnBytes = header.ffn.bundle_bytes * header.config.ffn * header.config.nLayers;
     this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
     this.cpu = new WasmBackend(wasm, simd ? 'wasm simd' : 'wasm');
@@ -264,20 +271,30 @@ export class Engine {
     const cacheRoom = (budget: number, top: number) => budget - top - cfg.nLayers * perLayerFixed - 3 * 65536;
     let predBytes = 0, rowsPerLayer: number[] = [];
     let batched = false;
+    const io = opts.io ?? 'wasi';
+    if (!['wasi', 'async', 'thread'].includes(io)) throw new Error(`unknown io ${io} (wasi, async or thread)`);
+    // io 'thread': the worker's copy of the staging buffer and plan, held outside wasm memory.
+    let hostBytes = 0, threadArgs: [number, number] | undefined;
     let chosen: EnginePredictor | undefined;
     let predPtrs: { w1: number; b1: number; w2: number; b2: number }[] = [];
     if (flash) {
-      if ((opts.io ?? 'wasi') === 'async' || opts.direct) {
+      if (io === 'thread') {
+        if (!path) throw new Error("io 'thread' reads the model file on a worker thread: it needs the model as a file path");
+        if (opts.direct) throw new Error("io 'thread' reads through the page cache; direct (O_DIRECT) reads take io 'async'");
+      } else if (io === 'async' || opts.direct) {
         if (!src.readBatch) throw new Error(`${src.name}: this flash source has no parallel reads (readBatch); use io 'wasi'`);
         if (opts.direct && !path) throw new Error('direct (O_DIRECT) reads need the model as a file path');
-        batched = true;
       }
-      // Parallel reads want a staging buffer that holds many reads in flight; WASI reads one at a time.
-      const staging = opts.stagingBytes ?? (mode === 'sparse' && !batched ? 128 << 10 : batched && mode === 'sparse' ? 512 << 10 : 1 << 20);
+      batched = io !== 'wasi' || !!opts.direct;
+      // Parallel reads want a staging buffer that holds many reads in flight; WASI and the
+      // read thread take one at a time.
+      const staging = opts.stagingBytes ?? (mode === 'sparse' && (!batched || io === 'thread') ? 128 << 10 : batched && mode === 'sparse' ? 512 << 10 : 1 << 20);
+      const maxOps = opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0);
+      if (io === 'thread') { hostBytes = ThreadReader.bytesFor(staging, maxOps); threadArgs = [staging, maxOps]; }
       let pred = mode === 'sparse' ? opts.predictor : undefined;
       if (pred && typeof pred === 'function') {
         // A predictor of several ranks: the caller picks one for the room the resident part leaves.
-        const top0 = e.alloc(0, 16) + staging + cfg.ffn * 48 + cfg.nLayers * cfg.ffn * 4;
+        const top0 = e.alloc(0, 16) + staging + cfg.ffn * 48 + cfg.nLayers * cfg.ffn * 4 + hostBytes;
         const room = budget === undefined ? Infinity : cacheRoom(budget, top0);
         pred = pred(room, f.bundle_bytes + 4);
       }
@@ -287,8 +304,8 @@ export class Engine {
       if (!(Number.isInteger(window) && window >= 0 && window < 1 << 24) && window !== g('WINDOW_LRU') && window !== g('WINDOW_FOREVER')) {
         throw new Error(`window must be a whole number of tokens ≥ 0 or 'lru' (got ${opts.window})`);
       }
-      const align = batched ? src.alignment ?? 1 : 1;
-      e.flash_init(want, window, staging, opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0), align);
+      const align = batched && io !== 'thread' ? src.alignment ?? 1 : 1;
+      e.flash_init(want, window, staging, maxOps, align);
       if (batched) e.set_max_op_bytes(opts.maxReadBytes ?? 256 << 10);
       chosen = pred;
       if (pred) {
@@ -301,7 +318,7 @@ export class Engine {
       }
       // Neuron caches: what the budget leaves, shared by layers in proportion to their wanted sets.
       const perRowOverhead = f.bundle_bytes + 4;
-      const top = e.alloc(0, 16);
+      const top = e.alloc(0, 16) + hostBytes;
       let totalRows: number;
       if (opts.cacheRows !== undefined) {
         rowsPerLayer = Array.isArray(opts.cacheRows) ? opts.cacheRows.slice() : new Array(cfg.nLayers).fill(opts.cacheRows);
@@ -338,7 +355,7 @@ export class Engine {
         e.planner_costs(opts.planner.opUs, opts.planner.byteUs, Math.floor(opts.planner.gapBytes / f.bundle_bytes));
       }
     }
-    const total = e.memory.buffer.byteLength;
+    const total = e.memory.buffer.byteLength + hostBytes;
     if (budget !== undefined && total > budget) {
       throw new Error(`memory budget ${fmtBytes(budget)} is too small: the resident part alone needs ${fmtBytes(total)} ` +
         `(${(100 * total / src.size).toFixed(1)}% of the model)`);
@@ -404,9 +421,10 @@ export class Engine {
       if (matrix) toMatrices(e.memory, denseFfn[l], f, memFfn, cfg.ffn);
     }
     e.flash_set_fd(fd);
-    if (e.memory.buffer.byteLength !== total) throw new Error('internal error: wasm memory grew after allocation');
+    if (e.memory.buffer.byteLength + hostBytes !== total) throw new Error('internal error: wasm memory grew after allocation');
 
-    const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory);
+    const thread = threadArgs ? new ThreadReader(path!, ...threadArgs) : undefined;
+    const engine = new Engine(header, src, e, simd, tokenizerJson, nodeWasi ?? shim!, fd, ctx, mode, memory, thread);
     engine.batched = batched;
     engine.ffnInMemory = memFfn;
     if (ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
@@ -427,7 +445,8 @@ export class Engine {
    */
   async forwardAsync(token: number, pos: number, readLogits = true): Promise<void> {
     const src = this.source, b = this.backend, w = this.wasm;
-    const batched = this.batched && this.flash && !!src.readBatch;
+    const thread = this.flash ? this.thread : undefined;
+    const batched = this.batched && this.flash && (!!thread || !!src.readBatch);
     if (b === this.cpu && !batched) { this.forward(token, pos); return; }
     this.checkStep(token, pos);
     const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
@@ -440,7 +459,7 @@ export class Engine {
         w.ffn_begin(l);
         // The first round's reads go out before the cached neurons are computed, so they overlap.
         let n = w.plan_round(l);
-        let pending = batched && n > 0 ? src.readBatch!(w.memory, plan, n) : undefined;
+        let pending = batched && n > 0 ? this.issue(plan, n) : undefined;
         b.ffnCached(l);
         while (n > 0) {
           if (!pending) {
@@ -448,7 +467,7 @@ export class Engine {
           } else {
             const t0 = performance.now();
             try {
-              await pending;
+              if (pending === THREAD_ROUND) thread!.wait(); else await pending;
             } catch (e) {
               w.flash_reset();
               throw new Error(`${(e as Error).message}; the neuron cache was reset`);
@@ -457,13 +476,19 @@ export class Engine {
           }
           b.ffnLanded(l);
           n = w.plan_round(l);
-          pending = batched && n > 0 ? src.readBatch!(w.memory, plan, n) : undefined;
+          pending = batched && n > 0 ? this.issue(plan, n) : undefined;
         }
         this.checkIo();
       }
       b.ffnEnd(l);
     }
     await b.end(readLogits);
+  }
+
+  /** Starts a planned round of reads on the read thread or the source's parallel reader. */
+  private issue(plan: Float64Array, n: number): Promise<void> | typeof THREAD_ROUND {
+    if (this.thread) { this.thread.begin(this.wasm.memory, plan, n); return THREAD_ROUND; }
+    return this.source.readBatch!(this.wasm.memory, plan, n);
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
@@ -495,9 +520,9 @@ export class Engine {
   }
 
   /** Counters since the last resetStats(): flash traffic and where the time went (ms). */
-  stats(): { bytes_read: number; reads: number; io_ms: number; mem_ms: number; compute_ms: number } {
+  stats(): { bytes_read: number; reads: number; io_ms: number; mem_ms: number; compute_ms: number; predict_ms: number } {
     const w = this.wasm;
-    return { bytes_read: w.stat_bytes_read(), reads: w.stat_reads(), io_ms: w.stat_io_ms(), mem_ms: w.stat_mem_ms(), compute_ms: w.stat_compute_ms() };
+    return { bytes_read: w.stat_bytes_read(), reads: w.stat_reads(), io_ms: w.stat_io_ms(), mem_ms: w.stat_mem_ms(), compute_ms: w.stat_compute_ms(), predict_ms: w.stat_predict_ms() };
   }
 
   resetStats(): void { this.wasm.stats_reset(); }
@@ -547,6 +572,7 @@ export class Engine {
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; }
     if (this.fd >= 0) this.wasm.flash_close(this.fd);
     this.fd = -1;
+    this.thread?.close();
     this.source.close();
   }
 

@@ -13,6 +13,7 @@ export { FileSource, MemorySource } from './flash.js';
 export type { FlashSource } from './flash.js';
 export type { ModelConfig } from './config.js';
 export { ParallelReader } from './reader.js';
+export { ThreadReader } from './threadreader.js';
 export { probeDevice, loadProfile, saveProfile, defaultProfile, estimateUs, mergeGapBytes } from './probe.js';
 export type { DeviceProfile } from './probe.js';
 export { trainPredictor, loadPredictor, savePredictor, predictorPath, evaluatePredictor, truncatePredictor, predictorBytesAt } from './predictor.js';

@@ -78,6 +78,8 @@ export interface FlashStats {
   io_ms_per_token: number;
   mem_ms_per_token: number;
   compute_ms_per_token: number;
+  /** The predictor's share of compute_ms_per_token (sparse mode). */
+  predictor_ms_per_token: number;
   ffn_bytes_total: number;
   model_bytes: number;
   resident_bytes_peak: number;
@@ -283,6 +285,7 @@ export class Model {
       io_ms_per_token: round(s.io_ms / t),
       mem_ms_per_token: round(s.mem_ms / t),
       compute_ms_per_token: round(Math.max(0, ms - s.io_ms - s.mem_ms) / t),
+      predictor_ms_per_token: round(s.predict_ms / t),
       ffn_bytes_total: e.ffnBytes,
       model_bytes: e.source.size,
       resident_bytes_peak: e.memoryBytes,

@@ -92,7 +92,7 @@ describe("window 'lru': the neuron cache fills the budget, least recently used e
 describe('I/O replay (ioOnly): the flash traffic of a real run without its weights or arithmetic', () => {
   for (const name of MODELS) {
     for (const [mode, extra] of [['sparse', { window: 5, cacheRows: 96 }], ['sparse', { window: 'lru', cacheRows: 96 }], ['sparse', { window: 0, layout: 'split' }], ['hybrid', { hybridShare: 0.3 }], ['naive', {}]]) {
-      for (const io of ['wasi', 'async']) {
+      for (const io of ['wasi', 'async', 'thread']) {
         it(`${name} ${mode} ${JSON.stringify(extra)} io ${io}: the same reads, bytes and cache rows token by token`, async () => {
           const path = await imagePath(name, extra.layout === 'split' ? { layout: 'split' } : undefined);
           const { layout, ...opts } = extra;

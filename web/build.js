@@ -13,6 +13,7 @@ const NAMES = {
   wasi: ['WASI'],
   v8: ['setFlagsFromString'],
   'fs/promises': ['readFile', 'stat'],
+  worker_threads: ['Worker', 'workerData'],
 };
 
 const nodeStubs = {
