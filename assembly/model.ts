@@ -619,10 +619,10 @@ function predictLayer(l: i32): void {
   const p = predW + <usize>l * 20;
   const w1 = <usize>load<u32>(p), b1 = <usize>load<u32>(p, 4), w2 = <usize>load<u32>(p, 8), b2 = <usize>load<u32>(p, 12);
   const thr = load<f32>(p, 16);
-  matvec(predDt, w1, <usize>d * dtypeSize(predDt), xb, xp, predH, rank, d);
+  matvec(predDt, w1, rowBytes(predDt, d), xb, xp, predH, rank, d);
   vadd(b1, predH, rank);
   for (let i = 0; i < rank; i++) { const a = predH + (<usize>i << 2); store<f32>(a, max<f32>(load<f32>(a), 0)); }
-  matvec(predDt, w2, <usize>rank * dtypeSize(predDt), predH, xp, predZ, ffn, rank);
+  matvec(predDt, w2, rowBytes(predDt, rank), predH, xp, predZ, ffn, rank);
   const list = predicted + (<usize>(l * ffn) << 2);
   let n = 0;
   for (let i = 0; i < ffn; i++) {

@@ -5,6 +5,7 @@ import type { ModelConfig } from './config.js';
 import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
 import { ThreadReader } from './threadreader.js';
+import { quantize } from './quant.js';
 import { FfnLayout, ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { Backend, IoReplayBackend, WasmBackend } from './backend.js';
@@ -60,6 +61,11 @@ export interface EngineOptions {
    * neurons with predict() (oracle).
    */
   predictor?: EnginePredictor | ((roomBytes: number, bytesPerCacheRow: number) => EnginePredictor);
+  /**
+   * Sparse: how the predictor's weights are held — 'q8_0' (default: int8 blocks, half the bytes
+   * and time of f16, the rank padded to a multiple of 32) or 'f16' (as trained).
+   */
+  predictorDtype?: 'q8_0' | 'f16';
   /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
   threshold?: number;
   /** Staging buffer for reads (default 256 KiB; more for naive/hybrid). */
@@ -310,10 +316,15 @@ export class Engine {
       chosen = pred;
       if (pred) {
         const before = e.alloc(0, 16);
-        e.predictor_init(pred.rank, DTYPE_CODE.f16);
-        predPtrs = pred.layers.map((L) => ({
-          w1: putF16(e, L.w1), b1: putF32(e, L.b1), w2: putF16(e, L.w2), b2: putF32(e, L.b2),
-        }));
+        const q8 = (opts.predictorDtype ?? 'q8_0') === 'q8_0' && cfg.hidden % 32 === 0;
+        if (opts.predictorDtype !== undefined && !['q8_0', 'f16'].includes(opts.predictorDtype)) throw new Error(`predictorDtype must be q8_0 or f16 (got ${opts.predictorDtype})`);
+        // Q8_0 rows are whole blocks of 32: the rank is padded with zero components (relu(0) = 0).
+        const r = q8 ? Math.ceil(pred.rank / 32) * 32 : pred.rank;
+        e.predictor_init(r, q8 ? DTYPE_CODE.q8_0 : DTYPE_CODE.f16);
+        predPtrs = pred.layers.map((L) => q8
+          ? { w1: putQ8(e, padRows(L.w1, pred.rank, cfg.hidden, r, cfg.hidden), cfg.hidden), b1: putF32(e, padRows(L.b1, pred.rank, 1, r, 1)),
+              w2: putQ8(e, padRows(L.w2, cfg.ffn, pred.rank, cfg.ffn, r), r), b2: putF32(e, L.b2) }
+          : { w1: putF16(e, L.w1), b1: putF32(e, L.b1), w2: putF16(e, L.w2), b2: putF32(e, L.b2) });
         predBytes = e.alloc(0, 16) - before;
       }
       // Neuron caches: what the budget leaves, shared by layers in proportion to their wanted sets.
@@ -647,6 +658,22 @@ function putF16(e: EngineExports, v: Float32Array): number {
   const out = new Uint16Array(e.memory.buffer, p, v.length);
   for (let i = 0; i < v.length; i++) out[i] = f32ToF16(v[i]);
   return p;
+}
+
+/** Copies rows of n values into wasm memory as Q8_0 blocks. */
+function putQ8(e: EngineExports, v: Float32Array, n: number): number {
+  const bytes = quantize('q8_0', v, n);
+  const p = e.alloc(bytes.length, 64);
+  new Uint8Array(e.memory.buffer, p, bytes.length).set(bytes);
+  return p;
+}
+
+/** A (rows, cols) row-major matrix widened to (rows2, cols2) with zeros. */
+function padRows(v: Float32Array, rows: number, cols: number, rows2: number, cols2: number): Float32Array {
+  if (rows === rows2 && cols === cols2) return v;
+  const out = new Float32Array(rows2 * cols2);
+  for (let i = 0; i < rows; i++) out.set(v.subarray(i * cols, i * cols + cols), i * cols2);
+  return out;
 }
 
 function putF32(e: EngineExports, v: Float32Array): number {

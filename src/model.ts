@@ -342,7 +342,7 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
     };
   }
   const engine = Engine.open(image, {
-    ...opts, mode, memoryBytes, planner, predictor: predictor && pickRank(predictor, opts.predictorRank),
+    ...opts, mode, memoryBytes, planner, predictor: predictor && pickRank(predictor, opts.predictorRank, opts.predictorDtype),
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {
@@ -373,14 +373,14 @@ export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOpti
  * text) but leaves more rows for the neuron caches; each cached row saves about (1 - FRESH) of a
  * read per token, FRESH being the share of a token's neurons a window does not hold.
  */
-export function pickRank(p: Predictor, rank: number | undefined): (room: number, rowBytes: number) => EnginePredictor {
+export function pickRank(p: Predictor, rank: number | undefined, dtype: 'f16' | 'q8_0' = 'q8_0'): (room: number, rowBytes: number) => EnginePredictor {
   const FRESH = 0.3;
   return (room, rowBytes) => {
     if (rank !== undefined) return enginePredictor(truncatePredictor(p, rank));
     if (!Number.isFinite(room) || !p.rungs?.length) return enginePredictor(p);
     let best = p.rungs[0].rank, bestReads = Infinity;
     for (const r of p.rungs) {
-      const rows = (room - predictorBytesAt(p, r.rank)) / rowBytes;
+      const rows = (room - predictorBytesAt(p, r.rank, dtype)) / rowBytes;
       if (rows < 16 * p.nLayers) continue;
       const wanted = r.layers.reduce((a, L) => a + L.predicted_share * p.ffn, 0);
       const reads = wanted - Math.min(rows, wanted) * (1 - FRESH);

@@ -784,10 +784,16 @@ export function truncatePredictor(p: Predictor, rank: number): Predictor {
   };
 }
 
-/** Engine bytes of p truncated to `rank` (the largest rung ≤ rank, as truncatePredictor picks): predictorBytes' formula at that rank. */
-export function predictorBytesAt(p: Predictor, rank: number): number {
-  const r = rungAt(p, rank).rank;
-  return p.nLayers * (2 * (r * p.hidden + p.ffn * r) + 4 * (r + p.ffn) + 4);
+/**
+ * Engine bytes of p truncated to `rank` (the largest rung ≤ rank, as truncatePredictor picks):
+ * predictorBytes' formula at that rank; with dtype 'q8_0' the weights as the engine holds them
+ * by default (int8 blocks of 32, the rank padded to a multiple of 32).
+ */
+export function predictorBytesAt(p: Predictor, rank: number, dtype: 'f16' | 'q8_0' = 'f16'): number {
+  let r = rungAt(p, rank).rank;
+  if (dtype === 'f16' || p.hidden % 32) return p.nLayers * (2 * (r * p.hidden + p.ffn * r) + 4 * (r + p.ffn) + 4);
+  r = Math.ceil(r / 32) * 32;
+  return p.nLayers * ((34 / 32) * (r * p.hidden + p.ffn * r) + 4 * (r + p.ffn) + 4);
 }
 
 /** The largest rung rank of p whose engine bytes fit in `bytes`, or undefined when even the smallest does not. */
