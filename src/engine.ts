@@ -68,7 +68,7 @@ export interface EngineOptions {
   predictorDtype?: 'q8_0' | 'f16';
   /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
   threshold?: number;
-  /** Staging buffer for reads (default 256 KiB; more for naive/hybrid). */
+  /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
   stagingBytes?: number;
   /** Planner costs: µs per read operation and per byte, and the merge gap in bytes. */
   planner?: { opUs: number; byteUs: number; gapBytes: number };
@@ -294,8 +294,9 @@ export class Engine {
       batched = io !== 'wasi' || !!opts.direct;
       // Parallel reads want a staging buffer that holds many reads in flight; WASI and the
       // read thread take one at a time.
-      const staging = opts.stagingBytes ?? (mode === 'sparse' && (!batched || io === 'thread') ? 128 << 10 : batched && mode === 'sparse' ? 512 << 10 : 1 << 20);
-      const maxOps = opts.maxOps ?? Math.max(64, opts.queueDepth ?? 0);
+      // The read thread wants a layer's misses in one round (a second round cannot overlap compute).
+      const staging = opts.stagingBytes ?? (mode === 'sparse' ? (io === 'thread' ? 256 << 10 : batched ? 512 << 10 : 128 << 10) : 1 << 20);
+      const maxOps = opts.maxOps ?? Math.max(io === 'thread' ? 256 : 64, opts.queueDepth ?? 0);
       if (io === 'thread') { hostBytes = ThreadReader.bytesFor(staging, maxOps); threadArgs = [staging, maxOps]; }
       let pred = mode === 'sparse' ? opts.predictor : undefined;
       if (pred && typeof pred === 'function') {
