@@ -46,6 +46,11 @@ const MODES = [
   { name: 'sparse_w10', mode: 'sparse', window: 10 },
   // warm only: a worker thread shares the page-cache reads while cached neurons compute
   { name: 'sparse_thread', mode: 'sparse', io: 'thread', warmOnly: true },
+  // resident matrices held as Q8_0 (their memory goes to the neuron caches); dense_rq8 is the
+  // dense run with the same resident weights, for a like-for-like ratio
+  { name: 'dense_rq8', mode: 'dense', residentDtype: 'q8_0' },
+  { name: 'sparse_rq8', mode: 'sparse', residentDtype: 'q8_0' },
+  { name: 'sparse_rq8_thread', mode: 'sparse', residentDtype: 'q8_0', io: 'thread', warmOnly: true },
 ];
 const SETTINGS = {
   warm: { io: 'wasi' },
@@ -132,13 +137,13 @@ for (const [name, requested] of Object.entries(MODELS)) {
     for (const m of MODES) {
       if (m.warmOnly && setting !== 'warm') continue;
       if (m.mode === 'sparse' && !hasPredictor) { out[m.name] = { skipped: 'no predictor' }; continue; }
-      const opts = { mode: m.mode, ...SETTINGS[setting], ...(m.io ? { io: m.io } : {}), ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}) };
+      const opts = { mode: m.mode, ...SETTINGS[setting], ...(m.io ? { io: m.io } : {}), ...(m.residentDtype ? { residentDtype: m.residentDtype } : {}), ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}) };
       const r = await open(dir, opts);
       if (r.error) { out[m.name] = { error: r.error }; console.log(`${name} ${setting} ${m.name}: ${r.error}`); continue; }
       ids ??= r.model.tokenize(promptText).slice(0, PROMPT);
       try {
         const { cell, ids: got } = await measure(r.model, ids, setting, denseIds);
-        if (m.mode === 'dense') denseIds = got;
+        if (m.name === 'dense') denseIds = got;
         if (m.window !== undefined) cell.window = m.window;
         out[m.name] = cell;
         console.log(`${name} ${setting} ${m.name.padEnd(10)} ${cell.ms_per_token.toFixed(2).padStart(7)} ms/token (io ${cell.io_ms_per_token}, mem ${cell.mem_ms_per_token}, compute ${cell.compute_ms_per_token}), ` +
@@ -157,6 +162,12 @@ for (const [name, requested] of Object.entries(MODELS)) {
   ratios[name] = {
     warm_sparse_over_dense_ms: ok(warm.sparse) && ok(warm.dense) ? r3(warm.sparse.ms_per_token / warm.dense.ms_per_token) : null,
     warm_sparse_thread_over_dense_ms: ok(warm.sparse_thread) && ok(warm.dense) ? r3(warm.sparse_thread.ms_per_token / warm.dense.ms_per_token) : null,
+    warm_sparse_rq8_over_dense_ms: ok(warm.sparse_rq8) && ok(warm.dense) ? r3(warm.sparse_rq8.ms_per_token / warm.dense.ms_per_token) : null,
+    warm_sparse_rq8_thread_over_dense_ms: ok(warm.sparse_rq8_thread) && ok(warm.dense) ? r3(warm.sparse_rq8_thread.ms_per_token / warm.dense.ms_per_token) : null,
+    warm_sparse_rq8_over_dense_rq8_ms: ok(warm.sparse_rq8) && ok(warm.dense_rq8) ? r3(warm.sparse_rq8.ms_per_token / warm.dense_rq8.ms_per_token) : null,
+    warm_sparse_rq8_thread_over_dense_rq8_ms: ok(warm.sparse_rq8_thread) && ok(warm.dense_rq8) ? r3(warm.sparse_rq8_thread.ms_per_token / warm.dense_rq8.ms_per_token) : null,
+    cold_naive_over_sparse_rq8_speedup: ok(cold.naive) && ok(cold.sparse_rq8) ? r3(cold.naive.ms_per_token / cold.sparse_rq8.ms_per_token) : null,
+    cold_naive_over_sparse_rq8_io_bound: ok(cold.naive) && ok(cold.sparse_rq8) && cold.sparse_rq8.io_bound_ms_per_token ? r3(cold.naive.io_bound_ms_per_token / cold.sparse_rq8.io_bound_ms_per_token) : null,
     warm_sparse_over_dense_goal: 1.3,
     cold_naive_over_sparse_speedup: ok(cold.naive) && ok(cold.sparse) ? r3(cold.naive.ms_per_token / cold.sparse.ms_per_token) : null,
     // What the device model says the reads alone allow: naive's I/O bound over sparse's.

@@ -44,6 +44,8 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --predictor-rank R  sparse: run the predictor at rank R (default: the largest that leaves
                       the neuron caches at least half of the memory left)
   --predictor-dtype q8_0|f16  sparse: predictor weights as int8 blocks (default) or f16
+  --resident-dtype q8_0  hold attention, embeddings and lm_head as int8 blocks (quantized at
+                      load): about half their memory goes to the neuron caches instead
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
   --context N         KV cache length in tokens (default: the model's; with --memory: the
                       prompt plus --max-tokens for generate, 128 for perplexity)
@@ -62,7 +64,7 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
                       predicted ÷ true set size (the dense pass is outside the budget)`;
 const FLASH_FLAGS = {
   memory: 'string', mode: 'string', window: 'string', 'no-window': 'boolean', threshold: 'number', predictor: 'string',
-  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', device: 'string', 'no-bundle': 'boolean', 'predictor-rank': 'number', 'predictor-dtype': 'string',
+  'hybrid-share': 'number', context: 'number', 'check-predictor': 'boolean', io: 'string', direct: 'boolean', 'queue-depth': 'number', kv: 'string', device: 'string', 'no-bundle': 'boolean', 'predictor-rank': 'number', 'predictor-dtype': 'string', 'resident-dtype': 'string',
 } as const;
 
 const commands: Record<string, Command> = {
@@ -292,9 +294,11 @@ async function load(f: Flags, tokenizer?: Tokenizer): Promise<Model> {
   if (f.io !== undefined && f.io !== 'wasi' && f.io !== 'async' && f.io !== 'thread') throw new UsageError(`--io must be wasi, async or thread (got "${f.io}")`);
   const pdt = str(f['predictor-dtype']);
   if (pdt !== undefined && pdt !== 'q8_0' && pdt !== 'f16') throw new UsageError(`--predictor-dtype must be q8_0 or f16 (got "${pdt}")`);
+  const rdt = str(f['resident-dtype']);
+  if (rdt !== undefined && rdt !== 'q8_0') throw new UsageError(`--resident-dtype must be q8_0 (got "${rdt}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'], tokenizer,
-    window: f['no-window'] ? 0 : f.window === 'lru' ? 'lru' : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']), predictorDtype: pdt as LoadOptions['predictorDtype'],
+    window: f['no-window'] ? 0 : f.window === 'lru' ? 'lru' : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']), predictorDtype: pdt as LoadOptions['predictorDtype'], residentDtype: rdt as LoadOptions['residentDtype'],
     io: f.direct ? 'async' : (str(f.io) as LoadOptions['io']), direct: f.direct === true, queueDepth: num(f['queue-depth']),
     kvDtype: str(f.kv) as LoadOptions['kvDtype'], device: (str(f.device) ?? 'auto') as LoadOptions['device'], layout: f['no-bundle'] ? 'split' : undefined, hybridShare: num(f['hybrid-share']), contextLength: num(f.context) ?? (memory !== undefined ? 128 : undefined),
   });

@@ -6,7 +6,7 @@ import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
 import { ThreadReader } from './threadreader.js';
 import { quantize } from './quant.js';
-import { FfnLayout, ImageHeader, Progress, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
+import { FfnLayout, ImageHeader, Progress, TensorEntry, f16ToF32, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { Backend, IoReplayBackend, WasmBackend } from './backend.js';
 import { openGpu, WebGpuBackend } from './gpu/webgpu.js';
@@ -66,6 +66,11 @@ export interface EngineOptions {
    * and time of f16, the rank padded to a multiple of 32) or 'f16' (as trained).
    */
   predictorDtype?: 'q8_0' | 'f16';
+  /**
+   * Hold the resident matrices (attention, embeddings, lm_head) as Q8_0, quantized while loading:
+   * about half their bytes, left to the neuron caches under a budget (default: as stored).
+   */
+  residentDtype?: 'q8_0';
   /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
   threshold?: number;
   /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
@@ -265,8 +270,26 @@ export class Engine {
     const name = new TextEncoder().encode(src.name);
     const namePtr = e.alloc(name.length, 16);
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
-    const resident = ioOnly ? 0 : e.alloc(resSec.length - (embSkip ? embBytes : 0), 4096);
-    const scratch = embSkip ? e.alloc(SCRATCH, 4096) : 0;
+    // residentDtype 'q8_0': matrices of the resident part (attention, embeddings, lm_head) are
+    // quantized as they load, each at its own offset in a packed layout; the rest stays as stored.
+    if (opts.residentDtype !== undefined && opts.residentDtype !== 'q8_0') throw new Error(`residentDtype must be q8_0 (got ${opts.residentDtype})`);
+    const quantRes = !ioOnly && opts.residentDtype === 'q8_0';
+    const quantizes = (t: TensorEntry) => quantRes && t !== (embSkip ? embT : undefined) && t.shape.length === 2 &&
+      t.shape[1] % 32 === 0 && ['f32', 'f16', 'bf16'].includes(t.dtype);
+    const placed = new Map<TensorEntry, number>();
+    let resBytes = resSec.length - (embSkip ? embBytes : 0);
+    if (quantRes) {
+      let at = 0;
+      for (const t of [...header.tensors].sort((a, b) => a.offset - b.offset)) {
+        if (embSkip && t === embT) continue;
+        at = Math.ceil(at / 64) * 64;
+        placed.set(t, at);
+        at += quantizes(t) ? t.shape[0] * rowBytes('q8_0', t.shape[1]) : tensorBytes(t.dtype, t.shape);
+      }
+      resBytes = at;
+    }
+    const resident = ioOnly ? 0 : e.alloc(resBytes, 4096);
+    const scratch = embSkip || quantRes ? e.alloc(SCRATCH, 4096) : 0;
     if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), rowBytes(embT.dtype, cfg.hidden));
     const denseFfn = flash ? [] : Array.from({ length: cfg.nLayers }, (_, l) => e.alloc(section(header, `ffn.${l}`).length, 4096));
 
@@ -375,7 +398,7 @@ export class Engine {
     if (e.alloc(0, 16) === 0 || (resident === 0 && !ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const cacheBytes = rowsPerLayer.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
     const memory: MemoryReport = {
-      total, resident: ioOnly ? 0 : resSec.length - (embSkip ? embBytes : 0) + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
+      total, resident: ioOnly ? 0 : resBytes + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
       predictor: predBytes, predictor_rank: chosen?.rank ?? 0, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
     };
     memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);
@@ -402,7 +425,7 @@ export class Engine {
     const readSection = (name: string, ptr: number, skip?: { from: number; to: number }): number => {
       const s = section(header, name);
       let crc = 0;
-      const run = (from: number, to: number, dst: number | undefined) => {
+      const run = (from: number, to: number, dst: number | undefined, sink?: (off: number, bytes: Uint8Array) => void) => {
         const chunk = dst === undefined ? SCRATCH : READ_CHUNK;
         for (let off = from; off < to; off += chunk) {
           const n = Math.min(chunk, to - off), p = dst === undefined ? scratch : dst + (off - from);
@@ -410,20 +433,52 @@ export class Engine {
           if (got < 0) throw new Error(`${src.name}: read of section ${name} failed (${ioCause(-got, shim)})`);
           if (got !== n) throw new Error(`${src.name}: image is truncated in section ${name}`);
           crc = e.crc32(crc, p, n) >>> 0;
+          sink?.(off, new Uint8Array(e.memory.buffer, p, n));
           done += n;
           opts.onProgress?.(done, totalBytes, 'load');
         }
       };
-      if (!skip) run(0, s.length, ptr);
+      if (quantRes && name === 'resident') run(0, s.length, undefined, quantSink());
+      else if (!skip) run(0, s.length, ptr);
       else { run(0, skip.from, ptr); run(skip.from, skip.to, undefined); run(skip.to, s.length, ptr + skip.from); }
       if (crc !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section ${name} (file is corrupted)`);
       return ptr;
     };
 
+    // The resident section streamed through the scratch buffer: tensors kept as stored are copied
+    // out, the others quantized row by row (no full-size copy is ever held).
+    function quantSink(): (off: number, bytes: Uint8Array) => void {
+      const order = [...placed.keys()].sort((a, b) => a.offset - b.offset);
+      const rows = new Map<TensorEntry, { buf: Uint8Array; fill: number; row: number }>();
+      return (off, bytes) => {
+        const end = off + bytes.length;
+        for (const t of order) {
+          const tb = tensorBytes(t.dtype, t.shape);
+          if (t.offset >= end || t.offset + tb <= off) continue;
+          const from = Math.max(off, t.offset), to = Math.min(end, t.offset + tb);
+          const part = bytes.subarray(from - off, to - off), dst = resident + placed.get(t)!;
+          if (!quantizes(t)) { new Uint8Array(e.memory.buffer, dst + (from - t.offset), part.length).set(part); continue; }
+          const cols = t.shape[1], rb = tensorBytes(t.dtype, [cols]), qb = rowBytes('q8_0', cols);
+          let st = rows.get(t);
+          if (!st) rows.set(t, st = { buf: new Uint8Array(rb), fill: 0, row: 0 });
+          for (let i = 0; i < part.length;) {
+            const n = Math.min(rb - st.fill, part.length - i);
+            st.buf.set(part.subarray(i, i + n), st.fill);
+            st.fill += n; i += n;
+            if (st.fill === rb) {
+              new Uint8Array(e.memory.buffer, dst + st.row * qb, qb).set(quantize('q8_0', widen(t.dtype, st.buf, cols), cols));
+              st.fill = 0; st.row++;
+            }
+          }
+        }
+      };
+    }
+
     if (!ioOnly) readSection('resident', resident, embSkip);
     for (const t of ioOnly ? [] : header.tensors) {
       if (embSkip && t === embT) { e.set_global(g('G_TOK_EMBED'), 0, DTYPE_CODE[t.dtype]); continue; }
-      const ptr = resident + t.offset - (embSkip && t.offset >= embSkip.to ? embSkip.to - embSkip.from : 0), dt = DTYPE_CODE[t.dtype];
+      const ptr = quantRes ? resident + placed.get(t)! : resident + t.offset - (embSkip && t.offset >= embSkip.to ? embSkip.to - embSkip.from : 0);
+      const dt = DTYPE_CODE[quantizes(t) ? 'q8_0' : t.dtype];
       if (t.layer < 0) e.set_global(g(GLOBAL_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
       else e.set_layer(t.layer, g(LAYER_ROLES[t.role] ?? unknownRole(t.role)), ptr, dt);
       if (t.role === 'tok_embed' && cfg.tieWordEmbeddings) e.set_global(g('G_LM_HEAD'), ptr, dt);
@@ -659,6 +714,15 @@ function putF16(e: EngineExports, v: Float32Array): number {
   const out = new Uint16Array(e.memory.buffer, p, v.length);
   for (let i = 0; i < v.length; i++) out[i] = f32ToF16(v[i]);
   return p;
+}
+
+/** A row of f32, f16 or bf16 values as f32. */
+function widen(dt: string, raw: Uint8Array, n: number): Float32Array {
+  if (dt === 'f32') return new Float32Array(raw.slice().buffer, 0, n);
+  const u16 = new Uint16Array(raw.buffer, raw.byteOffset, n), out = new Float32Array(n);
+  if (dt === 'f16') for (let i = 0; i < n; i++) out[i] = f16ToF32(u16[i]);
+  else { const u32 = new Uint32Array(out.buffer); for (let i = 0; i < n; i++) u32[i] = u16[i] << 16; }
+  return out;
 }
 
 /** Copies rows of n values into wasm memory as Q8_0 blocks. */

@@ -32,7 +32,7 @@ describe('flash engine from the CLI', () => {
     const model = modelDir('llama-relu-mini');
     const p = golden('llama-relu-mini').prompts[0];
     const out = {};
-    for (const args of [['--mode', 'naive'], ['--mode', 'hybrid'], ['--mode', 'sparse'], ['--no-window'], ['--no-bundle'], ['--io', 'async'], ['--io', 'thread'], ['--window', 'lru']]) {
+    for (const args of [['--mode', 'naive'], ['--mode', 'hybrid'], ['--mode', 'sparse'], ['--no-window'], ['--no-bundle'], ['--io', 'async'], ['--io', 'thread'], ['--window', 'lru'], ['--resident-dtype', 'q8_0']]) {
       const r = await cli('generate', '--model', model, '--memory', '80%', ...args, '--json', '--temperature', '0', '--max-tokens', '8', p.text);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
       out[args.join(' ')] = JSON.parse(r.stdout).stats;
@@ -62,6 +62,8 @@ describe('flash engine from the CLI', () => {
       [['generate', '--window', '3', '--no-window', 'x'], 2, /exclude each other/],
       [['generate', '--io', 'fast', 'x'], 2, /--io must be wasi, async or thread/],
       [['generate', '--window', 'recent', 'x'], 2, /--window must be a number of tokens or lru/],
+      [['generate', '--resident-dtype', 'q4_0', 'x'], 2, /--resident-dtype must be q8_0/],
+      [['generate', '--predictor-dtype', 'f32', 'x'], 2, /--predictor-dtype must be q8_0 or f16/],
       [['export-gguf', '--predictor', 'x.fnpred', 'out.gguf'], 2, /--predictor goes with --powerinfer/],
       [['generate', '--mode', 'sparse', '--predictor', '/no/such.fnpred', 'x'], 1, /no such file|not found|none at/i],
     ];

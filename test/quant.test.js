@@ -53,3 +53,57 @@ for (const name of MODELS) {
     }
   });
 }
+
+// residentDtype 'q8_0': an f16/bf16 image whose resident matrices are quantized as they load.
+for (const name of MODELS) {
+  describe(`resident matrices held as Q8_0: ${name}`, function () {
+    this.timeout(300_000);
+    it('about half the resident bytes; perplexity within +2%; greedy text close', async () => {
+      const ref = await loadModel(modelDir(name));
+      const q = await loadModel(modelDir(name), { residentDtype: 'q8_0' });
+      try {
+        const a = ref.engine.memory.resident, b = q.engine.memory.resident;
+        const ffn = ref.engine.ffnBytes;
+        assert.ok((b - ffn) / (a - ffn) < 0.56, `resident ${b - ffn} B vs ${a - ffn} B as stored`);
+        const text = HELDOUT.slice(0, 4000);
+        const r0 = (await ref.perplexity(text, { context: 128 })).ppl, r1 = (await q.perplexity(text, { context: 128 })).ppl;
+        assert.ok(r1 / r0 - 1 <= 0.02, `perplexity ${r1} vs ${r0}`);
+        const p = golden(name).prompts[0];
+        const c = await q.complete(p.text, { temperature: 0, maxTokens: 16, stopAtEos: false });
+        const same = c.ids.filter((id, i) => id === p.greedy_ids[i]).length;
+        assert.ok(same >= 12, `${same} of 16 greedy ids equal the unquantized model's`);
+      } finally { ref.close(); q.close(); }
+    });
+    it('leaves more of a budget to the neuron caches', async () => {
+      const budget = name === 'opt-relu-mini' ? '60%' : '70%';
+      const a = await loadModel(modelDir(name), { memory: budget, mode: 'hybrid', contextLength: 64 });
+      const b = await loadModel(modelDir(name), { memory: budget, mode: 'hybrid', contextLength: 64, residentDtype: 'q8_0' });
+      try {
+        assert.ok(b.engine.memoryBytes <= a.engine.memoryBytes + 65536);
+        assert.ok(b.engine.memory.neuron_cache > a.engine.memory.neuron_cache + (2 << 20), `${b.engine.memory.neuron_cache} vs ${a.engine.memory.neuron_cache}`);
+        const c = await b.complete('The meaning of the word', { temperature: 0, maxTokens: 4 });
+        assert.equal(c.ids.length, 4);
+      } finally { a.close(); b.close(); }
+    });
+  });
+}
+
+describe('resident matrices held as Q8_0: bad input', () => {
+  it('a corrupted resident section is still caught; an unknown residentDtype is refused', async () => {
+    const { imagePath } = await import('./helpers/models.js');
+    const { Engine } = await import('../dist/src/index.js');
+    const { readImageHeader } = await import('../dist/src/index.js');
+    const { writeFileSync } = await import('node:fs');
+    const good = await imagePath('opt-relu-mini');
+    const bytes = readFileSync(good);
+    const { FileSource } = await import('../dist/src/index.js');
+    const src = new FileSource(good);
+    const h = readImageHeader(src);
+    src.close();
+    bytes[h.sections.find((s) => s.name === 'resident').offset + 5000] ^= 0x5a;
+    const bad = join(tmpDir('rq'), 'bad.fnimg');
+    writeFileSync(bad, bytes);
+    assert.throws(() => Engine.open(bad, { residentDtype: 'q8_0' }), /checksum mismatch in section resident/);
+    assert.throws(() => Engine.open(good, { residentDtype: 'q4_0' }), /residentDtype must be q8_0/);
+  });
+});
