@@ -104,8 +104,10 @@ for (const name of MODELS) {
     it('sparse with an oracle predictor equals dense token by token, with the same reads as io wasi', async () => {
       const path = await imagePath(name);
       const dense = Engine.open(path);
-      const wasi = Engine.open(path, { mode: 'sparse', window: 5, cacheRows: 128 });
-      const thread = Engine.open(path, { mode: 'sparse', window: 5, cacheRows: 128, io: 'thread' });
+      // the same rounds (staging and reads per round) on both paths, so the same reads
+      const same = { mode: 'sparse', window: 5, cacheRows: 128, stagingBytes: 256 << 10, maxOps: 256 };
+      const wasi = Engine.open(path, same);
+      const thread = Engine.open(path, { ...same, io: 'thread' });
       try {
         const ids = golden(name).activations[2].ids.slice(0, 32);
         let worst = 0;
