@@ -46,8 +46,10 @@ const MODES = [
   { name: 'sparse_w10', mode: 'sparse', window: 10 },
   // warm only: a worker thread shares the page-cache reads while cached neurons compute
   { name: 'sparse_thread', mode: 'sparse', io: 'thread', warmOnly: true },
-  // resident matrices held as Q8_0 (their memory goes to the neuron caches); dense_rq8 is the
-  // dense run with the same resident weights, for a like-for-like ratio
+  // The resident matrices: every row above holds them as 'auto' picks (Q8_0 when the budget
+  // leaves the FFN little room: opt-relu-mini at 60%); sparse_stored as stored, sparse_rq8 as
+  // Q8_0 always, dense_rq8 the dense run with Q8_0 resident weights, for a like-for-like ratio.
+  { name: 'sparse_stored', mode: 'sparse', residentDtype: 'stored' },
   { name: 'dense_rq8', mode: 'dense', residentDtype: 'q8_0' },
   { name: 'sparse_rq8', mode: 'sparse', residentDtype: 'q8_0' },
   { name: 'sparse_rq8_thread', mode: 'sparse', residentDtype: 'q8_0', io: 'thread', warmOnly: true },
@@ -56,7 +58,7 @@ const SETTINGS = {
   warm: { io: 'wasi' },
   cold: { io: 'async', direct: true, queueDepth: QD },
 };
-const KEYS = ['ms_per_token', 'io_ms_per_token', 'mem_ms_per_token', 'compute_ms_per_token', 'predictor_ms_per_token', 'bytes_read_per_token',
+const KEYS = ['resident_dtype', 'ms_per_token', 'io_ms_per_token', 'mem_ms_per_token', 'compute_ms_per_token', 'predictor_ms_per_token', 'bytes_read_per_token',
   'reads_per_token', 'ffn_read_fraction', 'ffn_cache_fraction', 'resident_bytes_peak'];
 
 // Device cost model for the I/O bound: the saved profile the engine's planner uses (or its

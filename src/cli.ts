@@ -44,8 +44,10 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --predictor-rank R  sparse: run the predictor at rank R (default: the largest that leaves
                       the neuron caches at least half of the memory left)
   --predictor-dtype q8_0|f16  sparse: predictor weights as int8 blocks (default) or f16
-  --resident-dtype q8_0  hold attention, embeddings and lm_head as int8 blocks (quantized at
-                      load): about half their memory goes to the neuron caches instead
+  --resident-dtype q8_0|stored|auto  hold attention, embeddings and lm_head as int8 blocks
+                      (quantized at load; about half their memory goes to the neuron caches),
+                      as stored, or (default) int8 when a budget leaves the predictor and
+                      caches under half the FFN's bytes with them as stored (not with a GPU)
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
   --context N         KV cache length in tokens (default: the model's; with --memory: the
                       prompt plus --max-tokens for generate, 128 for perplexity)
@@ -295,7 +297,7 @@ async function load(f: Flags, tokenizer?: Tokenizer): Promise<Model> {
   const pdt = str(f['predictor-dtype']);
   if (pdt !== undefined && pdt !== 'q8_0' && pdt !== 'f16') throw new UsageError(`--predictor-dtype must be q8_0 or f16 (got "${pdt}")`);
   const rdt = str(f['resident-dtype']);
-  if (rdt !== undefined && rdt !== 'q8_0') throw new UsageError(`--resident-dtype must be q8_0 (got "${rdt}")`);
+  if (rdt !== undefined && !['q8_0', 'stored', 'auto'].includes(rdt)) throw new UsageError(`--resident-dtype must be q8_0, stored or auto (got "${rdt}")`);
   const model = await loadModel(typeof f.model === 'string' ? f.model : DEFAULT_MODEL, {
     onProgress: bar('load'), memory, mode: mode as LoadOptions['mode'], tokenizer,
     window: f['no-window'] ? 0 : f.window === 'lru' ? 'lru' : num(f.window), threshold: num(f.threshold), predictorPath: str(f.predictor), predictorRank: num(f['predictor-rank']), predictorDtype: pdt as LoadOptions['predictorDtype'], residentDtype: rdt as LoadOptions['residentDtype'],

@@ -68,9 +68,11 @@ export interface EngineOptions {
   predictorDtype?: 'q8_0' | 'f16';
   /**
    * Hold the resident matrices (attention, embeddings, lm_head) as Q8_0, quantized while loading:
-   * about half their bytes, left to the neuron caches under a budget (default: as stored).
+   * about half their bytes, left to the neuron caches under a budget. 'auto' (default): Q8_0 in
+   * the flash modes when the budget, with them as stored, leaves the predictor and the neuron
+   * caches less than half the FFN's bytes; else as stored.
    */
-  residentDtype?: 'q8_0';
+  residentDtype?: 'q8_0' | 'stored' | 'auto';
   /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
   threshold?: number;
   /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
@@ -103,7 +105,7 @@ export interface EngineOptions {
 
 /** Memory the engine holds, by part (bytes). */
 export interface MemoryReport {
-  total: number; resident: number; predictor: number; predictor_rank: number; neuron_cache: number; kv_cache: number; buffers: number;
+  total: number; resident: number; resident_dtype: 'stored' | 'q8_0'; predictor: number; predictor_rank: number; neuron_cache: number; kv_cache: number; buffers: number;
   cache_rows: number[];
 }
 
@@ -272,22 +274,26 @@ export class Engine {
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
     // residentDtype 'q8_0': matrices of the resident part (attention, embeddings, lm_head) are
     // quantized as they load, each at its own offset in a packed layout; the rest stays as stored.
-    if (opts.residentDtype !== undefined && opts.residentDtype !== 'q8_0') throw new Error(`residentDtype must be q8_0 (got ${opts.residentDtype})`);
-    const quantRes = !ioOnly && opts.residentDtype === 'q8_0';
-    const quantizes = (t: TensorEntry) => quantRes && t !== (embSkip ? embT : undefined) && t.shape.length === 2 &&
+    // 'auto' (the default) does so in the flash modes when, with the weights as stored, the
+    // budget would leave the predictor and neuron caches less than half the FFN's bytes.
+    const rd = opts.residentDtype ?? 'auto';
+    if (!['q8_0', 'stored', 'auto'].includes(rd)) throw new Error(`residentDtype must be q8_0, stored or auto (got ${opts.residentDtype})`);
+    const quantizable = (t: TensorEntry) => t !== (embSkip ? embT : undefined) && t.shape.length === 2 &&
       t.shape[1] % 32 === 0 && ['f32', 'f16', 'bf16'].includes(t.dtype);
     const placed = new Map<TensorEntry, number>();
-    let resBytes = resSec.length - (embSkip ? embBytes : 0);
-    if (quantRes) {
-      let at = 0;
-      for (const t of [...header.tensors].sort((a, b) => a.offset - b.offset)) {
-        if (embSkip && t === embT) continue;
-        at = Math.ceil(at / 64) * 64;
-        placed.set(t, at);
-        at += quantizes(t) ? t.shape[0] * rowBytes('q8_0', t.shape[1]) : tensorBytes(t.dtype, t.shape);
-      }
-      resBytes = at;
+    const storedBytes = resSec.length - (embSkip ? embBytes : 0);
+    let q8Bytes = 0;
+    for (const t of [...header.tensors].sort((a, b) => a.offset - b.offset)) {
+      if (embSkip && t === embT) continue;
+      q8Bytes = Math.ceil(q8Bytes / 64) * 64;
+      placed.set(t, q8Bytes);
+      q8Bytes += quantizable(t) ? t.shape[0] * rowBytes('q8_0', t.shape[1]) : tensorBytes(t.dtype, t.shape);
     }
+    const ffnTotal = f.bundle_bytes * cfg.ffn * cfg.nLayers;
+    const quantRes = !ioOnly && q8Bytes < storedBytes && (rd === 'q8_0' ||
+      (rd === 'auto' && flash && budget !== undefined && budget - e.alloc(0, 16) - storedBytes < ffnTotal / 2));
+    const quantizes = (t: TensorEntry) => quantRes && quantizable(t);
+    const resBytes = quantRes ? q8Bytes : storedBytes;
     const resident = ioOnly ? 0 : e.alloc(resBytes, 4096);
     const scratch = embSkip || quantRes ? e.alloc(SCRATCH, 4096) : 0;
     if (embSkip) e.embed_on_flash(BigInt(resSec.offset + embT.offset), rowBytes(embT.dtype, cfg.hidden));
@@ -398,7 +404,7 @@ export class Engine {
     if (e.alloc(0, 16) === 0 || (resident === 0 && !ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const cacheBytes = rowsPerLayer.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
     const memory: MemoryReport = {
-      total, resident: ioOnly ? 0 : resBytes + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
+      total, resident_dtype: quantRes ? 'q8_0' : 'stored', resident: ioOnly ? 0 : resBytes + (flash ? 0 : denseFfn.length * section(header, 'ffn.0').length),
       predictor: predBytes, predictor_rank: chosen?.rank ?? 0, neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: 0, cache_rows: rowsPerLayer,
     };
     memory.buffers = Math.max(0, total - memory.resident - predBytes - cacheBytes - kvBytes);

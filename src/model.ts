@@ -83,6 +83,8 @@ export interface FlashStats {
   ffn_bytes_total: number;
   model_bytes: number;
   resident_bytes_peak: number;
+  /** How the resident matrices are held: as stored in the image, or quantized to Q8_0 at load. */
+  resident_dtype: 'stored' | 'q8_0';
   /** Share of the FFN the neuron caches can hold (1 in dense mode). */
   ffn_cache_fraction: number;
   /** Share of the FFN read per token. */
@@ -289,6 +291,7 @@ export class Model {
       ffn_bytes_total: e.ffnBytes,
       model_bytes: e.source.size,
       resident_bytes_peak: e.memoryBytes,
+      resident_dtype: e.memory.resident_dtype,
       ffn_cache_fraction: round(cached),
       ffn_read_fraction: round(s.bytes_read / t / e.ffnBytes),
     };
@@ -341,8 +344,11 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
       gapBytes: mergeGapBytes(prof, qd),
     };
   }
+  // The WebGPU backend takes f32/f16/bf16 weights: asked for, it gets them as stored. (With
+  // device 'auto' the choice does not depend on the runtime; Q8_0 weights keep it on the wasm.)
+  const residentDtype = opts.residentDtype ?? (opts.device === 'gpu' ? 'stored' : 'auto');
   const engine = Engine.open(image, {
-    ...opts, mode, memoryBytes, planner, predictor: predictor && pickRank(predictor, opts.predictorRank, opts.predictorDtype),
+    ...opts, mode, memoryBytes, planner, residentDtype, predictor: predictor && pickRank(predictor, opts.predictorRank, opts.predictorDtype),
     kvDtype: opts.kvDtype ?? (memoryBytes !== undefined ? 'f16' : 'f32'),
   });
   try {

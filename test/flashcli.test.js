@@ -62,7 +62,7 @@ describe('flash engine from the CLI', () => {
       [['generate', '--window', '3', '--no-window', 'x'], 2, /exclude each other/],
       [['generate', '--io', 'fast', 'x'], 2, /--io must be wasi, async or thread/],
       [['generate', '--window', 'recent', 'x'], 2, /--window must be a number of tokens or lru/],
-      [['generate', '--resident-dtype', 'q4_0', 'x'], 2, /--resident-dtype must be q8_0/],
+      [['generate', '--resident-dtype', 'q4_0', 'x'], 2, /--resident-dtype must be q8_0, stored or auto/],
       [['generate', '--predictor-dtype', 'f32', 'x'], 2, /--predictor-dtype must be q8_0 or f16/],
       [['export-gguf', '--predictor', 'x.fnpred', 'out.gguf'], 2, /--predictor goes with --powerinfer/],
       [['generate', '--mode', 'sparse', '--predictor', '/no/such.fnpred', 'x'], 1, /no such file|not found|none at/i],

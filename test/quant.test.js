@@ -76,7 +76,7 @@ for (const name of MODELS) {
     });
     it('leaves more of a budget to the neuron caches', async () => {
       const budget = name === 'opt-relu-mini' ? '60%' : '70%';
-      const a = await loadModel(modelDir(name), { memory: budget, mode: 'hybrid', contextLength: 64 });
+      const a = await loadModel(modelDir(name), { memory: budget, mode: 'hybrid', contextLength: 64, residentDtype: 'stored' });
       const b = await loadModel(modelDir(name), { memory: budget, mode: 'hybrid', contextLength: 64, residentDtype: 'q8_0' });
       try {
         assert.ok(b.engine.memoryBytes <= a.engine.memoryBytes + 65536);
@@ -87,6 +87,24 @@ for (const name of MODELS) {
     });
   });
 }
+
+describe("resident matrices: 'auto' quantizes only when a budget leaves the FFN little room", () => {
+  it('opt-relu-mini at 60% is held as Q8_0 and reads ≤ 8% of the FFN per token; llama-relu-mini at 80%, dense and stored stay as stored', async function () {
+    this.timeout(300_000);
+    const opt = await loadModel(modelDir('opt-relu-mini'), { memory: '60%', contextLength: 128 });
+    try {
+      assert.equal(opt.engine.memory.resident_dtype, 'q8_0');
+      const c = await opt.complete(HELDOUT.slice(0, 300), { temperature: 0, maxTokens: 64, stopAtEos: false });
+      assert.equal(c.stats.resident_dtype, 'q8_0');
+      assert.ok(c.stats.ffn_read_fraction <= 0.08, `read ${c.stats.ffn_read_fraction} of the FFN per token`);
+      assert.ok(c.stats.resident_bytes_peak <= 0.6 * c.stats.model_bytes);
+    } finally { opt.close(); }
+    for (const [name, o] of [['llama-relu-mini', { memory: '80%' }], ['opt-relu-mini', {}], ['opt-relu-mini', { memory: '70%', contextLength: 128, residentDtype: 'stored' }]]) {
+      const m = await loadModel(modelDir(name), o);
+      try { assert.equal(m.engine.memory.resident_dtype, 'stored', `${name} ${JSON.stringify(o)}`); } finally { m.close(); }
+    }
+  });
+});
 
 describe('resident matrices held as Q8_0: bad input', () => {
   it('a corrupted resident section is still caught; an unknown residentDtype is refused', async () => {
@@ -104,6 +122,6 @@ describe('resident matrices held as Q8_0: bad input', () => {
     const bad = join(tmpDir('rq'), 'bad.fnimg');
     writeFileSync(bad, bytes);
     assert.throws(() => Engine.open(bad, { residentDtype: 'q8_0' }), /checksum mismatch in section resident/);
-    assert.throws(() => Engine.open(good, { residentDtype: 'q4_0' }), /residentDtype must be q8_0/);
+    assert.throws(() => Engine.open(good, { residentDtype: 'q4_0' }), /residentDtype must be q8_0, stored or auto/);
   });
 });

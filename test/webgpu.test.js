@@ -30,7 +30,8 @@ function sequence(name) {
 
 // The f16 predictor: the default Q8_0 one rounds its input to int8, where the last-bit differences
 // of GPU and wasm FFN inputs can flip a neuron's prediction; these cases compare the arithmetic.
-const flash = (memory, more = {}) => ({ memory, contextLength: 64, kvDtype: 'f32', predictorDtype: 'f16', ...more });
+// Resident weights as stored: the wasm run is the reference for the GPU's (which takes no Q8_0).
+const flash = (memory, more = {}) => ({ memory, contextLength: 64, kvDtype: 'f32', predictorDtype: 'f16', residentDtype: 'stored', ...more });
 // [model, case, options, shaderF16, image dtype]: an image dtype converts the model first (f32 and bf16 weight kernels).
 const CASES = [
   ['opt-relu-mini', 'dense', {}],
