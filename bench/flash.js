@@ -4,7 +4,9 @@
 // for both reference models, cold (O_DIRECT, parallel host reads) and warm (WASI reads through
 // the page cache), split into I/O, cache management and compute. Beside every cold cell: the
 // device profile's estimate of the I/O time its reads need at the queue depth used.
-// Usage: node bench/flash.js [--runs N] [--tokens N] [--memory NAME=BUDGET ...] [--predictor NAME=FILE ...]
+// Then, per model, the warm configs once more, interleaved round by round (--rounds, default 7),
+// for the sparse ÷ dense ratios.
+// Usage: node bench/flash.js [--runs N] [--rounds N] [--tokens N] [--memory NAME=BUDGET ...] [--predictor NAME=FILE ...]
 // (default predictor: models/NAME/flashneuron.fnpred; without one the sparse rows are skipped)
 // Writes bench/results/flash.json and bench/results/flash.svg.
 import { spawnSync } from 'node:child_process';
@@ -27,7 +29,7 @@ const { barChart } = await import('./plot.js');
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const args = process.argv.slice(2);
 const arg = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
-const RUNS = Number(arg('--runs') ?? 3), TOKENS = Number(arg('--tokens') ?? 64), PROMPT = 32, CONTEXT = 128;
+const RUNS = Number(arg('--runs') ?? 3), ROUNDS = Number(arg('--rounds') ?? 7), TOKENS = Number(arg('--tokens') ?? 64), PROMPT = 32, CONTEXT = 128;
 const QD = 32;
 const MODELS = { 'opt-relu-mini': '60%', 'llama-relu-mini': '80%' };
 const PREDICTORS = {};
@@ -36,13 +38,14 @@ for (let i = 0; i < args.length; i++) {
   if (args[i] === '--predictor') { const [n, v] = args[++i].split('='); PREDICTORS[n] = v; }
 }
 
-// Modes in table order; the sparse rows differ only in the neuron-cache window (default 5).
+// Modes in table order; the sparse rows differ only in the neuron-cache window (default lru; the paper's is 5).
 const MODES = [
   { name: 'dense', mode: 'dense' },
   { name: 'naive', mode: 'naive' },
   { name: 'hybrid', mode: 'hybrid' },
   { name: 'sparse', mode: 'sparse' },
   { name: 'sparse_w0', mode: 'sparse', window: 0 },
+  { name: 'sparse_w5', mode: 'sparse', window: 5 },
   { name: 'sparse_w10', mode: 'sparse', window: 10 },
   // warm only: a worker thread shares the page-cache reads while cached neurons compute
   { name: 'sparse_thread', mode: 'sparse', io: 'thread', warmOnly: true },
@@ -159,9 +162,38 @@ for (const [name, requested] of Object.entries(MODELS)) {
       }
     }
   }
+  // Warm ratios, interleaved: the cells above are minutes apart, and this VM drifts by ±20 %
+  // over minutes; here every config runs once per round, rounds alternate, medians compared.
+  const INTER = ['dense', 'sparse', 'sparse_thread', 'sparse_stored', 'dense_rq8', 'sparse_rq8', 'sparse_rq8_thread'];
+  if (hasPredictor) {
+    const open2 = [];
+    for (const n of INTER) {
+      const m = MODES.find((x) => x.name === n);
+      const r = await open(dir, { mode: m.mode, ...SETTINGS.warm, ...(m.io ? { io: m.io } : {}), ...(m.residentDtype ? { residentDtype: m.residentDtype } : {}), ...(m.mode === 'dense' ? {} : { memory, predictorPath: predictor }) });
+      if (r.model) open2.push([n, r.model]);
+    }
+    const ids = open2[0][1].tokenize(promptText).slice(0, PROMPT);
+    const ms = Object.fromEntries(open2.map(([n]) => [n, []]));
+    for (const [, m] of open2) await m.complete(ids, { maxTokens: TOKENS, temperature: 0, stopAtEos: false });
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [n, m] of round % 2 ? [...open2].reverse() : open2) {
+        ms[n].push((await m.complete(ids, { maxTokens: TOKENS, temperature: 0, stopAtEos: false })).stats.ms_per_token);
+      }
+    }
+    for (const [, m] of open2) m.close();
+    const med = Object.fromEntries(Object.entries(ms).map(([n, a]) => [n, median(a)]));
+    res.warm_interleaved = {
+      rounds: ROUNDS, ms_per_token_median: med, ms_per_token_runs: ms,
+      over_dense: Object.fromEntries(Object.keys(med).filter((n) => n !== 'dense').map((n) => [n, r3(med[n] / med.dense)])),
+      ...(med.dense_rq8 ? { over_dense_rq8: Object.fromEntries(['sparse_rq8', 'sparse_rq8_thread'].filter((n) => med[n]).map((n) => [n, r3(med[n] / med.dense_rq8)])) } : {}),
+    };
+    console.log(`${name} warm interleaved (${ROUNDS} rounds), ÷ dense:`, JSON.stringify(res.warm_interleaved.over_dense), '÷ dense_rq8:', JSON.stringify(res.warm_interleaved.over_dense_rq8));
+  }
   const ok = (c) => c && c.ms_per_token !== undefined;
   const { warm, cold } = res;
   ratios[name] = {
+    warm_interleaved_over_dense: res.warm_interleaved?.over_dense ?? null,
+    warm_interleaved_over_dense_rq8: res.warm_interleaved?.over_dense_rq8 ?? null,
     warm_sparse_over_dense_ms: ok(warm.sparse) && ok(warm.dense) ? r3(warm.sparse.ms_per_token / warm.dense.ms_per_token) : null,
     warm_sparse_thread_over_dense_ms: ok(warm.sparse_thread) && ok(warm.dense) ? r3(warm.sparse_thread.ms_per_token / warm.dense.ms_per_token) : null,
     warm_sparse_rq8_over_dense_ms: ok(warm.sparse_rq8) && ok(warm.dense) ? r3(warm.sparse_rq8.ms_per_token / warm.dense.ms_per_token) : null,
@@ -189,7 +221,7 @@ const pinfo = (p, path) => ({ path, latency_us: p.latency_us, bytes_per_us: p.by
 const out = {
   machine: machine(), date: new Date().toISOString(),
   setup: {
-    prompt_tokens: PROMPT, tokens: TOKENS, context_length: CONTEXT, runs: RUNS, statistic: 'run with the median ms/token (a warm-up run first)',
+    prompt_tokens: PROMPT, tokens: TOKENS, context_length: CONTEXT, runs: RUNS, rounds: ROUNDS, statistic: 'run with the median ms/token (a warm-up run first)', interleaved: 'warm_interleaved: every warm config once per round, rounds alternating in order, medians (ROUNDS rounds)',
     prompt: 'models/calibration.txt from the first paragraph after 95 % of its length (held out from predictor training)',
     warm: 'io wasi (fd_pread through the page cache), after one full warm-up run',
     cold: `io async, O_DIRECT, queue depth ${QD}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}`,

@@ -36,8 +36,9 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --mode M            dense (all in memory, default without --memory) | naive (FFN read from
                       flash every token) | hybrid (a share of neurons kept, the rest read every
                       token) | sparse (predictor + windowed neuron cache + bundled reads)
-  --window K|lru      sparse: neurons stay cached K tokens after last use (default 5); lru: as
-                      long as the neuron cache has room, least recently used evicted first
+  --window K|lru      sparse: neurons stay cached K tokens after last use (the paper: 5); lru
+                      (default): as long as the neuron cache has room, least recently used
+                      evicted first
   --no-window         sparse: no reuse across tokens (each token reads its whole predicted set)
   --threshold P       sparse: predictor probability cut (default: per-layer calibrated values)
   --predictor FILE    sparse: predictor file (default: flashneuron.fnpred beside the model)

@@ -42,9 +42,9 @@ export interface EngineOptions {
    */
   mode?: FfnMode;
   /**
-   * Sparse: tokens a neuron stays cached after it was last wanted (default 5; 0 = no reuse), or
-   * 'lru': it stays while the cache has room, and when the cache is full the least recently
-   * used neurons make way (the window grows to what the budget holds).
+   * Sparse: tokens a neuron stays cached after it was last wanted (0 = no reuse; the paper's
+   * window is 5), or 'lru' (default): it stays while the cache has room, and when the cache is
+   * full the least recently used neurons make way (the window grows to what the budget holds).
    */
   window?: number | 'lru';
   /** Cap on the bytes of wasm memory the engine may hold (weights, predictor, caches, KV, buffers). */
@@ -336,8 +336,8 @@ export class Engine {
       }
       if (pred) checkPredictor(pred, cfg);
       const want = mode === 'sparse' ? (pred ? g('WANT_PREDICTOR') : g('WANT_HOST')) : g('WANT_ALL');
-      const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : opts.window === 'lru' ? g('WINDOW_LRU') : opts.window ?? 5;
-      if (!(Number.isInteger(window) && window >= 0 && window < 1 << 24) && window !== g('WINDOW_LRU') && window !== g('WINDOW_FOREVER')) {
+      const window = mode === 'hybrid' ? g('WINDOW_FOREVER') : mode === 'naive' ? 0 : (opts.window ?? 'lru') === 'lru' ? g('WINDOW_LRU') : opts.window as number;
+      if (!(typeof window === 'number' && Number.isInteger(window) && window >= 0 && window < 1 << 24) && window !== g('WINDOW_LRU') && window !== g('WINDOW_FOREVER')) {
         throw new Error(`window must be a whole number of tokens ≥ 0 or 'lru' (got ${opts.window})`);
       }
       const align = batched && io !== 'thread' ? src.alignment ?? 1 : 1;
