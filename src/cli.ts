@@ -47,8 +47,9 @@ const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine ho
   --predictor-dtype q8_0|f16  sparse: predictor weights as int8 blocks (default) or f16
   --resident-dtype q8_0|stored|auto  hold attention, embeddings and lm_head as int8 blocks
                       (quantized at load; about half their memory goes to the neuron caches),
-                      as stored, or (default) int8 when a budget leaves the predictor and
-                      caches under half the FFN's bytes with them as stored (not with a GPU)
+                      as stored, or (default) int8 when, in sparse or hybrid mode, a budget
+                      leaves the predictor and caches less room than the FFN with them as
+                      stored (not with --device gpu)
   --hybrid-share S    hybrid: share of neurons kept in memory (default: what --memory allows)
   --context N         KV cache length in tokens (default: the model's; with --memory: the
                       prompt plus --max-tokens for generate, 128 for perplexity)

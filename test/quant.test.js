@@ -89,7 +89,7 @@ for (const name of MODELS) {
 }
 
 describe("resident matrices: 'auto' quantizes only when a budget leaves the FFN little room", () => {
-  it('opt-relu-mini at 60% is held as Q8_0 and reads ≤ 8% of the FFN per token; llama-relu-mini at 80%, dense and stored stay as stored', async function () {
+  it('opt-relu-mini at 60% is held as Q8_0 and reads ≤ 8% of the FFN per token; so is llama-relu-mini at 80%; at 95%, dense, naive and stored stay as stored', async function () {
     this.timeout(300_000);
     const opt = await loadModel(modelDir('opt-relu-mini'), { memory: '60%', contextLength: 128 });
     try {
@@ -99,7 +99,10 @@ describe("resident matrices: 'auto' quantizes only when a budget leaves the FFN 
       assert.ok(c.stats.ffn_read_fraction <= 0.08, `read ${c.stats.ffn_read_fraction} of the FFN per token`);
       assert.ok(c.stats.resident_bytes_peak <= 0.6 * c.stats.model_bytes);
     } finally { opt.close(); }
-    for (const [name, o] of [['llama-relu-mini', { memory: '80%' }], ['opt-relu-mini', {}], ['opt-relu-mini', { memory: '70%', contextLength: 128, residentDtype: 'stored' }]]) {
+    const llama = await loadModel(modelDir('llama-relu-mini'), { memory: '80%', contextLength: 128 });
+    try { assert.equal(llama.engine.memory.resident_dtype, 'q8_0'); } finally { llama.close(); }
+    for (const [name, o] of [['llama-relu-mini', { memory: '95%', contextLength: 128 }], ['opt-relu-mini', {}], ['opt-relu-mini', { memory: '60%', mode: 'naive', contextLength: 128 }],
+      ['opt-relu-mini', { memory: '70%', contextLength: 128, residentDtype: 'stored' }]]) {
       const m = await loadModel(modelDir(name), o);
       try { assert.equal(m.engine.memory.resident_dtype, 'stored', `${name} ${JSON.stringify(o)}`); } finally { m.close(); }
     }

@@ -149,8 +149,8 @@ describe("io 'thread': failures and budget", () => {
   it("counts the thread's buffers in the budget and the report", async () => {
     const path = await imagePath('llama-relu-mini');
     const budget = 26 << 20;
-    const wasi = Engine.open(path, { mode: 'hybrid', memoryBytes: budget });
-    const thread = Engine.open(path, { mode: 'hybrid', memoryBytes: budget, io: 'thread' });
+    const wasi = Engine.open(path, { mode: 'hybrid', memoryBytes: budget, residentDtype: 'stored' });
+    const thread = Engine.open(path, { mode: 'hybrid', memoryBytes: budget, residentDtype: 'stored', io: 'thread' });
     try {
       assert.ok(thread.memoryBytes <= budget, `${thread.memoryBytes} B held under a ${budget} B budget`);
       assert.ok(thread.memory.total === thread.memoryBytes);

@@ -95,6 +95,8 @@ async function load(m: { name: string; url?: string; file?: File; files?: File[]
     const engine = Engine.open(src, {
       wasi: 'shim', mode, memoryBytes, window: m.window, contextLength: memoryBytes ? 192 : undefined,
       kvDtype: memoryBytes ? 'f16' : 'f32', io: m.io,
+      // WebGPU takes the weights as stored: where it may run, the budget does not quantize them.
+      residentDtype: m.device !== 'cpu' && (navigator as { gpu?: unknown }).gpu ? 'stored' : 'auto',
       predictor: p && pickRank(p, undefined),
       onProgress: (done, total, phase) => post({ type: 'progress', phase, done, total }),
     });
