@@ -114,7 +114,7 @@ ${FLASH_FLAGS_HELP}`,
           else {
             process.stdout.write('\n');
             const s = r.value.stats;
-            const io = s.mode === 'dense' ? '' : `, ${s.mode}: ${(s.bytes_read_per_token / 1024).toFixed(1)} KiB read/token (${(100 * s.ffn_read_fraction).toFixed(1)}% of FFN), io ${s.io_ms_per_token} / mem ${s.mem_ms_per_token} / compute ${s.compute_ms_per_token} ms, ${(s.resident_bytes_peak / 2 ** 20).toFixed(1)} MiB held`;
+            const io = s.mode === 'dense' ? '' : `, ${s.mode}: ${(s.bytes_read_per_token / 1024).toFixed(1)} KiB read/token (${(100 * s.ffn_read_fraction).toFixed(1)}% of FFN), io ${s.io_ms_per_token} / mem ${s.mem_ms_per_token} / compute ${s.compute_ms_per_token} ms, ${(s.resident_bytes_peak / 2 ** 20).toFixed(1)} MiB held${s.resident_dtype === 'q8_0' ? ' (resident matrices as Q8_0)' : ''}`;
             process.stderr.write(`[${s.tokens} tokens, ${s.ms_per_token} ms/token, ${s.tokens_per_s} tokens/s, prompt ${s.prompt_tokens} tokens in ${s.prompt_ms} ms, ${s.simd ? 'SIMD' : 'scalar'} wasm${io}]\n`);
             if (check) process.stderr.write(check.map((c) => `layer ${c.layer}: recall ${c.recall}, predicted/true ${c.over_prediction}`).join('\n') + '\n');
           }
