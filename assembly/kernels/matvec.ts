@@ -36,7 +36,7 @@
 //   subnormals of N(0, 0.02) weights the in-cache f16 matvec loses about a quarter).
 import { vdot } from "./vec";
 import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
-import { q_prep_x, q_dot, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
+import { q_prep_x, q_dot, q8_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
 
 /** f32 slots a prepared vector of n elements needs. */
 export function prep_len(n: i32): i32 {
@@ -301,6 +301,7 @@ export function dot_list_ref(dt: i32, ptrs: usize, count: i32, x: usize, n: i32,
 export function matvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, out: usize, rows: i32, cols: i32): void {
   prep_x(dt, x, xp, cols);
   if (!ASC_FEATURE_SIMD) { mv_scalar(dt, w, stride, xp, out, rows, cols); return; }
+  if (dt == DT_Q8_0) { q8_matvec(w, stride, xp, out, rows, cols); return; }
   if (dt >= DT_Q8_0) {
     for (let r = 0; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, cols));
     return;

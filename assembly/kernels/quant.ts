@@ -70,6 +70,44 @@ export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
   return (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1)) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
 }
 
+/** dot32 with the prepared x block already in registers (shared by several rows). */
+@inline function dot32x(a: v128, b: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0);
+  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2));
+  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3));
+}
+
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/**
+ * out[r] = row r . x for Q8_0 rows (stride bytes apart) against prepared x, four rows per pass:
+ * each x block is loaded once for the four (short rows, such as a predictor's, are otherwise
+ * dominated by per-row overhead). The same sums as q_dot, row by row.
+ */
+export function q8_matvec(w: usize, stride: usize, xp: usize, out: usize, rows: i32, n: i32): void {
+  const scales = xp + (<usize>n << 1), nb = n >> 5;
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    let p0 = w + <usize>r * stride, p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (let b = 0; b < nb; b++, p0 += 34, p1 += 34, p2 += 34, p3 += 34) {
+      const q = xp + (<usize>b << 6);
+      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+      const xs = load<f32>(scales + (<usize>b << 2));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p0 + 2), v128.load(p0 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p0) * xs)));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p1 + 2), v128.load(p1 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p1) * xs)));
+      a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p2 + 2), v128.load(p2 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p2) * xs)));
+      a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p3 + 2), v128.load(p3 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p3) * xs)));
+    }
+    const o = out + (<usize>r << 2);
+    store<f32>(o, hsum(a0)); store<f32>(o, hsum(a1), 4); store<f32>(o, hsum(a2), 8); store<f32>(o, hsum(a3), 12);
+  }
+  for (; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(DT_Q8_0, w + <usize>r * stride, xp, n));
+}
+
 /** y[0..16) += k * v (16 int8 lanes), y natural-order f32. */
 @inline function axpy16(v: v128, k: v128, o: usize): void {
   const l = i16x8.extend_low_i8x16_s(v), u = i16x8.extend_high_i8x16_s(v);
