@@ -870,31 +870,16 @@ export function plan_round(l: i32): i32 {
     const first = missAt(i), last = missAt(j);
     const nOps = opsFor(first, last);
     if (ops + nOps > maxOps) { if (ops == 0) { ioError = -2; return 0; } break; }
-    // Neighbouring bundles that all get cache rows are read straight into the rows they are
-    // appended to (round_done then has nothing to copy); the rest land in staging.
-    if (nParts == 1 && align == 1 && last - first == j - i && j < missCached && <u64>(last - first + 1) * <u64>PL(0) <= maxOpBytes) {
-      const dst = c.rowPtr(c.count + items);
-      const e = plan + <usize>ops * 24;
-      const off = base + PB(0) + <u64>first * <u64>PL(0), len = <u64>(last - first + 1) * <u64>PL(0);
-      store<f64>(e, <f64>off); store<f64>(e, <f64>len, 8); store<f64>(e, <f64>dst, 16);
-      roundBytes += <f64>len;
-      ops++;
-      for (let k = i; k <= j; k++) {
-        store<i32>(itemId + (<usize>(items + k - i) << 2), missAt(k));
-        store<usize>(itemPtr + (<usize>(items + k - i) << 4), dst + <usize>(k - i) * PL(0));
-      }
-      items += j - i + 1;
-      missCursor = j + 1;
-      used += <usize>len;   // a round reads at most stagingBytes either way (host readers hold a copy)
-      if (full) break;
-      continue;
-    }
+    // An extent of neighbouring bundles (no gaps read through) that all get cache rows is read
+    // straight into the rows they are appended to (round_done then has nothing to copy); the
+    // rest land in staging. Either way a round reads at most stagingBytes (host readers hold a copy).
+    const inPlace = nParts == 1 && align == 1 && last - first == j - i && j < missCached;
     for (let p = 0; p < nParts; p++) {
       const lo = (base + PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
       const end = base + PB(p) + <u64>(last + 1) * <u64>PL(p);
       const hi = (end + align - 1) & ~(align - 1);
       used = <usize>((<u64>used + align - 1) & ~(align - 1));
-      const dst = staging + used;
+      const dst = inPlace ? c.rowPtr(c.count + items) : staging + used;
       // Long extents go out as several reads of at most maxOpBytes, in flight together.
       for (let at = lo; at < hi; at += maxOpBytes) {
         const len = min<u64>(maxOpBytes, hi - at);

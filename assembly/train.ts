@@ -17,11 +17,8 @@
 // checks each pair at awkward sizes. Pointers are byte offsets; no kernel allocates.
 import { alloc, memory_bytes } from "./mem";
 import { exp4 } from "./kernels/exp";
+import { hsum } from "./kernels/lanes";
 export { alloc, memory_bytes };
-
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
 
 /** dot(a, b) over n f32 (SIMD, two accumulators, scalar tail). */
 @inline function vdot(a: usize, b: usize, n: i32): f32 {

@@ -79,6 +79,14 @@ const from = calib.indexOf('\n\n', Math.floor(calib.length * 0.95)) + 2;
 const promptText = calib.slice(from, from + 4000);
 
 /** Loads a model, turning a failure into {error}. */
+/** Load options of a MODES row in a setting (cold / warm) under a budget. */
+function modeOptions(m, setting, memory, predictor) {
+  return {
+    mode: m.mode, ...SETTINGS[setting], ...(m.io ? { io: m.io } : {}), ...(m.residentDtype ? { residentDtype: m.residentDtype } : {}),
+    ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}),
+  };
+}
+
 async function open(dir, opts) {
   try { return { model: await loadModel(dir, { contextLength: CONTEXT, ...opts }) }; }
   catch (e) { return { error: e.message }; }
@@ -142,7 +150,7 @@ for (const [name, requested] of Object.entries(MODELS)) {
     for (const m of MODES) {
       if (m.warmOnly && setting !== 'warm') continue;
       if (m.mode === 'sparse' && !hasPredictor) { out[m.name] = { skipped: 'no predictor' }; continue; }
-      const opts = { mode: m.mode, ...SETTINGS[setting], ...(m.io ? { io: m.io } : {}), ...(m.residentDtype ? { residentDtype: m.residentDtype } : {}), ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}) };
+      const opts = modeOptions(m, setting, memory, predictor);
       const r = await open(dir, opts);
       if (r.error) { out[m.name] = { error: r.error }; console.log(`${name} ${setting} ${m.name}: ${r.error}`); continue; }
       ids ??= r.model.tokenize(promptText).slice(0, PROMPT);
@@ -169,7 +177,7 @@ for (const [name, requested] of Object.entries(MODELS)) {
     const open2 = [];
     for (const n of INTER) {
       const m = MODES.find((x) => x.name === n);
-      const r = await open(dir, { mode: m.mode, ...SETTINGS.warm, ...(m.io ? { io: m.io } : {}), ...(m.residentDtype ? { residentDtype: m.residentDtype } : {}), ...(m.mode === 'dense' ? {} : { memory, predictorPath: predictor }) });
+      const r = await open(dir, modeOptions(m, 'warm', memory, predictor));
       if (r.model) open2.push([n, r.model]);
     }
     const ids = open2[0][1].tokenize(promptText).slice(0, PROMPT);

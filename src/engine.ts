@@ -6,7 +6,7 @@ import { DTYPE_CODE, rowBytes, tensorBytes } from './config.js';
 import { FileSource, FlashSource } from './flash.js';
 import { ThreadReader } from './threadreader.js';
 import { quantize } from './quant.js';
-import { FfnLayout, ImageHeader, Progress, TensorEntry, f16ToF32, f32ToF16, readImageHeader, readTokenizerJson, section } from './image.js';
+import { FfnLayout, ImageHeader, Progress, TensorEntry, f32ToF16, readImageHeader, readTokenizerJson, section, widenToF32 } from './image.js';
 import { instantiateEngine, EngineExports } from './wasm.js';
 import { Backend, IoReplayBackend, WasmBackend } from './backend.js';
 import { openGpu, WebGpuBackend } from './gpu/webgpu.js';
@@ -322,9 +322,8 @@ export class Engine {
         if (opts.direct && !path) throw new Error('direct (O_DIRECT) reads need the model as a file path');
       }
       batched = io !== 'wasi' || !!opts.direct;
-      // Parallel reads want a staging buffer that holds many reads in flight; WASI and the
-      // read thread take one at a time.
-      // The read thread wants a layer's misses in one round (a second round cannot overlap compute).
+      // Parallel reads want a staging buffer that holds many reads in flight; WASI reads one at a
+      // time; the read thread wants a layer's misses in one round (a second cannot overlap compute).
       const staging = opts.stagingBytes ?? (mode === 'sparse' ? (io === 'thread' ? 256 << 10 : batched ? 512 << 10 : 128 << 10) : 1 << 20);
       const maxOps = opts.maxOps ?? Math.max(io === 'thread' ? 256 : 64, opts.queueDepth ?? 0);
       if (io === 'thread') { hostBytes = ThreadReader.bytesFor(staging, maxOps); threadArgs = [staging, maxOps]; }
@@ -347,8 +346,8 @@ export class Engine {
       chosen = pred;
       if (pred) {
         const before = e.alloc(0, 16);
-        const q8 = (opts.predictorDtype ?? 'q8_0') === 'q8_0' && cfg.hidden % 32 === 0;
         if (opts.predictorDtype !== undefined && !['q8_0', 'f16'].includes(opts.predictorDtype)) throw new Error(`predictorDtype must be q8_0 or f16 (got ${opts.predictorDtype})`);
+        const q8 = (opts.predictorDtype ?? 'q8_0') === 'q8_0' && cfg.hidden % 32 === 0;
         // Q8_0 rows are whole blocks of 32: the rank is padded with zero components (relu(0) = 0).
         const r = q8 ? Math.ceil(pred.rank / 32) * 32 : pred.rank;
         e.predictor_init(r, q8 ? DTYPE_CODE.q8_0 : DTYPE_CODE.f16);
@@ -455,14 +454,18 @@ export class Engine {
     // The resident section streamed through the scratch buffer: tensors kept as stored are copied
     // out, the others quantized row by row (no full-size copy is ever held).
     function quantSink(): (off: number, bytes: Uint8Array) => void {
-      const order = [...placed.keys()].sort((a, b) => a.offset - b.offset);
+      // placed holds the tensors in file order and chunks arrive in order: tensors that ended
+      // before a chunk are passed for good.
+      const order = [...placed.keys()];
       const rows = new Map<TensorEntry, { buf: Uint8Array; fill: number; row: number }>();
+      let first = 0;
       return (off, bytes) => {
         const end = off + bytes.length;
-        for (const t of order) {
-          const tb = tensorBytes(t.dtype, t.shape);
-          if (t.offset >= end || t.offset + tb <= off) continue;
+        while (first < order.length && order[first].offset + tensorBytes(order[first].dtype, order[first].shape) <= off) first++;
+        for (let k = first; k < order.length && order[k].offset < end; k++) {
+          const t = order[k], tb = tensorBytes(t.dtype, t.shape);
           const from = Math.max(off, t.offset), to = Math.min(end, t.offset + tb);
+          if (from >= to) continue;
           const part = bytes.subarray(from - off, to - off), dst = resident + placed.get(t)!;
           if (!quantizes(t)) { new Uint8Array(e.memory.buffer, dst + (from - t.offset), part.length).set(part); continue; }
           const cols = t.shape[1], rb = tensorBytes(t.dtype, [cols]), qb = rowBytes('q8_0', cols);
@@ -473,7 +476,7 @@ export class Engine {
             st.buf.set(part.subarray(i, i + n), st.fill);
             st.fill += n; i += n;
             if (st.fill === rb) {
-              new Uint8Array(e.memory.buffer, dst + st.row * qb, qb).set(quantize('q8_0', widen(t.dtype, st.buf, cols), cols));
+              new Uint8Array(e.memory.buffer, dst + st.row * qb, qb).set(quantize('q8_0', widenToF32(st.buf, t.dtype), cols));
               st.fill = 0; st.row++;
             }
           }
@@ -721,15 +724,6 @@ function putF16(e: EngineExports, v: Float32Array): number {
   const out = new Uint16Array(e.memory.buffer, p, v.length);
   for (let i = 0; i < v.length; i++) out[i] = f32ToF16(v[i]);
   return p;
-}
-
-/** A row of f32, f16 or bf16 values as f32. */
-function widen(dt: string, raw: Uint8Array, n: number): Float32Array {
-  if (dt === 'f32') return new Float32Array(raw.slice().buffer, 0, n);
-  const u16 = new Uint16Array(raw.buffer, raw.byteOffset, n), out = new Float32Array(n);
-  if (dt === 'f16') for (let i = 0; i < n; i++) out[i] = f16ToF32(u16[i]);
-  else { const u32 = new Uint32Array(out.buffer); for (let i = 0; i < n; i++) u32[i] = u16[i] << 16; }
-  return out;
 }
 
 /** Copies rows of n values into wasm memory as Q8_0 blocks. */

@@ -3,7 +3,7 @@ export { loadModel, Model, DEFAULT_MODEL, cachedImage, cacheDir, parseMemory } f
 export type { LoadOptions, GenerateOptions, GeneratedToken, Completion, GenerationStats, FlashStats, PerplexityOptions } from './model.js';
 export { Engine, shareRows } from './engine.js';
 export type { EngineOptions, FfnMode, MemoryReport, EnginePredictor } from './engine.js';
-export { convertHF, readImageHeader } from './image.js';
+export { convertHF, readImageHeader, readImageHeaderFile } from './image.js';
 export type { ImageHeader } from './image.js';
 export { openHFCheckpoint, parseHFConfig } from './hf.js';
 export { Tokenizer } from './tokenizer.js';

@@ -15,16 +15,41 @@ import { Worker } from 'node:worker_threads';
 // Control words (Int32): the round asked for, the round the worker finished, its status (0 ok,
 // else the length of its error message), the round's op count, the stop flag, and the next op
 // to take.
-const ASK = 0, DONE = 1, STATUS = 2, COUNT = 3, STOP = 4, NEXT = 5;
+export const ASK = 0, DONE = 1, STATUS = 2, COUNT = 3, STOP = 4, NEXT = 5;
 const CTRL_BYTES = 64, MSG_BYTES = 1024;
 /** Longest single sleep in a handshake wait: a lost wake-up costs at most this (ms). */
 export const WAIT_SLICE_MS = 20;
 
-/** Byte layout of the shared buffer for `maxOps` ops and a `stagingBytes` span. */
-export function sharedLayout(stagingBytes: number, maxOps: number) {
-  const plan = CTRL_BYTES + MSG_BYTES, byWorker = plan + maxOps * 24;
-  const data = byWorker + ((maxOps + 15) & ~15);
-  return { ctrl: 0, msg: CTRL_BYTES, plan, byWorker, data, bytes: data + stagingBytes };
+/** Byte size of the shared buffer for `maxOps` ops of `stagingBytes` in all. */
+function sharedBytes(stagingBytes: number, maxOps: number): number {
+  return CTRL_BYTES + MSG_BYTES + maxOps * 24 + ((maxOps + 15) & ~15) + stagingBytes;
+}
+
+/**
+ * The views both threads take of the shared buffer: control words, the error message, the plan
+ * (file offset, length, offset in data), which ops the worker read, and the data.
+ */
+export function sharedViews(sab: SharedArrayBuffer, stagingBytes: number, maxOps: number) {
+  const plan = CTRL_BYTES + MSG_BYTES, byWorker = plan + maxOps * 24, data = byWorker + ((maxOps + 15) & ~15);
+  return {
+    ctrl: new Int32Array(sab, 0, CTRL_BYTES >> 2), msg: new Uint8Array(sab, CTRL_BYTES, MSG_BYTES),
+    plan: new Float64Array(sab, plan, maxOps * 3), byWorker: new Uint8Array(sab, byWorker, maxOps),
+    data: new Uint8Array(sab, data, stagingBytes),
+  };
+}
+
+/** Reads `len` bytes at `off` into buf[dst..]; undefined when they all landed, else why not. */
+export function preadAll(fd: number, path: string, buf: Uint8Array, dst: number, len: number, off: number): string | undefined {
+  for (let done = 0; done < len;) {
+    let n: number;
+    try { n = readSync(fd, buf, dst + done, len - done, off + done); } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      return `${path}: read of ${len} bytes at offset ${off} failed (${err.code ? `${err.code}: ` : ''}${err.message})`;
+    }
+    if (n === 0) return `${path}: short read of ${len} bytes at offset ${off}: got ${done} (file truncated?)`;
+    done += n;
+  }
+  return undefined;
 }
 
 export class ThreadReader {
@@ -47,23 +72,18 @@ export class ThreadReader {
 
   /** Bytes a reader for these sizes holds. */
   static bytesFor(stagingBytes: number, maxOps: number): number {
-    return sharedLayout(stagingBytes, maxOps).bytes;
+    return sharedBytes(stagingBytes, maxOps);
   }
 
   /** `stagingBytes`: the bytes one round may read at most; `maxOps`: its reads at most. */
   constructor(readonly path: string, stagingBytes: number, readonly maxOps: number) {
-    const L = sharedLayout(stagingBytes, maxOps);
-    this.bytes = L.bytes;
+    this.bytes = sharedBytes(stagingBytes, maxOps);
     this.fd = openSync(path, 'r');
-    this.sab = new SharedArrayBuffer(L.bytes);
-    this.ctrl = new Int32Array(this.sab, L.ctrl, CTRL_BYTES >> 2);
-    this.msg = new Uint8Array(this.sab, L.msg, MSG_BYTES);
-    this.plan = new Float64Array(this.sab, L.plan, maxOps * 3);
-    this.byWorker = new Uint8Array(this.sab, L.byWorker, maxOps);
-    this.data = new Uint8Array(this.sab, L.data, stagingBytes);
+    this.sab = new SharedArrayBuffer(this.bytes);
+    ({ ctrl: this.ctrl, msg: this.msg, plan: this.plan, byWorker: this.byWorker, data: this.data } = sharedViews(this.sab, stagingBytes, maxOps));
     this.dsts = new Float64Array(maxOps);
     this.worker = new Worker(new URL('./threadreader-worker.js', import.meta.url), {
-      workerData: { path, sab: this.sab, stagingBytes, maxOps, ctrlBytes: CTRL_BYTES, msgBytes: MSG_BYTES },
+      workerData: { path, sab: this.sab, stagingBytes, maxOps },
     });
     this.worker.unref();
   }
@@ -101,26 +121,15 @@ export class ThreadReader {
   wait(): void {
     const c = this.ctrl, r = this.round, p = this.plan, dsts = this.dsts;
     const mem = new Uint8Array(this.memory!.buffer);
-    let failure: Error | undefined;
+    let failure: string | undefined;
     for (let i = Atomics.add(c, NEXT, 1); i < this.count && !failure; i = Atomics.add(c, NEXT, 1)) {
       this.stats.callerOps++;
-      const off = p[3 * i], len = p[3 * i + 1], dst = dsts[i];
-      let done = 0;
-      while (done < len) {
-        let n: number;
-        try { n = readSync(this.fd, mem, dst + done, len - done, off + done); } catch (e) {
-          const err = e as NodeJS.ErrnoException;
-          failure = new Error(`${this.path}: read of ${len} bytes at offset ${off} failed (${err.code ? `${err.code}: ` : ''}${err.message})`);
-          break;
-        }
-        if (n === 0) { failure = new Error(`${this.path}: short read of ${len} bytes at offset ${off}: got ${done} (file truncated?)`); break; }
-        done += n;
-      }
+      failure = preadAll(this.fd, this.path, mem, dsts[i], p[3 * i + 1], p[3 * i]);
     }
     if (failure) Atomics.store(c, NEXT, this.count);   // the worker takes nothing more
     while (Atomics.load(c, DONE) !== r) Atomics.wait(c, DONE, Atomics.load(c, DONE), WAIT_SLICE_MS);
     const status = Atomics.load(c, STATUS);
-    if (failure) throw failure;
+    if (failure) throw new Error(failure);
     if (status) throw new Error(new TextDecoder().decode(this.msg.slice(0, status)));
     const w = this.byWorker;
     this.stats.rounds++;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, readSync, fstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertHF, FileSource, loadModel, readImageHeader } from '../dist/src/index.js';
+import { convertHF, loadModel, readImageHeaderFile } from '../dist/src/index.js';
 import { exportGGUF, readGGUF, readGGUFPredictor, writeGGUF } from '../dist/src/gguf.js';
 import { loadPredictor, modelFingerprint } from '../dist/src/predictor.js';
 import { dequantize } from '../dist/src/quant.js';
@@ -27,8 +27,7 @@ describe('GGUF export', function () {
   let image, header, gguf, g;
   before(async () => {
     image = await imagePath('llama-relu-mini');
-    const src = new FileSource(image);
-    try { header = readImageHeader(src); } finally { src.close(); }
+    header = readImageHeaderFile(image);
     gguf = join(tmpDir('gguf'), 'llama.gguf');
     exportGGUF(image, gguf);
     g = open(gguf);
@@ -135,8 +134,7 @@ describe('GGUF: PowerInfer-style predictor tensors (blk.N.fc1 / fc2)', function 
   let image, pred, gguf, g;
   before(async () => {
     image = await imagePath('llama-relu-mini');
-    const src = new FileSource(image);
-    try { pred = loadPredictor(join(modelDir('llama-relu-mini'), 'flashneuron.fnpred'), modelFingerprint(readImageHeader(src))); } finally { src.close(); }
+    pred = loadPredictor(join(modelDir('llama-relu-mini'), 'flashneuron.fnpred'), modelFingerprint(readImageHeaderFile(image)));
     gguf = join(tmpDir('gguf'), 'llama-pred.gguf');
     exportGGUF(image, gguf, undefined, { predictor: pred, downTransposed: true });
     g = open(gguf);

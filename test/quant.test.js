@@ -3,10 +3,10 @@
 // against the unquantized model — targets ≤ +2 % for int8 and ≤ +8 % for int4 — the bundles
 // whole in the quantized layout, and a budget run from flash.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertHF, loadModel } from '../dist/src/index.js';
-import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
+import { Engine, convertHF, loadModel, readImageHeaderFile } from '../dist/src/index.js';
+import { MODELS, ROOT, golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 
 after(cleanupTmp);
@@ -111,16 +111,9 @@ describe("resident matrices: 'auto' quantizes only when a budget leaves the FFN 
 
 describe('resident matrices held as Q8_0: bad input', () => {
   it('a corrupted resident section is still caught; an unknown residentDtype is refused', async () => {
-    const { imagePath } = await import('./helpers/models.js');
-    const { Engine } = await import('../dist/src/index.js');
-    const { readImageHeader } = await import('../dist/src/index.js');
-    const { writeFileSync } = await import('node:fs');
     const good = await imagePath('opt-relu-mini');
     const bytes = readFileSync(good);
-    const { FileSource } = await import('../dist/src/index.js');
-    const src = new FileSource(good);
-    const h = readImageHeader(src);
-    src.close();
+    const h = readImageHeaderFile(good);
     bytes[h.sections.find((s) => s.name === 'resident').offset + 5000] ^= 0x5a;
     const bad = join(tmpDir('rq'), 'bad.fnimg');
     writeFileSync(bad, bytes);

@@ -35,6 +35,7 @@
 //   subnormal f16 weights become f32 denormals, which Zen 4 multiplies slowly (at the ~0.25%
 //   subnormals of N(0, 0.02) weights the in-cache f16 matvec loses about a quarter).
 import { vdot } from "./vec";
+import { hsum } from "./lanes";
 import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
 import { q_prep_x, q_dot, q8_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
 
@@ -56,10 +57,6 @@ const F16_SCALE: f32 = 72057594037927936.0; // 2^56: half of the 2^112 the f16 b
 /** Scalar form of the SIMD f16 trick: bits of (h as f16) * 2^-112. */
 @inline function f16_fast(h: u32): f32 {
   return reinterpret<f32>(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16));
-}
-
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
 // Widening of 8 halves (i32 lane k = element 2k | element 2k+1 << 16) into even / odd f32 lanes.

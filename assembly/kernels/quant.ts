@@ -15,6 +15,7 @@
 //   bytes [0, 2n)          int16 q of every element, blocks of 32 in order
 //   bytes [2n, 2n + n/8)   f32 scale of every block
 import { DT_Q8_0, f16_to_f32, loadElem } from "../dtype";
+import { hsum } from "./lanes";
 
 /** A block's f16 scale as f32 through the bit trick (scales are normal or zero; 2^112 restores the exponent). */
 @inline function scale(p: usize): f32 {
@@ -67,7 +68,7 @@ export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(scale(p) * load<f32>(scales + (<usize>b << 2)))));
     }
   }
-  return (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1)) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
+  return hsum(acc);
 }
 
 /** dot32 with the prepared x block already in registers (shared by several rows). */
@@ -76,10 +77,6 @@ export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
   s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1));
   s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2));
   return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3));
-}
-
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
 /**

@@ -2,10 +2,7 @@
 // Each SIMD kernel has a scalar *_ref beside it; tests compare them at awkward lengths.
 // The SIMD versions sum in 4-16 lanes, so results differ from the refs by rounding only.
 import { exp4 } from "./exp";
-
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
+import { hsum } from "./lanes";
 
 /** Lane sums of a[i] * b[i] over bytes [0, nb & ~15): 16 floats per step, then 4. */
 @inline function dot_body(a: usize, b: usize, nb: usize): v128 {
