@@ -10,7 +10,8 @@
 //
 // Delete moves the last live row into the hole (one memcpy, order does not matter for a sum);
 // insert appends at row `count`. Nothing is ever reallocated.
-import { alloc } from "./mem";
+import { OBJECT_OVERHEAD } from "rt/common";
+import { alloc, allocBytes, blockBytes } from "./mem";
 
 export class NeuronCache {
   rows: usize;
@@ -26,6 +27,14 @@ export class NeuronCache {
     this.lastUsed = alloc(<usize>ffn << 2, 16);
     memory.fill(this.slotOf, 0xff, <usize>ffn << 2);
     memory.fill(this.lastUsed, 0xff, <usize>ffn << 2);
+  }
+
+  /** Heap bytes the constructor takes with these arguments: the object and its four buffers,
+   *  alignment slack included (the host plans memory from this figure, cache_bytes). */
+  static bytes(capacity: i32, bundleBytes: usize, ffn: i32): usize {
+    return blockBytes(OBJECT_OVERHEAD + offsetof<NeuronCache>()) +
+      allocBytes(<usize>capacity * bundleBytes, 4096) + allocBytes(<usize>capacity << 2, 16) +
+      (allocBytes(<usize>ffn << 2, 16) << 1);
   }
 
   @inline slot(n: i32): i32 { return load<i32>(this.slotOf + (<usize>n << 2)); }
@@ -67,6 +76,10 @@ const caches = new Array<NeuronCache>(0);
 export function cache_new(capacity: i32, bundleBytes: usize, ffn: i32): i32 {
   caches.push(new NeuronCache(capacity, bundleBytes, ffn));
   return caches.length - 1;
+}
+/** Heap bytes new NeuronCache(capacity, bundleBytes, ffn) takes (cache_new and flash_layer). */
+export function cache_bytes(capacity: i32, bundleBytes: usize, ffn: i32): usize {
+  return NeuronCache.bytes(capacity, bundleBytes, ffn);
 }
 export function cache_insert(h: i32, n: i32): i32 { return caches[h].insert(n); }
 export function cache_remove(h: i32, n: i32): void { caches[h].remove(n); }

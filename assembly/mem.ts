@@ -1,5 +1,6 @@
 // Memory the host asks for: everything is allocated once, at load time, never freed
 // (the stub runtime is a bump allocator; a model owns its whole wasm instance).
+import { BLOCK_OVERHEAD, AL_MASK } from "rt/common";
 
 // The stub runtime grows memory by doubling when it runs out; under a memory budget that would
 // waste up to half of it. alloc() grows first, to exactly what is needed plus one page of room
@@ -29,6 +30,34 @@ export function alloc(size: usize, align: usize): usize {
 }
 
 const CHUNK: usize = 1 << 29;
+
+/** Heap bytes alloc(size, align) takes, slack included: alloc()'s blocks replayed on the stub
+ *  runtime, which puts a BLOCK_OVERHEAD header before each block and rounds it to 16 bytes.
+ *  The heap.alloc(0) that finds the top is a block too. */
+export function allocBytes(size: usize, align: usize): usize {
+  const want = size + align, probe = blockBytes(0);
+  if (want <= CHUNK) return probe + blockBytes(want);
+  // Offsets from the first chunk's header: the chunks alloc() takes back to back.
+  const first = BLOCK_OVERHEAD;
+  let top = blockBytes(CHUNK), end = first + CHUNK;
+  while (end < first + want) {
+    const n = min<usize>(CHUNK, first + want - end);
+    const q = top + BLOCK_OVERHEAD;
+    top += blockBytes(n);
+    end = q + n;
+  }
+  return probe + top;
+}
+
+/** Heap bytes one stub-runtime block of `size` takes (as rt/stub.ts's __alloc). */
+@inline export function blockBytes(size: usize): usize {
+  return (size + BLOCK_OVERHEAD + AL_MASK) & ~AL_MASK;
+}
+
+/** The host plans memory from the wasm's own figures: the heap bytes alloc(size, align) takes. */
+export function alloc_bytes(size: usize, align: usize): usize {
+  return allocBytes(size, align);
+}
 
 /** Bytes of linear memory currently reserved. */
 export function memory_bytes(): usize {

@@ -6,9 +6,30 @@
 // device profile's estimate of the I/O time its reads need at the queue depth used.
 // Then, per model, the warm configs once more, interleaved round by round (--rounds, default 7),
 // for the sparse ÷ dense ratios.
-// Usage: node bench/flash.js [--runs N] [--rounds N] [--tokens N] [--memory NAME=BUDGET ...] [--predictor NAME=FILE ...]
-// (default predictor: models/NAME/flashneuron.fnpred; without one the sparse rows are skipped)
+// Usage: node bench/flash.js [--runs N] [--rounds N] [--tokens N] [--models NAME,...] [--memory NAME=BUDGET ...] [--predictor NAME=FILE ...]
+//                            [--baseline REV [--only ROWS]]
+// (default predictor: models/NAME/flashneuron.fnpred; without one the sparse rows are skipped;
+// --models: only these models, default opt-relu-mini,llama-relu-mini and any named by --memory)
 // Writes bench/results/flash.json and bench/results/flash.svg.
+//
+// --baseline REV: compares REV (built in a temporary git worktree, see bench/baseline.js) with
+// this checkout (its dist/ as built) in one run, each tree in its own process through its own
+// dist/src/index.js. Every row (model × cold/warm × mode, as above, at the budget both trees
+// accept) opens in both trees, runs one warm-up in each, then --rounds rounds (default 7) of
+// --tokens tokens, the two trees alternating which goes first. Per side: medians over the rounds
+// of ms, io, mem and compute ms per token, bytes and reads per token. Per row: new ÷ old of those,
+// and whether bytes read per token (every round) and the generated ids are identical — they must
+// be for a pure refactor (exit code 1 when any differ). --only ROWS restricts the rows, a comma
+// list of: cold, warm, interleaved (the warm rows of the interleaved section: dense, sparse,
+// sparse_thread, sparse_stored, dense_rq8, sparse_rq8, sparse_rq8_thread), a mode row name
+// (e.g. sparse_rq8, both settings) or SETTING:NAME (e.g. warm:sparse). --runs is not used.
+// Prints a table and writes bench/results/flash-baseline.json (flash.json is left alone):
+//   { machine, date, setup: {…, models: {NAME: budget}}, baseline: { old: {rev, commit},
+//     new: {tree, commit, dirty}, rows: { "MODEL/SETTING/ROW": { old: {ms_per_token, io_ms_per_token,
+//     mem_ms_per_token, compute_ms_per_token, bytes_read_per_token, reads_per_token, resident_dtype,
+//     ms_per_token_runs}, new: {…}, ratio_ms_per_token, ratio_io_ms_per_token, ratio_mem_ms_per_token,
+//     ratio_compute_ms_per_token, bytes_read_identical, ids_equal } | { error } } } }
+// A ~5 minute comparison: --baseline REV --only interleaved --rounds 5 (both models).
 import { spawnSync } from 'node:child_process';
 
 // Cold reads run on the libuv pool; it is sized at first use, which Node's ES-module loader has
@@ -19,12 +40,17 @@ if (!process.env.UV_THREADPOOL_SIZE) {
 }
 
 const { existsSync, mkdirSync, readFileSync, writeFileSync } = await import('node:fs');
+const { homedir } = await import('node:os');
 const { join } = await import('node:path');
 const { fileURLToPath } = await import('node:url');
-const { loadModel } = await import('../dist/src/index.js');
-const { loadProfile, profilePath, estimateUs } = await import('../dist/src/probe.js');
 const { machine } = await import('./machine.js');
 const { barChart } = await import('./plot.js');
+const { median: bmedian, order, prepareTrees, ratio, ratioTable, startChildren, treesInfo } = await import('./baseline.js');
+const BASELINE = process.argv.includes('--baseline');
+// With --baseline this process loads no engine code: each tree runs in its own child.
+const { loadModel, loadProfile, estimateUs } = BASELINE ? {} : await import('../dist/src/index.js');
+/** Where loadProfile() looks by default (the engine's device.json, as src's profilePath()). */
+const profilePath = () => join(process.env.FLASHNEURON_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'flashneuron'), 'device.json');
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const args = process.argv.slice(2);
@@ -37,6 +63,12 @@ for (let i = 0; i < args.length; i++) {
   if (args[i] === '--memory') { const [n, v] = args[++i].split('='); MODELS[n] = v; }
   if (args[i] === '--predictor') { const [n, v] = args[++i].split('='); PREDICTORS[n] = v; }
 }
+if (arg('--models') !== undefined) {
+  const keep = arg('--models').split(',');
+  for (const n of keep) if (!(n in MODELS)) throw new Error(`--models: no budget for ${n} (known: ${Object.keys(MODELS).join(', ')}; add one with --memory ${n}=BUDGET)`);
+  for (const n of Object.keys(MODELS)) if (!keep.includes(n)) delete MODELS[n];
+}
+if (arg('--only') !== undefined && !BASELINE) throw new Error('--only works with --baseline');
 
 // Modes in table order; the sparse rows differ only in the neuron-cache window (default lru; the paper's is 5).
 const MODES = [
@@ -66,7 +98,7 @@ const KEYS = ['resident_dtype', 'ms_per_token', 'io_ms_per_token', 'mem_ms_per_t
 
 // Device cost model for the I/O bound: the saved profile the engine's planner uses (or its
 // built-in default), and this machine's probe (bench/results/probe.json) when there is one.
-const profile = loadProfile();
+const profile = BASELINE ? undefined : loadProfile();
 const probeFile = join(ROOT, 'bench/results/probe.json');
 const probe = existsSync(probeFile) ? JSON.parse(readFileSync(probeFile, 'utf8')) : undefined;
 const r3 = (v) => +v.toFixed(3);
@@ -92,20 +124,27 @@ async function open(dir, opts) {
   catch (e) { return { error: e.message }; }
 }
 
+/** Opens and closes a model here: null, or the error message. */
+async function tryOpenHere(dir, opts) {
+  const r = await open(dir, opts);
+  if (r.model) { r.model.close(); return null; }
+  return r.error;
+}
+
 /**
  * The budget all flash modes run with: the requested one, or, when a mode cannot hold its
  * resident part within it, the smallest whole percentage of the model every mode accepts.
  */
-async function pickBudget(dir, requested, flashModes, predictor) {
+async function pickBudget(dir, requested, flashModes, predictor, tryOpen = tryOpenHere) {
   let memory = requested, note;
   for (let attempt = 0; attempt < 8; attempt++) {
     let need = 0, first;
     for (const m of flashModes) {
-      const r = await open(dir, { mode: m.mode, memory, window: m.window, predictorPath: predictor });
-      if (r.model) { r.model.close(); continue; }
-      const pct = /\(([0-9.]+)% of the model\)/.exec(r.error);
-      if (!/too small/.test(r.error) || !pct || !memory.endsWith('%')) return { memory, note };
-      first ??= `${m.name} at ${memory}: ${r.error}`;
+      const error = await tryOpen(dir, { mode: m.mode, memory, window: m.window, predictorPath: predictor });
+      if (error === null) continue;
+      const pct = /\(([0-9.]+)% of the model\)/.exec(error);
+      if (!/too small/.test(error) || !pct || !memory.endsWith('%')) return { memory, note };
+      first ??= `${m.name} at ${memory}: ${error}`;
       need = Math.max(need, Math.ceil(Number(pct[1]) + 0.5));
     }
     if (!first) return { memory, note };
@@ -135,6 +174,10 @@ async function measure(model, ids, setting, denseIds) {
 }
 
 const t0 = Date.now(), load0 = (await import('node:os')).loadavg();
+if (BASELINE) {
+  await compare();
+  process.exit();
+}
 const results = {}, ratios = {};
 for (const [name, requested] of Object.entries(MODELS)) {
   const dir = join(ROOT, 'models', name);
@@ -285,4 +328,132 @@ function chart(o) {
   panels.forEach((p, i) => svg.push(`<g transform="translate(${(i % cols) * W} ${Math.floor(i / cols) * H})">`, p.trim(), '</g>'));
   svg.push('</svg>');
   return svg.join('\n') + '\n';
+}
+
+/** --only: does the row (setting, MODES entry) run? */
+function selected(setting, m) {
+  const only = arg('--only');
+  if (only === undefined) return true;
+  const INTER = ['dense', 'sparse', 'sparse_thread', 'sparse_stored', 'dense_rq8', 'sparse_rq8', 'sparse_rq8_thread'];
+  return only.split(',').some((t) => t === setting || t === m.name || t === `${setting}:${m.name}` || (t === 'interleaved' && setting === 'warm' && INTER.includes(m.name)));
+}
+
+/** --baseline REV: every selected row in the old and the new tree, interleaved round by round. */
+async function compare() {
+  const only = arg('--only');
+  if (only !== undefined) {
+    const names = MODES.map((m) => m.name), settings = Object.keys(SETTINGS);
+    for (const t of only.split(',')) {
+      const [a, b] = t.split(':');
+      const ok = b === undefined ? [...settings, 'interleaved', ...names].includes(a) : settings.includes(a) && names.includes(b);
+      if (!ok) throw new Error(`--only: unknown row ${t} (cold, warm, interleaved, ${names.join(', ')}, or SETTING:NAME)`);
+    }
+  }
+  const trees = prepareTrees(args);
+  let sides;
+  const rows = {}, budgets = {};
+  try {
+    ({ sides } = await startChildren(trees));
+    let seq = 0;
+    /** Opens and closes a model in both trees: null, or the first error. */
+    const tryBoth = async (dir, opts) => {
+      for (const s of sides) {
+        const key = `try${seq++}`;
+        try { await s.call('open', { key, dir, opts: { contextLength: CONTEXT, ...opts } }); } catch (e) { return e.message; }
+        await s.call('close', { key });
+      }
+      return null;
+    };
+    const complete = (s, key, ids, maxTokens) => s.call('complete', { key, input: ids, opts: { maxTokens, temperature: 0, stopAtEos: false } });
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    const METRICS = ['ms_per_token', 'io_ms_per_token', 'mem_ms_per_token', 'compute_ms_per_token', 'bytes_read_per_token', 'reads_per_token'];
+
+    for (const [name, requested] of Object.entries(MODELS)) {
+      const dir = join(ROOT, 'models', name);
+      const predictor = PREDICTORS[name] ?? join(dir, 'flashneuron.fnpred');
+      const hasPredictor = existsSync(predictor);
+      const flashModes = MODES.filter((m) => m.mode !== 'dense' && (m.mode !== 'sparse' || hasPredictor));
+      const wanted = [];
+      for (const setting of ['cold', 'warm']) {
+        for (const m of MODES) if (!(m.warmOnly && setting !== 'warm') && selected(setting, m)) wanted.push([setting, m]);
+      }
+      if (!wanted.length) continue;
+      const { memory, note } = await pickBudget(dir, requested, flashModes, predictor, tryBoth);
+      budgets[name] = memory;
+      if (note) console.log(`${name}: budget ${memory} (${note})`);
+      let ids;
+      for (const [setting, m] of wanted) {
+        const key = `${name}/${setting}/${m.name}`;
+        if (m.mode === 'sparse' && !hasPredictor) { rows[key] = { skipped: 'no predictor' }; continue; }
+        const opts = { contextLength: CONTEXT, ...modeOptions(m, setting, memory, predictor) };
+        const opened = [];
+        try {
+          for (const s of sides) { await s.call('open', { key, dir, opts }); opened.push(s); }
+          if (!ids) {
+            ids = (await sides[0].call('tokenize', { key, text: promptText })).slice(0, PROMPT);
+            const other = (await sides[1].call('tokenize', { key, text: promptText })).slice(0, PROMPT);
+            if (!same(ids, other)) console.log(`${name}: the trees tokenize the prompt differently; both run the old tree's ids`);
+          }
+          for (const s of sides) await complete(s, key, ids, setting === 'warm' ? TOKENS : 4);
+          const runs = { old: [], new: [] };
+          for (let r = 0; r < ROUNDS; r++) for (const s of order(r, sides)) runs[s.label].push(await complete(s, key, ids, TOKENS));
+          const side = (rs) => ({
+            ...Object.fromEntries(METRICS.map((k) => [k, bmedian(rs.map((c) => c.stats[k]))])),
+            resident_dtype: rs[0].stats.resident_dtype,
+            ms_per_token_runs: rs.map((c) => c.stats.ms_per_token),
+          });
+          const o = side(runs.old), n = side(runs.new);
+          const row = rows[key] = {
+            old: o, new: n,
+            ...Object.fromEntries(['ms_per_token', 'io_ms_per_token', 'mem_ms_per_token', 'compute_ms_per_token'].map((k) => [`ratio_${k}`, ratio(n[k], o[k])])),
+            bytes_read_identical: same(runs.old.map((c) => [c.stats.bytes_read_per_token, c.stats.reads_per_token]), runs.new.map((c) => [c.stats.bytes_read_per_token, c.stats.reads_per_token])),
+            ids_equal: runs.old.every((c, i) => same(c.ids, runs.new[i].ids)),
+          };
+          console.log(`${key.padEnd(34)} ms/token old ${o.ms_per_token.toFixed(3)} new ${n.ms_per_token.toFixed(3)} new/old ${row.ratio_ms_per_token}` +
+            ` (io ${row.ratio_io_ms_per_token}, compute ${row.ratio_compute_ms_per_token}), ${(o.bytes_read_per_token / 1024).toFixed(0)} KiB/token` +
+            `${row.bytes_read_identical ? '' : ' BYTES DIFFER'}${row.ids_equal ? '' : ' IDS DIFFER'}`);
+        } catch (e) {
+          if (!e.remote) throw e;
+          rows[key] = { error: e.message };
+          console.log(`${key}: ${e.message}`);
+        } finally {
+          for (const s of opened) if (s.exited === null) await s.call('close', { key }).catch(() => {});
+        }
+      }
+    }
+    for (const s of sides) await s.close();
+  } finally {
+    for (const s of sides ?? []) s.kill();
+    trees.remove();
+  }
+
+  const okRows = Object.entries(rows).filter(([, x]) => x.old);
+  console.log(`\nnew (${treesInfo(trees).new.tree === '.' ? 'this checkout' : trees.new.dir}) ÷ old (${trees.old.rev} = ${trees.old.commit.slice(0, 12)}), medians of ${ROUNDS} interleaved rounds of ${TOKENS} tokens:`);
+  const f3 = (v) => v.toFixed(3);
+  ratioTable(Object.entries(rows).map(([row, x]) => (x.old ? {
+    row, old_ms: x.old.ms_per_token, new_ms: x.new.ms_per_token, ratio: x.ratio_ms_per_token, io: x.ratio_io_ms_per_token,
+    compute: x.ratio_compute_ms_per_token, kib: +(x.old.bytes_read_per_token / 1024).toFixed(1),
+    bytes: x.bytes_read_identical ? 'same' : 'DIFFER', ids: x.ids_equal ? 'same' : 'DIFFER',
+  } : { row, bytes: x.skipped ?? 'error' })), [
+    { key: 'old_ms', title: 'old ms/tok', fmt: f3 }, { key: 'new_ms', title: 'new ms/tok', fmt: f3 }, { key: 'ratio', title: 'new/old', fmt: f3 },
+    { key: 'io', title: 'io new/old', fmt: f3 }, { key: 'compute', title: 'compute new/old', fmt: f3 }, { key: 'kib', title: 'KiB/tok (old)' },
+    { key: 'bytes', title: 'bytes/tok' }, { key: 'ids', title: 'ids' },
+  ]);
+  const out = {
+    machine: machine(), date: new Date().toISOString(),
+    setup: {
+      prompt_tokens: PROMPT, tokens: TOKENS, context_length: CONTEXT, rounds: ROUNDS, only: arg('--only') ?? null, models: budgets,
+      statistic: 'per side, the median over the rounds of each figure (one warm-up run first); the two trees alternate which runs first each round',
+      prompt: 'models/calibration.txt from the first paragraph after 95 % of its length (held out from predictor training)',
+      warm: SETTINGS.warm, cold: { ...SETTINGS.cold, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE },
+      seconds: Math.round((Date.now() - t0) / 1000),
+    },
+    baseline: { ...treesInfo(trees), rows },
+  };
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench/results/flash-baseline.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote bench/results/flash-baseline.json (${out.setup.seconds} s)`);
+  const bad = okRows.filter(([, x]) => !x.bytes_read_identical || !x.ids_equal).map(([k]) => k);
+  if (bad.length) { console.error(`bytes read or generated ids differ between the trees: ${bad.join(', ')}`); process.exitCode = 1; }
+  if (Object.values(rows).some((x) => x.error)) process.exitCode = 1;
 }

@@ -5,8 +5,8 @@
 // Writes bench/results/kernels.json and bench/results/kernels.svg.
 import os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { instantiateEngine } from '../dist/src/wasm.js';
-import { dequantize, quantize } from '../dist/src/quant.js';
+import { instantiateEngine } from '../dist/src/index.js';
+import { dequantize, quantize } from '../dist/src/format/dtype.js';
 import { barChart } from './plot.js';
 
 const DTYPES = [

@@ -14,8 +14,7 @@ import { createServer } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { getLlama } from 'node-llama-cpp';
 import { chromium } from 'playwright-core';
-import { convertHF, loadModel } from '../dist/src/index.js';
-import { exportGGUF } from '../dist/src/gguf.js';
+import { convertHF, exportGGUF, loadModel } from '../dist/src/index.js';
 import { barChart } from './plot.js';
 import { machine } from './machine.js';
 

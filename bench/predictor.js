@@ -11,7 +11,10 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { loadModel } from '../dist/src/index.js';
-import { trainPredictor, savePredictor, loadPredictor, predictorPath, predictorBytes, predictorBytesAt } from '../dist/src/predictor.js';
+import { trainPredictor } from '../dist/src/predictor/train.js';
+import { predictorBytes } from '../dist/src/predictor/format.js';
+import { predictorBytesAt } from '../dist/src/predictor/ladder.js';
+import { savePredictor, loadPredictor, predictorPath } from '../dist/src/node/predictor-file.js';
 import { machine } from './machine.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));

@@ -15,7 +15,7 @@ if (!process.env.UV_THREADPOOL_SIZE) {
 
 const { mkdirSync, readFileSync, writeFileSync } = await import('node:fs');
 const os = await import('node:os');
-const { probeDevice, saveProfile, profilePath, estimateUs, mergeGapBytes } = await import('../dist/src/probe.js');
+const { probeDevice, saveProfile, profilePath, estimateUs, mergeGapBytes } = await import('../dist/src/node/probe.js');
 const { machine } = await import('./machine.js');
 
 const args = process.argv.slice(2);

@@ -36,10 +36,10 @@ const { existsSync, mkdirSync, statSync, writeFileSync } = await import('node:fs
 const { join } = await import('node:path');
 const os = await import('node:os');
 const { fileURLToPath } = await import('node:url');
-const { Engine } = await import('../dist/src/engine.js');
-const { ParallelReader } = await import('../dist/src/reader.js');
-const { readImageHeaderFile: headerOf, section } = await import('../dist/src/image.js');
-const { ActivationModel, SHAPES, synthImage } = await import('../dist/src/synth.js');
+const { Engine } = await import('../dist/src/index.js');
+const { ParallelReader } = await import('../dist/src/node/reader.js');
+const { readImageHeaderFile: headerOf, section } = await import('../dist/src/index.js');
+const { ActivationModel, SHAPES, synthImage } = await import('../dist/src/node/synth-file.js');
 const { machine } = await import('./machine.js');
 const { barChart } = await import('./plot.js');
 

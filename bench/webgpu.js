@@ -8,9 +8,9 @@
 //   (Deno: deno run -A bench/webgpu.js ...; a hardware adapter is required, software ones are refused)
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Engine } from '../dist/src/engine.js';
+import { Engine } from '../dist/src/index.js';
 import { openGpu } from '../dist/src/gpu/webgpu.js';
-import { ActivationModel, SHAPES, synthImage } from '../dist/src/synth.js';
+import { ActivationModel, SHAPES, synthImage } from '../dist/src/node/synth-file.js';
 import { barChart } from './plot.js';
 import { machine } from './machine.js';
 

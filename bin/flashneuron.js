@@ -15,5 +15,5 @@ process.emitWarning = function (warning, ...rest) {
   if (type === 'ExperimentalWarning' && String(warning).includes('WASI')) return;
   return emitWarning.call(process, warning, ...rest);
 };
-const { main } = await import('../dist/src/cli.js');
+const { main } = await import('../dist/src/node/cli.js');
 process.exitCode = await main(process.argv.slice(2));

@@ -8,6 +8,7 @@ import { chromium } from 'playwright-core';
 import { ROOT, golden, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 import { startServer } from '../web/server.js';
+import { loadModel } from '../dist/src/index.js';
 
 after(cleanupTmp);
 
@@ -45,6 +46,16 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
       assert.deepEqual(c.ids, p.greedy_ids);
     });
   }
+
+  it('the worker decides nothing of its own: the same inputs resolve to the same options as the Node API', async () => {
+    for (const [name, opts] of [['opt-relu-mini', { memory: '60%' }], ['llama-relu-mini', { memory: '80%', window: 5 }], ['opt-relu-mini', { memory: '70%', mode: 'hybrid' }], ['opt-relu-mini', {}]]) {
+      const info = await page.evaluate(({ name, opts }) => window.flashneuron.load({ model: name, memory: '', ...opts }), { name, opts });
+      const model = await loadModel(modelDir(name), { ...opts, cacheDir: tmpDir('apicache') });
+      try {
+        assert.deepEqual(JSON.parse(JSON.stringify(info.options)), JSON.parse(JSON.stringify(model.options)), `${name} ${JSON.stringify(opts)}`);
+      } finally { model.close(); }
+    }
+  });
 
   it('WebGPU in the worker (SwiftShader): device auto stays on the wasm, gpu gives the golden ids, dense and sparse', async function () {
     const hasGpu = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));

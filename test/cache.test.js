@@ -1,7 +1,7 @@
 // The neuron cache: random insert/delete sequences against a plain Set; rows must follow their
 // neuron when swap-delete moves them, and nothing may be reallocated.
 import assert from 'node:assert/strict';
-import { instantiateEngine } from '../dist/src/wasm.js';
+import { instantiateEngine } from '../dist/src/index.js';
 
 function rng(seed) {
   return () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);

@@ -5,9 +5,12 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, readSync, fstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { convertHF, loadModel, readImageHeaderFile } from '../dist/src/index.js';
-import { exportGGUF, readGGUF, readGGUFPredictor, writeGGUF } from '../dist/src/gguf.js';
-import { loadPredictor, modelFingerprint } from '../dist/src/predictor.js';
-import { dequantize } from '../dist/src/quant.js';
+import { exportGGUF } from '../dist/src/index.js';
+import { readGGUF, writeGGUF } from '../dist/src/format/gguf.js';
+import { openGGUFCheckpoint, readGGUFPredictor } from '../dist/src/node/gguf-file.js';
+import { loadPredictor } from '../dist/src/node/predictor-file.js';
+import { modelFingerprint } from '../dist/src/predictor/format.js';
+import { dequantize } from '../dist/src/format/dtype.js';
 import { golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 import { cliRunner } from './helpers/cli.js';
@@ -249,7 +252,6 @@ describe('GGUF: hostile files', () => {
     ['invalid UTF-8 in a key', (b) => { const at = find(b, 'general.architecture'); b[at] = 0xff; return b; }, /not a valid GGUF file/],
   ];
   it('a GGUF of another architecture, without a GPT-2 tokenizer or missing a tensor: named', async () => {
-    const { openGGUFCheckpoint } = await import('../dist/src/gguf.js');
     const file = (meta, tensors = []) => {
       const chunks = [];
       writeGGUF((b, pos) => chunks.push([pos, Buffer.from(b)]), meta, tensors);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, FileSource, MemorySource, convertHF, loadModel, openHFCheckpoint, readImageHeader, cachedImage } from '../dist/src/index.js';
-import { widenToF32 } from '../dist/src/image.js';
+import { widenToF32 } from '../dist/src/format/dtype.js';
 import { MODELS, modelDir, imagePath, golden } from './helpers/models.js';
 import { cleanupTmp, copyModel, patchJson, tmpDir, truncateFile } from './helpers/hostile.js';
 

@@ -7,11 +7,11 @@ import { fileURLToPath } from 'node:url';
 import {
   CheckpointError,
   bytesFile,
-  openSafetensors,
   parseSafetensorsHeader,
   readTensorBytes,
-} from '../dist/src/safetensors.js';
-import { modelTensors, openHFCheckpoint, parseHFConfig, requiredTensors } from '../dist/src/hf.js';
+} from '../dist/src/format/safetensors.js';
+import { openHFCheckpoint, openSafetensors } from '../dist/src/node/checkpoint-fs.js';
+import { modelTensors, parseHFConfig, requiredTensors } from '../dist/src/format/hf.js';
 import {
   cleanupTmp,
   copyModel,

@@ -2,8 +2,8 @@
 // Widening f16/bf16 -> f32 is exact in every path, so SIMD and reference differ only by the
 // order of f32 additions; tolerances are relative to sum |w_i * x_i| (the scale of that error).
 import assert from 'node:assert/strict';
-import { instantiateEngine } from '../dist/src/wasm.js';
-import { dequantize, quantize } from '../dist/src/quant.js';
+import { instantiateEngine } from '../dist/src/index.js';
+import { dequantize, quantize } from '../dist/src/format/dtype.js';
 
 const LENGTHS = [1, 3, 7, 15, 16, 17, 31, 33, 384, 1536];
 const DTYPES = [

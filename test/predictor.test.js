@@ -1,16 +1,20 @@
 // Sparsity predictors: the training kernels (SIMD against their scalar references), a short training
-// run, the .fnpred format (round trip and hostile files), and the shipped predictors measured with
-// the real engine against Hugging Face's activations on golden text (not in calibration.txt).
+// run, the .fnpred format (round trip and hostile files), training on images of every stored dtype
+// and FFN layout, and the shipped predictors measured with the real engine against Hugging Face's
+// activations on golden text (not in calibration.txt).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModel } from '../dist/src/index.js';
-import {
-  trainKernels, trainLayer, trainPredictor, collectSamples, evaluatePredictor, savePredictor, loadPredictor,
-  predictorPath, predictorBytes, modelFingerprint, roundF16, f32ToF16,
-  truncatePredictor, predictorBytesAt, rankForBytes, predictorSplits,
-} from '../dist/src/predictor.js';
-import { f16ToF32, crc32 } from '../dist/src/image.js';
+import { loadModel, convertHF } from '../dist/src/index.js';
+import { trainKernels } from '../dist/src/predictor/kernels.js';
+import { trainLayer, trainPredictor } from '../dist/src/predictor/train.js';
+import { collectSamples, ffnGateWeights, predictorSplits } from '../dist/src/predictor/samples.js';
+import { evaluatePredictor } from '../dist/src/predictor/evaluate.js';
+import { predictorBytes, modelFingerprint, roundF16 } from '../dist/src/predictor/format.js';
+import { truncatePredictor, predictorBytesAt, rankForBytes } from '../dist/src/predictor/ladder.js';
+import { savePredictor, loadPredictor, predictorPath } from '../dist/src/node/predictor-file.js';
+import { f16ToF32, f32ToF16 } from '../dist/src/format/dtype.js';
+import { crc32 } from '../dist/src/format/crc32.js';
 import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
 import { tmpDir, cleanupTmp } from './helpers/hostile.js';
 
@@ -272,6 +276,81 @@ describe('predictor: short training run and the file format', () => {
     assert.equal(predictorPath('/m/opt'), join('/m/opt', 'flashneuron.fnpred'));
     assert.equal(predictorPath('/c/opt-1234.fnimg'), '/c/opt-1234.fnpred');
   });
+});
+
+// train-predictor reads the deciding FFN weights (gate_proj / fc1 rows) from the image as stored:
+// rows of every dtype (a quantized row is blocks of 32, not d × an element size) and both layouts.
+describe('predictor: training on images of every dtype and FFN layout', function () {
+  this.timeout(300000);
+  const DTYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+  const mean = (a) => a.reduce((s, v) => s + v, 0) / a.length;
+  let text, dir;
+  const gate = {}, recall = {};
+  before(() => {
+    // ~590 tokens: ~490 train, ~100 held out; PCA only at rank 16, so each training takes seconds
+    text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8').slice(0, 2000);
+    dir = tmpDir('pred-dtype');
+  });
+
+  for (const dtype of DTYPES) {
+    it(`llama-relu-mini as ${dtype}: trains (rank 16, PCA only) to held-out recall ≥ 0.8`, async () => {
+      const out = join(dir, `llama.${dtype}.fnimg`);
+      const h = await convertHF(modelDir('llama-relu-mini'), out, undefined, { dtype });
+      assert.equal(h.ffn.dtype, dtype);
+      const model = await loadModel(out);
+      try {
+        gate[dtype] = ffnGateWeights(model, 3).w;
+        const p = await trainPredictor(model, text, { rank: 16, epochs: 0 });
+        assert.equal(p.fingerprint, modelFingerprint(model.engine.header));
+        assert.equal(p.layers.length, model.config.nLayers);
+        assert.ok(p.report.heldout_tokens >= 50, `only ${p.report.heldout_tokens} held-out tokens`);
+        for (const l of p.report.layers) {
+          assert.ok(l.recall >= 0.7, `layer ${l.layer}: held-out recall ${l.recall}`);
+          assert.ok(Number.isFinite(l.ratio) && l.ratio > 0, `layer ${l.layer}: ratio ${l.ratio}`);
+        }
+        recall[dtype] = p.report.layers.map((l) => l.recall);
+        assert.ok(mean(recall[dtype]) >= 0.8, `mean held-out recall ${mean(recall[dtype])}`);
+        console.log(`      ${dtype}: held-out recall ` + recall[dtype].map((r) => r.toFixed(3)).join(' '));
+      } finally { model.close(); }
+    });
+  }
+
+  it('the deciding weights read from each image match the f32 image within the dtype\'s rounding', function () {
+    for (const dt of DTYPES) if (!gate[dt]) this.skip();
+    const relErr = (a, b) => { let e = 0, n = 0; for (let i = 0; i < b.length; i++) { e += (a[i] - b[i]) ** 2; n += b[i] ** 2; } return Math.sqrt(e / n); };
+    // the checkpoint is bf16: f16 and bf16 hold its values exactly; Q8_0 / Q4_0 round per block of 32
+    const tol = { f16: 1e-6, bf16: 1e-6, q8_0: 0.01, q4_0: 0.12 };
+    for (const [dt, t] of Object.entries(tol)) {
+      assert.equal(gate[dt].length, gate.f32.length);
+      const e = relErr(gate[dt], gate.f32);
+      assert.ok(e <= t, `${dt}: relative error ${e} > ${t}`);
+    }
+  });
+
+  it('the int8 (q8_0) predictor recalls like the f16 one', function () {
+    if (!recall.q8_0 || !recall.f16) this.skip();
+    const d = Math.abs(mean(recall.q8_0) - mean(recall.f16));
+    assert.ok(d <= 0.01, `mean held-out recall q8_0 ${mean(recall.q8_0)} vs f16 ${mean(recall.f16)}`);
+    recall.q8_0.forEach((r, l) => assert.ok(Math.abs(r - recall.f16[l]) <= 0.02, `layer ${l}: q8_0 ${r} vs f16 ${recall.f16[l]}`));
+  });
+
+  for (const name of MODELS) {
+    it(`${name}: a split (--no-bundle) image gives the bundled image's deciding weights and fingerprint`, async () => {
+      const a = join(dir, `${name}.bundled.fnimg`), b = join(dir, `${name}.split.fnimg`);
+      await convertHF(modelDir(name), a);
+      await convertHF(modelDir(name), b, undefined, { layout: 'split' });
+      const ma = await loadModel(a), mb = await loadModel(b, { mode: 'naive' });
+      try {
+        assert.equal(mb.engine.header.ffn.layout, 'split');
+        for (let l = 0; l < ma.config.nLayers; l++) {
+          const A = ffnGateWeights(ma, l), B = ffnGateWeights(mb, l);
+          assert.deepEqual(B.w, A.w, `layer ${l} weights`);
+          assert.deepEqual(B.bias, A.bias, `layer ${l} bias`);
+        }
+        assert.equal(modelFingerprint(mb.engine.header), modelFingerprint(ma.engine.header));
+      } finally { ma.close(); mb.close(); }
+    });
+  }
 });
 
 // The shipped predictors, measured with the real engine on golden text (not in calibration.txt):

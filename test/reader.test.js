@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ParallelReader, ensureThreadpool } from '../dist/src/reader.js';
-import { probeDevice, defaultProfile, estimateUs, mergeGapBytes, loadProfile, saveProfile, profilePath } from '../dist/src/probe.js';
+import { ParallelReader, ensureThreadpool } from '../dist/src/node/reader.js';
+import { probeDevice, defaultProfile, estimateUs, mergeGapBytes, loadProfile, saveProfile, profilePath } from '../dist/src/node/probe.js';
 
 function rng(seed) {
   return () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);

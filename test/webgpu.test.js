@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, golden, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
-import { convertHF } from '../dist/src/image.js';
+import { convertHF } from '../dist/src/index.js';
 
 const run = promisify(execFile);
 const DENO = join(ROOT, 'node_modules', '.bin', 'deno');

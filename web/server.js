@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cachedImage } from '../dist/src/model.js';
+import { cachedImage } from '../dist/src/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.map': 'application/json', '.wasm': 'application/wasm' };
@@ -15,7 +15,7 @@ const MODELS = ['opt-relu-mini', 'llama-relu-mini'];
 /** Starts the server; resolves to { url, close() }. */
 export async function startServer({ port = 8080, host = '127.0.0.1', cacheDir } = {}) {
   const files = new Map();
-  for (const f of ['index.html', 'app.js', 'worker.js', 'worker.js.map', 'flashneuron.simd.wasm', 'flashneuron.wasm']) files.set(`/${f}`, join(ROOT, 'dist', 'web', f));
+  for (const f of ['index.html', 'app.js', 'worker.js', 'worker.js.map', 'flashneuron.js', 'flashneuron.js.map', 'flashneuron.simd.wasm', 'flashneuron.wasm']) files.set(`/${f}`, join(ROOT, 'dist', 'web', f));
   files.set('/', join(ROOT, 'dist', 'web', 'index.html'));
   for (const m of MODELS) {
     files.set(`/model/${m}.fnimg`, await cachedImage(join(ROOT, 'models', m), { cacheDir }));

@@ -8,11 +8,11 @@
 // the mirror, rows a swap-delete refilled are re-sent and scattered by rows.wgsl, and neurons
 // streamed past a full cache go to a stream area. The FFN kernels then run over the list of
 // wanted rows. Everything is allocated here, none of it per token.
-import type { Backend } from '../backend.js';
-import type { ModelConfig } from '../config.js';
-import type { FfnLayout } from '../image.js';
-import { widenToF32 } from '../image.js';
-import type { EngineExports } from '../wasm.js';
+import type { Backend } from '../core/backend.js';
+import type { ModelConfig } from '../format/config.js';
+import type { FfnLayout } from '../format/image.js';
+import { widenToF32 } from '../format/dtype.js';
+import { ABI, type EngineExports, type LayerSlot } from '../core/abi.js';
 import { WGSL } from './shaders.js';
 
 /** A WebGPU device the engine may run on. */
@@ -52,7 +52,7 @@ export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boole
   return { device, name, fallback, f16 };
 }
 
-/** What the backend needs of an engine (src/engine.ts). */
+/** What the backend needs of an engine (src/core/engine.ts). */
 export interface GpuEngineView {
   wasm: EngineExports;
   config: ModelConfig;
@@ -166,7 +166,6 @@ export class WebGpuBackend implements Backend {
     if (f.bundle_bytes % 16 || [f.up, f.gate, f.down].some((o) => o >= 0 && o % (f.dtype === 'f32' ? 8 : 4))) {
       throw new Error('the WebGPU backend needs bundle parts aligned to a pair of elements');
     }
-    const g = (n: string) => (w[n] as WebAssembly.Global).value as number;
     const dtName = (code: number) => {
       const n = (['f32', 'f16', 'bf16'] as const)[code];
       if (!n) throw new Error('the WebGPU backend runs f32, f16 and bf16 weights; this model has block-quantized (q8_0/q4_0) ones');
@@ -220,7 +219,7 @@ export class WebGpuBackend implements Backend {
       const params = this.uniform([d, c.arch === 'opt' ? 0 : 1, 0, 0], [2, c.normEps]);
       return { pipeline, bind: this.bind(pipeline, [xin, wv, bv, out, params]), x: 1 };
     };
-    const L = (l: number, slot: string) => [w.layer_ptr(l, g(slot)), w.layer_dt(l, g(slot))] as const;
+    const L = (l: number, slot: LayerSlot) => [w.layer_ptr(l, ABI[slot]), w.layer_dt(l, ABI[slot])] as const;
     const attnParams = this.uniform([c.nHeads, c.nKvHeads, c.headDim, ctx, rope ? 1 : 0, 0, 0, 0]);
     const pairBytes = f.dtype === 'f32' ? 8 : 4;
     const streamRows = view.flash ? c.ffn : 1;
@@ -229,7 +228,7 @@ export class WebGpuBackend implements Backend {
     for (let l = 0; l < c.nLayers; l++) {
       const [ln1w, ln1wDt] = L(l, 'L_LN1_W'), [ln1b, ln1bDt] = L(l, 'L_LN1_B');
       const [ln2w, ln2wDt] = L(l, 'L_LN2_W'), [ln2b, ln2bDt] = L(l, 'L_LN2_B');
-      const bias = (slot: string, n: number) => { const [p, dt] = L(l, slot); return p ? vecF32(p, dt, n) : null; };
+      const bias = (slot: LayerSlot, n: number) => { const [p, dt] = L(l, slot); return p ? vecF32(p, dt, n) : null; };
       const kc = bufF32(ctx * kvDim), vc = bufF32(ctx * kvDim);
       const ropeP = this.pipeline('attention', 'rope_kv'), attendP = this.pipeline('attention', 'attend');
       const cap = view.flash ? w.cache_capacity(l) : c.ffn;
@@ -275,14 +274,14 @@ export class WebGpuBackend implements Backend {
       const params = this.uniform([f.bundle_bytes / 4, 0, 0, 0]);
       for (const layer of this.layers) layer.scatter = { pipeline: scatterP, bind: this.bind(scatterP, [layer.cache, this.upload, this.movedList, params]), x: 0 };
     }
-    const normW = vecF32(w.global_ptr(g('G_NORM_W')), w.global_dt(g('G_NORM_W')), d);
-    const normB = vecF32(w.global_ptr(g('G_NORM_B')), w.global_dt(g('G_NORM_B')), d);
+    const normW = vecF32(w.global_ptr(ABI.G_NORM_W), w.global_dt(ABI.G_NORM_W), d);
+    const normB = vecF32(w.global_ptr(ABI.G_NORM_B), w.global_dt(ABI.G_NORM_B), d);
     this.head = {
       norm: norm(normW, normB, this.x, this.xb),
-      lm: matvec(w.global_ptr(g('G_LM_HEAD')), w.global_dt(g('G_LM_HEAD')), c.vocab, d, this.xb, this.logits, null, false),
+      lm: matvec(w.global_ptr(ABI.G_LM_HEAD), w.global_dt(ABI.G_LM_HEAD), c.vocab, d, this.xb, this.logits, null, false),
     };
-    const tok = w.global_ptr(g('G_TOK_EMBED')), tokDt = w.global_dt(g('G_TOK_EMBED'));
-    const pos = w.global_ptr(g('G_POS_EMBED')), posDt = w.global_dt(g('G_POS_EMBED'));
+    const tok = w.global_ptr(ABI.G_TOK_EMBED), tokDt = w.global_dt(ABI.G_TOK_EMBED);
+    const pos = w.global_ptr(ABI.G_POS_EMBED), posDt = w.global_dt(ABI.G_POS_EMBED);
     if (!view.flash && tok && (c.arch !== 'opt' || (pos && posDt === tokDt)) && c.vocab * d * (tokDt === 0 ? 4 : 2) <= limit) {
       const argmaxP = this.pipeline('greedy', 'argmax', dtName(tokDt), gpu.f16), embedP = this.pipeline('greedy', 'embed', dtName(tokDt), gpu.f16);
       const params = this.uniform([c.vocab, d, c.posOffset, c.arch === 'opt' ? 1 : 0]);

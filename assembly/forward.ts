@@ -1,0 +1,479 @@
+// The transformer forward pass, one token at a time, top to bottom (OPT and Llama families),
+// with its dense FFN. With the FFN on flash each layer's FFN is instead the wanted set of
+// sparse.ts (predicted, cached, read in rounds that planner.ts lays out); what that computes
+// goes through the same neuron lists (neuronList) into the same accumulator (yp).
+//
+// The host (src/engine.ts) calls, once per model:
+//   model_config(...)            the blueprint
+//   model_init()                 allocates every activation buffer and the KV cache
+//   set_global / set_layer       pointers to the weights it placed in memory
+//   ffn_layout(...)              where up/gate/down/bias sit inside one FFN bundle
+// and then per token forward(token, pos), after which logits_ptr() holds the vocab scores.
+// Nothing here allocates after model_init.
+import { alloc } from "./mem";
+import { flash_read } from "./flash";
+import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
+import { prep_len, prep_x, prep_zero, unprep_y, dot, dot_list, axpy, matvec } from "./kernels/matvec";
+import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
+import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
+import { plan_round, exec_plan_sync } from "./planner";
+import { now, ioError, set_io_error, add_io, computeSince } from "./stats";
+
+export const ARCH_OPT: i32 = 0;
+export const ARCH_LLAMA: i32 = 1;
+export const ACT_RELU: i32 = 0;
+export const ACT_SILU: i32 = 1;
+
+// ---- Config: the blueprint ----
+let arch: i32 = 0;
+let nLayers: i32 = 0;
+let d: i32 = 0;          // model width
+let ffn: i32 = 0;        // neurons per FFN
+let nHeads: i32 = 0;
+let nKv: i32 = 0;
+let headDim: i32 = 0;
+let vocab: i32 = 0;
+let maxSeq: i32 = 0;     // KV cache length
+let eps: f32 = 1e-5;
+let act: i32 = 0;
+let ropeTheta: f64 = 0;
+let posOffset: i32 = 0;
+let hasGate: bool = false;
+
+export function model_config(arch_: i32, nLayers_: i32, d_: i32, ffn_: i32, nHeads_: i32, nKv_: i32,
+  headDim_: i32, vocab_: i32, maxSeq_: i32, eps_: f32, act_: i32, ropeTheta_: f64, posOffset_: i32,
+  hasGate_: i32): void {
+  arch = arch_; nLayers = nLayers_; d = d_; ffn = ffn_; nHeads = nHeads_; nKv = nKv_; headDim = headDim_;
+  vocab = vocab_; maxSeq = maxSeq_; eps = eps_; act = act_; ropeTheta = ropeTheta_; posOffset = posOffset_;
+  hasGate = hasGate_ != 0;
+}
+
+// What sparse.ts and planner.ts read of the model (only this module writes it).
+export { nLayers, d, ffn, hasGate, bundleBytes, xb, xp, yp, hAct, listRows, listIds };
+
+// ---- Weights: (pointer, dtype) per slot; vectors (norms, biases) are always f32 ----
+export const G_TOK_EMBED: i32 = 0;   // (vocab, d)
+export const G_POS_EMBED: i32 = 1;   // (maxPos + posOffset, d), OPT only
+export const G_NORM_W: i32 = 2;      // (d,) f32
+export const G_NORM_B: i32 = 3;      // (d,) f32, OPT only
+export const G_LM_HEAD: i32 = 4;     // (vocab, d); the token embedding when tied
+const N_GLOBAL: i32 = 5;
+
+export const L_LN1_W: i32 = 0;  // (d,)   self_attn_layer_norm / input_layernorm
+export const L_LN1_B: i32 = 1;  // (d,)
+export const L_Q: i32 = 2;      // (nHeads*headDim, d)
+export const L_K: i32 = 3;      // (nKv*headDim, d)
+export const L_V: i32 = 4;      // (nKv*headDim, d)
+export const L_O: i32 = 5;      // (d, nHeads*headDim)
+export const L_QB: i32 = 6;
+export const L_KB: i32 = 7;
+export const L_VB: i32 = 8;
+export const L_OB: i32 = 9;
+export const L_LN2_W: i32 = 10; // (d,)   final_layer_norm / post_attention_layernorm
+export const L_LN2_B: i32 = 11;
+export const L_FFN: i32 = 12;   // (ffn, bundleBytes) bundles, see ffn_layout
+export const L_DOWN_B: i32 = 13; // (d,)  fc2 / down_proj bias
+const N_LAYER: i32 = 14;
+
+let gPtr: usize = 0;   // (N_GLOBAL) pointers
+let gDt: usize = 0;    // (N_GLOBAL) dtypes
+let lPtr: usize = 0;   // (nLayers, N_LAYER)
+let lDt: usize = 0;    // (nLayers, N_LAYER)
+
+export function set_global(slot: i32, ptr: usize, dt: i32): void {
+  store<usize>(gPtr + (<usize>slot << 2), ptr);
+  store<i32>(gDt + (<usize>slot << 2), dt);
+}
+
+export function set_layer(l: i32, slot: i32, ptr: usize, dt: i32): void {
+  const i = <usize>(l * N_LAYER + slot) << 2;
+  store<usize>(lPtr + i, ptr);
+  store<i32>(lDt + i, dt);
+}
+
+@inline function G(slot: i32): usize { return load<usize>(gPtr + (<usize>slot << 2)); }
+@inline function GDT(slot: i32): i32 { return load<i32>(gDt + (<usize>slot << 2)); }
+@inline function W(l: i32, slot: i32): usize { return load<usize>(lPtr + (<usize>(l * N_LAYER + slot) << 2)); }
+@inline export function WDT(l: i32, slot: i32): i32 { return load<i32>(lDt + (<usize>(l * N_LAYER + slot) << 2)); }
+
+// FFN bundle: neuron i of a layer is `bundleBytes` at base + i*bundleBytes:
+//   +upOff   up/fc1 row i    (d) dtype
+//   +gateOff gate row i      (d) dtype, Llama only
+//   +downOff down/fc2 col i  (d) dtype
+//   +biasOff fc1/up bias i   f32, when the model has one (else -1)
+let bundleBytes: usize = 0;
+let upOff: usize = 0;
+let gateOff: usize = 0;
+let downOff: usize = 0;
+let biasOff: i32 = -1;
+
+export function ffn_layout(bytes: usize, up: usize, gate: usize, down: usize, bias: i32): void {
+  bundleBytes = bytes; upOff = up; gateOff = gate; downOff = down; biasOff = bias; biasStride = 0;
+}
+
+/** Dense FFN laid out as matrices: neuron i's bias at biasOff + i * stride (0: inside its bundle). */
+export function ffn_bias_stride(stride: usize): void { biasStride = stride; }
+let biasStride: usize = 0;
+
+// ---- RunState: every activation buffer, allocated once ----
+let x: usize = 0;       // (d,) residual stream
+let xb: usize = 0;      // (d,) normed input of a block
+let xb2: usize = 0;     // (d,) block output
+let q: usize = 0;       // (nHeads*headDim,)
+let k: usize = 0;       // (nKv*headDim,)
+let v: usize = 0;       // (nKv*headDim,)
+let attOut: usize = 0;  // (nHeads*headDim,)
+let att: usize = 0;     // (maxSeq,) scores of one head
+let hAct: usize = 0;    // (nLayers, ffn) FFN activations of the last token
+let ffnIn: usize = 0;   // (nLayers, d) FFN input (normed) of the last token: what predictors see
+let logits: usize = 0;  // (vocab,)
+let kCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
+let vCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
+let kvDt: i32 = DT_F32; // f16 halves the KV cache (the host chooses, before model_init)
+let qp: usize = 0;      // (prep_len(headDim),) one query head, prepared for an f16 KV cache
+let vp: usize = 0;      // (prep_len(headDim),) one head's value accumulator, prepared
+let ropeCos: usize = 0; // (maxSeq, headDim/2)
+let ropeSin: usize = 0; // (maxSeq, headDim/2)
+let xp: usize = 0;      // prepared activation (kernel layout), widest input
+let yp: usize = 0;      // prepared FFN accumulator (d)
+let captureLayer: i32 = -1;
+let capture: usize = 0; // (d,) residual stream after layer captureLayer
+let listRows: usize = 0; // (ffn,) u32 row addresses of a list of neurons (dot_list)
+let listIds: usize = 0;  // (ffn,) i32 their neuron ids
+let listDots: usize = 0; // (ffn,) f32 their dots
+
+/** Allocates the run state. Returns the bytes it took (the host counts them against the budget). */
+export function model_init(): usize {
+  const start = heap.alloc(0);
+  gPtr = alloc(N_GLOBAL * 4, 16); gDt = alloc(N_GLOBAL * 4, 16);
+  lPtr = alloc(<usize>(nLayers * N_LAYER) << 2, 16); lDt = alloc(<usize>(nLayers * N_LAYER) << 2, 16);
+  memory.fill(gPtr, 0, N_GLOBAL * 4); memory.fill(lPtr, 0, <usize>(nLayers * N_LAYER) << 2);
+  const qDim = nHeads * headDim, kvDim = nKv * headDim;
+  x = f32s(d); xb = f32s(d); xb2 = f32s(d); capture = f32s(d);
+  q = f32s(qDim); k = f32s(kvDim); v = f32s(kvDim); attOut = f32s(qDim);
+  att = f32s(maxSeq); hAct = f32s(nLayers * ffn); ffnIn = f32s(nLayers * d); logits = f32s(vocab);
+  listRows = f32s(ffn); listIds = f32s(ffn); listDots = f32s(ffn);
+  const kvElems = nLayers * maxSeq * kvDim, kvHalves = kvDt == DT_F32 ? 1 : 0;
+  kCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1); vCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1);
+  qp = f32s(prep_len(headDim)); vp = f32s(prep_len(headDim));
+  const widest = max(max(d, ffn), qDim);
+  xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
+  if (ropeTheta > 0) {
+    const half = headDim >> 1;
+    ropeCos = f32s(maxSeq * half); ropeSin = f32s(maxSeq * half);
+    // In PyTorch: inv_freq = 1 / theta ** (arange(0, dim, 2) / dim); angle = pos * inv_freq
+    for (let i = 0; i < half; i++) {
+      const invFreq = <f32>(1.0 / Math.pow(ropeTheta, <f64>(2 * i) / <f64>headDim));
+      for (let p = 0; p < maxSeq; p++) {
+        const a = <f64>(<f32>p * invFreq);
+        store<f32>(ropeCos + (<usize>(p * half + i) << 2), <f32>Math.cos(a));
+        store<f32>(ropeSin + (<usize>(p * half + i) << 2), <f32>Math.sin(a));
+      }
+    }
+  }
+  return heap.alloc(0) - start;
+}
+
+function f32s(n: i32): usize {
+  const p = alloc(<usize>n << 2, 64);
+  memory.fill(p, 0, <usize>n << 2);
+  return p;
+}
+
+export function set_kv_dtype(dt: i32): void { kvDt = dt; }
+// What a host-side backend (src/gpu/) mirrors: weights, buffers and RoPE tables.
+export function global_ptr(slot: i32): usize { return G(slot); }
+export function global_dt(slot: i32): i32 { return GDT(slot); }
+export function layer_ptr(l: i32, slot: i32): usize { return W(l, slot); }
+export function layer_dt(l: i32, slot: i32): i32 { return WDT(l, slot); }
+export function x_ptr(): usize { return x; }
+export function xb_ptr(): usize { return xb; }
+export function rope_cos_ptr(): usize { return ropeCos; }
+export function rope_sin_ptr(): usize { return ropeSin; }
+export function logits_ptr(): usize { return logits; }
+export function activations_ptr(): usize { return hAct; }
+export function ffn_input_ptr(): usize { return ffnIn; }
+export function capture_ptr(): usize { return capture; }
+export function set_capture_layer(l: i32): void { captureLayer = l; }
+
+// ---- The forward pass ----
+//
+// forward() runs one token. With the FFN on flash the host may instead drive the same steps
+// itself (forward_begin, then per layer layer_attention / ffn_begin / ffn_hits / plan_round →
+// its own parallel reads → round_done ... / layer_end, then forward_end) so that reads run
+// asynchronously, many in flight, while the cached neurons are computed. ffn_begin, ffn_hits
+// and round_done are sparse.ts's; plan_round and exec_plan_sync planner.ts's.
+
+/** Runs token `token` at position `pos` (0-based; KV cache holds positions < pos). Fills logits. */
+export function forward(token: i32, pos: i32): void {
+  forward_begin(token, pos);
+  for (let l = 0; l < nLayers; l++) {
+    layer_attention(l, pos);
+    if (!flash) ffnDense(l, xb, xb2);
+    else {
+      ffn_begin(l);
+      ffn_hits(l);
+      for (let n = plan_round(l); n > 0; n = plan_round(l)) {
+        if (!exec_plan_sync(n)) return;   // io_error() says why; the host resets the caches
+        round_done(l);
+      }
+    }
+    layer_end(l);
+  }
+  forward_end();
+}
+
+let embedOff: u64 = 0;       // file offset of the token embeddings when they stay on flash
+let embedRowBytes: usize = 0;
+let embedBuf: usize = 0;
+
+/** Leaves the token embeddings on flash at file `offset`: each token reads its row. */
+export function embed_on_flash(offset: u64, rowBytes: usize): void {
+  embedOff = offset; embedRowBytes = rowBytes; embedBuf = alloc(rowBytes, 64);
+}
+
+/** Token embedding (+ learned position for OPT, whose position ids start at posOffset). */
+export function forward_begin(token: i32, pos: i32): void {
+  const t0 = now();
+  if (embedRowBytes) {
+    // Token embeddings left on flash: read this token's row.
+    const got = flash_read(flashFd, embedBuf, embedRowBytes, embedOff + <u64>token * <u64>embedRowBytes);
+    if (got != <i64>embedRowBytes && !ioError) set_io_error(got < 0 ? <i32>(-got) : -1);
+    add_io(<f64>embedRowBytes, 1, now() - t0);
+    embedRow(embedBuf, GDT(G_TOK_EMBED), 0, x);
+  } else embedRow(G(G_TOK_EMBED), GDT(G_TOK_EMBED), token, x);
+  if (arch == ARCH_OPT) {
+    embedRow(G(G_POS_EMBED), GDT(G_POS_EMBED), pos + posOffset, xb);
+    vadd(xb, x, d);
+  }
+  if (flash) flashNextToken();
+  computeSince(t0);
+}
+
+/** Attention block of layer l, then the FFN's normed input in xb.
+ *  In PyTorch: x = x + o_proj(attn(norm1(x))); h = norm2(x) */
+export function layer_attention(l: i32, pos: i32): void {
+  const t0 = now();
+  const kvDim = nKv * headDim;
+  norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);
+  linear(l, L_Q, L_QB, xb, q, nHeads * headDim, d);
+  linear(l, L_K, L_KB, xb, k, kvDim, d);
+  linear(l, L_V, L_VB, xb, v, kvDim, d);
+  if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
+  const es = <usize>dtypeSize(kvDt);
+  const layerK = kCache + <usize>(l * maxSeq * kvDim) * es;
+  const layerV = vCache + <usize>(l * maxSeq * kvDim) * es;
+  kvStore(layerK + <usize>(pos * kvDim) * es, k, kvDim);
+  kvStore(layerV + <usize>(pos * kvDim) * es, v, kvDim);
+  attention(layerK, layerV, pos);
+  linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);
+  vadd(xb2, x, d);
+  norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);
+  memory.copy(ffnIn + (<usize>(l * d) << 2), xb, <usize>d << 2);
+  computeSince(t0);
+}
+
+/** Adds the FFN output (xb2) to the residual stream.
+ *  In PyTorch (OPT): x = x + fc2(relu(fc1(h)));  (Llama): x = x + down_proj(act(gate_proj(h)) * up_proj(h)) */
+export function layer_end(l: i32): void {
+  const t0 = now();
+  if (flash) ffnOut(l, WDT(l, L_FFN), xb2);
+  vadd(xb2, x, d);
+  if (l == captureLayer) memory.copy(capture, x, <usize>d << 2);
+  computeSince(t0);
+}
+
+/** Layer l's FFN over its resident bundles (the dense mode of forward()). */
+export function ffn_dense(l: i32): void {
+  const t0 = now();
+  ffnDense(l, xb, xb2);
+  computeSince(t0);
+}
+
+/** Final norm and lm_head. */
+export function forward_end(): void {
+  const t0 = now();
+  norm(x, G(G_NORM_W), G(G_NORM_B), xb);
+  matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), rowBytes(GDT(G_LM_HEAD), d), xb, xp, logits, vocab, d);
+  computeSince(t0);
+}
+
+/** out = row r of an embedding table, widened to f32. */
+function embedRow(table: usize, dt: i32, r: i32, out: usize): void {
+  const row = table + <usize>r * rowBytes(dt, d);
+  for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), loadElem(dt, row, i));
+}
+
+/** LayerNorm (OPT, weight and bias) or RMSNorm (Llama, weight only). */
+function norm(src: usize, w: usize, b: usize, out: usize): void {
+  if (arch == ARCH_OPT) layernorm(src, w, b, out, d, eps);
+  else rmsnorm(src, w, out, d, eps);
+}
+
+/** out (rows) = W (rows, cols) @ in (cols) + bias, for weight slot `slot` of layer l. */
+function linear(l: i32, slot: i32, biasSlot: i32, src: usize, out: usize, rows: i32, cols: i32): void {
+  const dt = WDT(l, slot);
+  matvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
+  const b = W(l, biasSlot);
+  if (b) vadd(b, out, rows);
+}
+
+/** Rotates pairs (i, i + headDim/2) of every head by the position's angles (HF rotate_half). */
+function rope(vec: usize, heads: i32, pos: i32): void {
+  const half = headDim >> 1;
+  const c = ropeCos + (<usize>(pos * half) << 2), s = ropeSin + (<usize>(pos * half) << 2);
+  for (let h = 0; h < heads; h++) {
+    const base = vec + (<usize>(h * headDim) << 2);
+    for (let i = 0; i < half; i++) {
+      const p0 = base + (<usize>i << 2), p1 = base + (<usize>(i + half) << 2);
+      const a = load<f32>(p0), b = load<f32>(p1);
+      const ci = load<f32>(c + (<usize>i << 2)), si = load<f32>(s + (<usize>i << 2));
+      store<f32>(p0, a * ci - b * si);
+      store<f32>(p1, b * ci + a * si);
+    }
+  }
+}
+
+/** Appends one position's keys or values to the KV cache, as kvDt. */
+function kvStore(dst: usize, src: usize, n: i32): void {
+  if (kvDt == DT_F32) { memory.copy(dst, src, <usize>n << 2); return; }
+  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), f32_to_f16(load<f32>(src + (<usize>i << 2))));
+}
+
+/** Causal attention of q over cached positions 0..pos; query heads share KV heads in groups (GQA). */
+function attention(layerK: usize, layerV: usize, pos: i32): void {
+  const kvDim = nKv * headDim, group = nHeads / nKv;
+  const scale: f32 = 1.0 / Mathf.sqrt(<f32>headDim);
+  if (kvDt != DT_F32) { attentionHalf(layerK, layerV, pos, scale); return; }
+  for (let h = 0; h < nHeads; h++) {
+    const qh = q + (<usize>(h * headDim) << 2);
+    const kvOff = <usize>((h / group) * headDim) << 2;
+    for (let t = 0; t <= pos; t++) {
+      const kt = layerK + (<usize>(t * kvDim) << 2) + kvOff;
+      store<f32>(att + (<usize>t << 2), vdot(qh, kt, headDim) * scale);
+    }
+    softmax(att, pos + 1);
+    const oh = attOut + (<usize>(h * headDim) << 2);
+    memory.fill(oh, 0, <usize>headDim << 2);
+    for (let t = 0; t <= pos; t++) {
+      vaxpy(load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 2) + kvOff, oh, headDim);
+    }
+  }
+}
+
+/** attention() over an f16 KV cache, through the weight kernels' prepared layout. */
+function attentionHalf(layerK: usize, layerV: usize, pos: i32, scale: f32): void {
+  const kvDim = nKv * headDim, group = nHeads / nKv;
+  for (let h = 0; h < nHeads; h++) {
+    prep_x(DT_F16, q + (<usize>(h * headDim) << 2), qp, headDim);
+    const kvOff = <usize>((h / group) * headDim) << 1;
+    for (let t = 0; t <= pos; t++) {
+      store<f32>(att + (<usize>t << 2), dot(DT_F16, layerK + (<usize>(t * kvDim) << 1) + kvOff, qp, headDim) * scale);
+    }
+    softmax(att, pos + 1);
+    prep_zero(DT_F16, vp, headDim);
+    for (let t = 0; t <= pos; t++) {
+      axpy(DT_F16, load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 1) + kvOff, vp, headDim);
+    }
+    const oh = attOut + (<usize>(h * headDim) << 2);
+    memory.fill(oh, 0, <usize>headDim << 2);
+    unprep_y(DT_F16, vp, oh, headDim);
+  }
+}
+
+// ---- The FFN: dense over resident bundles, and the neuron lists the sparse path shares ----
+
+@inline function activate(a: f32): f32 {
+  return act == ACT_RELU ? max<f32>(a, 0) : a / (1 + Mathf.exp(-a));
+}
+
+/**
+ * Every neuron of layer l from its bundle: h_i = act(gate_i . x) * (up_i . x) (Llama) or
+ * act(up_i . x + b_i) (OPT), then out = sum_i h_i * down_i + down bias. Neurons whose
+ * activation is exactly 0 (ReLU) skip the rest of their bundle.
+ */
+function ffnDense(l: i32, src: usize, out: usize): void {
+  const dt = WDT(l, L_FFN), base = W(l, L_FFN);
+  const acts = hAct + (<usize>(l * ffn) << 2);
+  // The first product of every neuron (gate, or up for OPT) as one matvec over the neurons'
+  // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
+  matvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
+  prep_zero(dt, yp, d);
+  const bStride = biasStride ? biasStride : bundleBytes;
+  for (let i = 0; i < ffn; i++) {
+    store<u32>(listRows + (<usize>i << 2), <u32>(base + <usize>i * bundleBytes));
+    store<i32>(listIds + (<usize>i << 2), i);
+    if (!hasGate && biasOff >= 0) {
+      const z = listDots + (<usize>i << 2);
+      store<f32>(z, load<f32>(z) + load<f32>(base + <usize>biasOff + <usize>i * bStride));
+    }
+  }
+  fireList(dt, ffn, acts);
+  ffnOut(l, dt, out);
+}
+
+/** One neuron from its bundle: h = act(gate . x) * (up . x) or act(up . x + b); y += h * down. */
+@inline export function neuron(dt: i32, bundle: usize, actOut: usize): void {
+  let h: f32;
+  if (hasGate) {
+    h = activate(dot(dt, bundle + gateOff, xp, d));
+    if (h != 0) h *= dot(dt, bundle + upOff, xp, d);
+  } else {
+    let a = dot(dt, bundle + upOff, xp, d);
+    if (biasOff >= 0) a += load<f32>(bundle + <usize>biasOff);
+    h = activate(a);
+  }
+  store<f32>(actOut, h);
+  if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+}
+
+/**
+ * The neurons whose bundles lie at listRows[0, n) (neuron ids in listIds), as neuron() computes
+ * them one by one: the first products (gate, or up) of all in one dot_list, the up products of
+ * those that fire in another, then their down columns into yp. Reuses the lists.
+ */
+export function neuronList(dt: i32, n: i32, acts: usize): void {
+  const first = hasGate ? gateOff : upOff;
+  for (let k = 0; k < n; k++) { const a = listRows + (<usize>k << 2); store<u32>(a, load<u32>(a) + <u32>first); }
+  dot_list(dt, listRows, n, xp, d, listDots);
+  for (let k = 0; k < n; k++) {
+    const a = listRows + (<usize>k << 2), bundle = <usize>load<u32>(a) - first;
+    store<u32>(a, <u32>bundle);
+    if (!hasGate && biasOff >= 0) { const z = listDots + (<usize>k << 2); store<f32>(z, load<f32>(z) + load<f32>(bundle + <usize>biasOff)); }
+  }
+  fireList(dt, n, acts);
+}
+
+/**
+ * Given listDots[k], the first product (gate, or up + bias) of the neuron whose parts are
+ * addressed from listRows[k] (id listIds[k]): its activation into acts; for those that fire, the
+ * up products in one dot_list (Llama) and the down columns into yp. Reuses the lists.
+ */
+function fireList(dt: i32, n: i32, acts: usize): void {
+  let m = 0;   // the firing ones, compacted in place: bundle addresses and ids
+  for (let k = 0; k < n; k++) {
+    const bundle = <usize>load<u32>(listRows + (<usize>k << 2)), id = load<i32>(listIds + (<usize>k << 2));
+    const h = activate(load<f32>(listDots + (<usize>k << 2)));
+    store<f32>(acts + (<usize>id << 2), h);
+    if (h != 0) {
+      store<u32>(listRows + (<usize>m << 2), <u32>(bundle + (hasGate ? upOff : 0)));
+      store<i32>(listIds + (<usize>(m++) << 2), id);
+    }
+  }
+  if (hasGate) dot_list(dt, listRows, m, xp, d, listDots);
+  for (let k = 0; k < m; k++) {
+    const id = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>id << 2);
+    let h = load<f32>(a);
+    let bundle = <usize>load<u32>(listRows + (<usize>k << 2));
+    if (hasGate) { h *= load<f32>(listDots + (<usize>k << 2)); store<f32>(a, h); bundle -= upOff; }
+    if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+  }
+}
+
+/** out = accumulated y + down bias. */
+function ffnOut(l: i32, dt: i32, out: usize): void {
+  const b = W(l, L_DOWN_B);
+  if (b) memory.copy(out, b, <usize>d << 2);
+  else memory.fill(out, 0, <usize>d << 2);
+  unprep_y(dt, yp, out, d);
+}

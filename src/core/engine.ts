@@ -1,0 +1,353 @@
+// The engine: one wasm instance holding one model. Loading follows a plan made before any byte
+// of weights is read (plan.ts): the wasm's run and flash state are set up, the plan sizes the
+// rest from what the wasm reports, the loader (loader.ts) allocates and reads the sections
+// through WASI into wasm memory, verifying their checksums. Then forward() / forwardAsync() run
+// the forward pass (assembly/forward.ts) through a Backend (backend.ts).
+import type { ModelConfig } from '../format/config.js';
+import { DTYPE_CODE } from '../format/dtype.js';
+import { readImageHeader, readTokenizerJson, section, type FfnLayout, type ImageHeader, type Progress } from '../format/image.js';
+import type { FlashSource } from '../io/source.js';
+import { BatchReader, type PlanReader } from '../io/plan-reader.js';
+import { createWasiShim, PREOPEN_FD, type WasiProvider } from '../io/wasi-shim.js';
+import type { EnginePredictor } from '../predictor/types.js';
+import { ABI } from './abi.js';
+import { instantiateEngine, type EngineExports } from './wasm.js';
+import { IoReplayBackend, WasmBackend, type Backend } from './backend.js';
+import { openGpu, WebGpuBackend, type Gpu } from '../gpu/webgpu.js';
+import { fmtBytes, planLayout, planMemory, type WasmSizes } from './plan.js';
+import { allocateWeights, errnoName, ioCause, readWeights } from './loader.js';
+import type { Device, EngineOptions, FfnMode, MemoryReport } from './options.js';
+
+export type { FfnMode, Device, EngineOptions, MemoryReport } from './options.js';
+export type { EnginePredictor } from '../predictor/types.js';
+
+/**
+ * What a host brings to the engine (src/node registers Node's): opening an image by path, the
+ * runtime's own WASI for it, reads on a worker thread. Each is optional; without it the engine
+ * uses the built-in WASI shim over a FlashSource and the wasm's own reads.
+ */
+export interface EngineHost {
+  openFile?(path: string, opts: { direct?: boolean; queueDepth?: number }): FlashSource;
+  wasi?(path: string, src: FlashSource, opts: EngineOptions): WasiProvider | undefined;
+  /** A reader thread for io 'thread' and the bytes it holds outside wasm memory. */
+  threadReader?: { bytesFor(staging: number, maxOps: number): number; open(path: string, staging: number, maxOps: number): PlanReader };
+}
+
+let host: EngineHost = {};
+/** Sets what the runtime offers the engine (src/node does so on import). */
+export function setEngineHost(h: EngineHost): void { host = { ...host, ...h }; }
+
+export class Engine {
+  readonly config: ModelConfig;
+  /** Bytes of wasm memory the engine holds (fixed after loading: nothing grows per token). */
+  readonly memoryBytes: number;
+  /** Bytes of all FFN sections in the image. */
+  readonly ffnBytes: number;
+  private logitsView: Float32Array;
+  private readonly cpu: WasmBackend;
+  /** What runs the forward pass's arithmetic (setDevice). */
+  backend: Backend;
+  private planView: Float64Array | undefined;
+
+  private constructor(
+    readonly header: ImageHeader,
+    readonly source: FlashSource,
+    readonly wasm: EngineExports,
+    readonly simd: boolean,
+    readonly tokenizerJson: string,
+    /** The WASI provider, kept reachable for the instance's lifetime (the GC must not take its fd table). */
+    private readonly wasi: WasiProvider,
+    private fd: number,
+    readonly contextLength: number,
+    readonly mode: FfnMode,
+    readonly memory: MemoryReport,
+    /** How each layer's FFN lies in wasm memory (dense: the matrix layout where it applies; flash: bundles). */
+    readonly ffnInMemory: FfnLayout,
+    /** Who carries out planned rounds of FFN reads (else the wasm, through WASI). */
+    private readonly reader: PlanReader | undefined,
+  ) {
+    this.config = header.config;
+    this.memoryBytes = wasm.memory.buffer.byteLength + (reader?.hostBytes ?? 0);
+    this.ffnBytes = header.ffn.bundle_bytes * header.config.ffn * header.config.nLayers;
+    this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
+    this.cpu = new WasmBackend(wasm, simd ? 'wasm simd' : 'wasm');
+    this.backend = this.cpu;
+  }
+
+  /** Opens an image file (path, through the host) or any FlashSource and loads the model into a fresh wasm instance. */
+  static open(image: string | FlashSource, opts: EngineOptions = {}): Engine {
+    const path = typeof image === 'string' ? image : undefined;
+    if (path !== undefined && !host.openFile) throw new Error(`opening ${path} needs a host with files (import flashneuron's Node entry), or pass a FlashSource`);
+    const src = path !== undefined ? host.openFile!(path, { direct: opts.direct, queueDepth: opts.queueDepth ?? 32 }) : image as FlashSource;
+    try {
+      return Engine.load(src, path, opts);
+    } catch (e) {
+      src.close();
+      throw e;
+    }
+  }
+
+  private static load(src: FlashSource, path: string | undefined, opts: EngineOptions): Engine {
+    const header = readImageHeader(src);
+    const cfg = header.config;
+    // Who reads the FFN's planned rounds: the wasm through WASI, the source's parallel reads, or a thread.
+    const io = opts.io ?? 'wasi';
+    if (!['wasi', 'async', 'thread'].includes(io)) throw new Error(`unknown io ${io} (wasi, async or thread)`);
+    const flash = (opts.mode ?? 'dense') !== 'dense';
+    if (flash && io === 'thread') {
+      if (!path || !host.threadReader) throw new Error("io 'thread' reads the model file on a worker thread: it needs the model as a file path");
+      if (opts.direct) throw new Error("io 'thread' reads through the page cache; direct (O_DIRECT) reads take io 'async'");
+    } else if (flash && (io === 'async' || opts.direct)) {
+      if (!src.readBatch) throw new Error(`${src.name}: this flash source has no parallel reads (readBatch); use io 'wasi'`);
+      if (opts.direct && !path) throw new Error('direct (O_DIRECT) reads need the model as a file path');
+    }
+    const batched = flash && (io !== 'wasi' || !!opts.direct);
+    const layout = planLayout(header, opts, batched, batched && io !== 'thread' ? src.alignment ?? 1 : 1);
+    const hostBytes = batched && io === 'thread' ? host.threadReader!.bytesFor(layout.staging, layout.maxOps) : 0;
+
+    const wasi = (path !== undefined ? host.wasi?.(path, src, opts) : undefined) ?? createWasiShim([src]);
+    const { exports: e, simd, instance } = instantiateEngine({ simd: opts.simd, wasiImports: wasi.imports });
+    wasi.start(instance);
+    const tokenizerJson = readTokenizerJson(src, header);
+
+    // The wasm's state first: config, run state and KV cache, flash machinery. Everything is
+    // allocated before the first WASI read: memory never grows while the WASI host may hold a
+    // view of it, nor in the token loop.
+    e.model_config(cfg.arch === 'opt' ? ABI.ARCH_OPT : ABI.ARCH_LLAMA, cfg.nLayers, cfg.hidden, cfg.ffn, cfg.nHeads,
+      cfg.nKvHeads, cfg.headDim, cfg.vocab, layout.contextLength, cfg.normEps, cfg.act === 'relu' ? ABI.ACT_RELU : ABI.ACT_SILU,
+      cfg.ropeTheta, cfg.posOffset, cfg.hasGate ? 1 : 0);
+    e.set_kv_dtype(DTYPE_CODE[layout.kvDtype]);
+    e.model_init();
+    const m = layout.ffnInMemory;
+    e.ffn_layout(m.bundle_bytes, m.up, Math.max(m.gate, 0), m.down, m.bias);
+    if (m.bias_stride) e.ffn_bias_stride(m.bias_stride);
+    // The file name goes low in memory: node:wasi refuses pointers past 2 GiB (they arrive signed).
+    const name = new TextEncoder().encode(src.name);
+    const namePtr = e.alloc(name.length, 16);
+    new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
+    const flashState = layout.flash ? e.flash_init(layout.want, layout.window, layout.staging, layout.maxOps, layout.align) : 0;
+    if (batched) e.set_max_op_bytes(opts.maxReadBytes ?? 256 << 10);
+
+    const f = header.ffn;
+    const sizes: WasmSizes = {
+      state: e.alloc(0, 16), flashState,
+      alloc: (size, align) => e.alloc_bytes(size, align),
+      cache: (rows) => e.cache_bytes(rows, f.bundle_bytes, cfg.ffn),
+      predictorState: (rank) => e.predictor_state_bytes(rank),
+    };
+    const plan = planMemory(header, opts, layout, sizes, hostBytes, src.size);
+    const weights = allocateWeights(e, header, layout, plan, opts.threshold);
+    if (layout.flash) {
+      (f.layout === 'split' ? f.parts! : []).forEach((p, i) => e.flash_part(i, BigInt(p.base), p.len, p.row));
+      plan.cacheRows.forEach((rows, l) => e.flash_layer(l, BigInt(section(header, `ffn.${l}`).offset), rows));
+      if (opts.planner) e.planner_costs(opts.planner.opUs, opts.planner.byteUs, Math.floor(opts.planner.gapBytes / f.bundle_bytes));
+    }
+    const total = e.memory.buffer.byteLength + hostBytes;
+    const budget = opts.memoryBytes;
+    if (budget !== undefined && total > budget) {
+      throw new Error(`memory budget ${fmtBytes(budget)} is too small: the resident part alone needs ${fmtBytes(total)} ` +
+        `(${(100 * total / src.size).toFixed(1)}% of the model)`);
+    }
+    if (e.alloc(0, 16) === 0 || (weights.resident === 0 && !layout.ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
+    const kvBytes = 2 * cfg.nLayers * layout.contextLength * cfg.nKvHeads * cfg.headDim * (layout.kvDtype === 'f16' ? 2 : 4);
+    const cacheBytes = plan.cacheRows.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
+    const residentTotal = layout.ioOnly ? 0 : plan.residentBytes + weights.denseFfnBytes;
+    const memory: MemoryReport = {
+      total, resident_dtype: plan.residentDtype, resident: residentTotal, predictor: weights.predictorBytes, predictor_rank: plan.predictor?.p.rank ?? 0,
+      neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: Math.max(0, total - residentTotal - weights.predictorBytes - cacheBytes - kvBytes), cache_rows: plan.cacheRows,
+    };
+
+    const fd = e.flash_open(PREOPEN_FD, namePtr, name.length);
+    if (fd < 0) throw new Error(`${src.name}: cannot open through WASI (${errnoName(-fd)})`);
+    e.flash_set_fd(fd);
+    try {
+      readWeights(e, src, header, plan, weights, fd, wasi, opts.onProgress);
+    } catch (err) {
+      e.flash_close(fd);
+      throw err;
+    }
+    if (e.memory.buffer.byteLength + hostBytes !== total) throw new Error('internal error: wasm memory grew after allocation');
+
+    const reader = !batched ? undefined : io === 'thread' ? host.threadReader!.open(path!, layout.staging, layout.maxOps) : new BatchReader(src as FlashSource & Required<Pick<FlashSource, 'readBatch'>>);
+    const engine = new Engine(header, src, e, simd, tokenizerJson, wasi, fd, layout.contextLength, layout.mode, memory, layout.ffnInMemory, reader);
+    if (layout.ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
+    return engine;
+  }
+
+  /**
+   * Moves the arithmetic to a WebGPU adapter. 'gpu' insists (a software adapter will do) and
+   * throws where there is none; 'auto' takes a hardware adapter when the runtime offers one and
+   * otherwise stays on the wasm, never failing. An adapter the caller already opened (`gpu`) is
+   * used as it is. Returns the device now in use.
+   */
+  async setDevice(device: Device, opts: { shaderF16?: boolean; maxBindingBytes?: number; gpu?: Gpu } = {}): Promise<'cpu' | 'gpu'> {
+    if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
+    if (this.backend instanceof IoReplayBackend) throw new Error('an I/O replay (ioOnly) runs no arithmetic: there is no device to choose');
+    if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
+    if (device === 'cpu') { opts.gpu?.device.destroy(); return 'cpu'; }
+    let gpu: Gpu | null | undefined = opts.gpu;
+    try {
+      gpu ??= await openGpu({ allowFallback: device === 'gpu', shaderF16: opts.shaderF16 });
+    } catch (e) {
+      if (device === 'gpu') throw new Error(`WebGPU device request failed: ${(e as Error).message}`);
+      return 'cpu';
+    }
+    if (!gpu) {
+      if (device === 'gpu') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
+      return 'cpu';
+    }
+    try {
+      this.backend = await WebGpuBackend.create(gpu, {
+        wasm: this.wasm, config: this.config, ffn: this.ffnInMemory, flash: this.flash,
+        ffnLayerBytes: this.flash ? undefined : section(this.header, 'ffn.0').length,
+        readInput: this.memory.predictor_rank > 0, contextLength: this.contextLength, maxBindingBytes: opts.maxBindingBytes,
+      });
+    } catch (e) {
+      gpu.device.destroy();
+      if (device === 'gpu') throw e;
+      return 'cpu';
+    }
+    if (this.flash) this.wasm.set_host_compute(1);
+    return 'gpu';
+  }
+
+  /**
+   * The forward pass, step by step through the backend (backend.ts). FFN reads are carried out
+   * by the PlanReader when there is one (in parallel; while they are in flight the backend
+   * computes the neurons already cached; io_ms counts only the wait) and through WASI otherwise.
+   * On the wasm with WASI reads this is forward(), which runs the same steps inside the wasm.
+   */
+  async forwardAsync(token: number, pos: number, readLogits = true): Promise<void> {
+    const b = this.backend, w = this.wasm;
+    const reader = this.flash ? this.reader : undefined;
+    if (b === this.cpu && !reader) { this.forward(token, pos); return; }
+    this.checkStep(token, pos);
+    const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
+    b.begin(token, pos);
+    for (let l = 0; l < this.config.nLayers; l++) {
+      b.attention(l, pos);
+      if (!this.flash) b.ffnDense(l);
+      else {
+        await b.ffnInput(l);
+        w.ffn_begin(l);
+        // The first round's reads go out before the cached neurons are computed, so they overlap.
+        let n = w.plan_round(l);
+        if (reader && n > 0) reader.begin(w.memory, plan, n);
+        b.ffnCached(l);
+        while (n > 0) {
+          if (!reader) {
+            if (!w.exec_plan_sync(n)) this.checkIo();
+          } else {
+            const t0 = performance.now();
+            try {
+              const done = reader.wait();
+              if (done) await done;
+            } catch (e) {
+              w.flash_reset();
+              throw new Error(`${(e as Error).message}; the neuron cache was reset`);
+            }
+            w.add_io(w.plan_bytes(), n, performance.now() - t0);
+          }
+          b.ffnLanded(l);
+          n = w.plan_round(l);
+          if (reader && n > 0) reader.begin(w.memory, plan, n);
+        }
+        this.checkIo();
+      }
+      b.ffnEnd(l);
+    }
+    await b.end(readLogits);
+  }
+
+  /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
+  forward(token: number, pos: number): void {
+    if (this.backend !== this.cpu) throw new Error(`the ${this.backend.name} backend runs asynchronously: use forwardAsync()`);
+    this.checkStep(token, pos);
+    this.wasm.forward(token, pos);
+    this.checkIo();
+  }
+
+  /** Whether the FFN is read from flash (naive, hybrid or sparse mode). */
+  get flash(): boolean { return this.mode !== 'dense'; }
+
+  /** Whether planned FFN reads go through a PlanReader (io 'async', 'thread' or direct) rather than WASI. */
+  get batched(): boolean { return this.flash && !!this.reader; }
+
+  /** Oracle/host predictions: the neurons of layer l wanted at the next token (ascending ids). */
+  predict(l: number, ids: ArrayLike<number>): void {
+    if (this.mode !== 'sparse') throw new Error('predict() needs sparse mode');
+    new Int32Array(this.wasm.memory.buffer, this.wasm.predicted_ptr(l), ids.length).set(ids);
+    this.wasm.set_predicted_count(l, ids.length);
+  }
+
+  /** The neurons of layer l the last token wanted (after forward; sparse mode). */
+  predicted(l: number): Int32Array {
+    return new Int32Array(this.wasm.memory.buffer, this.wasm.predicted_ptr(l), this.wasm.predicted_count(l));
+  }
+
+  /** Starts a new sequence: the neuron caches and the window are emptied. */
+  reset(): void {
+    if (this.flash) this.wasm.flash_reset();
+  }
+
+  /** Counters since the last resetStats(): flash traffic and where the time went (ms). */
+  stats(): { bytes_read: number; reads: number; io_ms: number; mem_ms: number; compute_ms: number; predict_ms: number } {
+    const w = this.wasm;
+    return { bytes_read: w.stat_bytes_read(), reads: w.stat_reads(), io_ms: w.stat_io_ms(), mem_ms: w.stat_mem_ms(), compute_ms: w.stat_compute_ms(), predict_ms: w.stat_predict_ms() };
+  }
+
+  resetStats(): void { this.wasm.stats_reset(); }
+
+  /** Neurons now cached per layer. */
+  cacheRows(): number[] {
+    return this.flash ? Array.from({ length: this.config.nLayers }, (_, l) => this.wasm.cache_rows(l)) : [];
+  }
+
+  private checkStep(token: number, pos: number): void {
+    if (pos >= this.contextLength) throw new Error(`position ${pos} is past the context length ${this.contextLength}`);
+    if (!(token >= 0 && token < this.config.vocab)) throw new Error(`token id ${token} is outside the vocabulary (${this.config.vocab})`);
+  }
+
+  private checkIo(): void {
+    const err = this.flash ? this.wasm.io_error() : 0;
+    if (err) {
+      this.wasm.flash_reset();
+      const cause = err === -1 ? 'short read: file truncated?' : err === -2 ? 'staging buffer too small' : ioCause(err, this.wasi);
+      throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);
+    }
+  }
+
+  /** Logits of the last forward(), a view into wasm memory (valid until the next call). */
+  logits(): Float32Array {
+    if (this.logitsView.buffer !== this.wasm.memory.buffer) this.logitsView = this.view(this.wasm.logits_ptr(), this.config.vocab);
+    return this.logitsView;
+  }
+
+  /** Copies the residual stream after layer `l` at the next forward() (debugging and tests). */
+  captureLayer(l: number): () => Float32Array {
+    this.wasm.set_capture_layer(l);
+    return () => this.view(this.wasm.capture_ptr(), this.config.hidden).slice();
+  }
+
+  /** FFN activations of layer l for the last token (ffn values; 0 = neuron inactive). */
+  activations(l: number): Float32Array {
+    return this.view(this.wasm.activations_ptr() + l * this.config.ffn * 4, this.config.ffn);
+  }
+
+  /** FFN input of layer l for the last token (the normed residual the FFN and its predictor see). */
+  ffnInput(l: number): Float32Array {
+    return this.view(this.wasm.ffn_input_ptr() + l * this.config.hidden * 4, this.config.hidden);
+  }
+
+  close(): void {
+    if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; }
+    if (this.fd >= 0) this.wasm.flash_close(this.fd);
+    this.fd = -1;
+    this.reader?.close();
+    this.source.close();
+  }
+
+  private view(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.wasm.memory.buffer, ptr, n);
+  }
+}

@@ -1,0 +1,327 @@
+// A loaded model: generate(), complete(), tokenize(), perplexity() over an Engine and its
+// tokenizer. Hosts load it through openModel (load.ts): src/node's loadModel, the browser worker.
+import type { ModelConfig } from '../format/config.js';
+import type { Progress } from '../format/image.js';
+import { Engine, type EngineOptions } from './engine.js';
+import type { Device, ResolvedOptions, RunOptions } from './options.js';
+import { Sampler, SamplingOptions, argmax } from './sampler.js';
+import type { Tokenizer } from './tokenizer.js';
+
+export interface LoadOptions extends RunOptions, Omit<EngineOptions, 'onProgress' | 'memoryBytes' | 'predictor' | keyof RunOptions> {
+  /** Called while converting a Hugging Face folder and while loading: (done, total, phase). */
+  onProgress?: Progress;
+  /** Sparse mode's predictor file (default: the one beside the model, see predictorPath()). */
+  predictorPath?: string;
+  /** Sparse mode without a predictor: the host supplies the wanted neurons (tests, oracles). */
+  oracle?: boolean;
+  /** The model's tokenizer when the caller already has it (from loadTokenizer), not parsed again. */
+  tokenizer?: Tokenizer;
+  /** FFN layout of the image made from a Hugging Face folder: 'split' is the unbundled ablation. */
+  layout?: 'bundled' | 'split';
+  /** WebGPU: use shader-f16 where the adapter has it (default true; false exercises the 32-bit-word path). */
+  shaderF16?: boolean;
+  /** WebGPU: largest storage binding to use (default: the adapter's limit; smaller splits matrices into row blocks). */
+  gpuMaxBindingBytes?: number;
+  /** Where converted images of Hugging Face folders are kept (default $FLASHNEURON_CACHE or ~/.cache/flashneuron). */
+  cacheDir?: string;
+  /** Tokens the job needs (a prompt plus the tokens asked for): under a budget the KV cache is sized to it. */
+  jobTokens?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Tokens to generate at most (default 128). */
+  maxTokens?: number;
+  /** Stop at the end-of-sequence token (default true). */
+  stopAtEos?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** Text this token completes (may be empty while a UTF-8 character is still incomplete). */
+  text: string;
+}
+
+export interface GenerationStats extends FlashStats {
+  prompt_tokens: number;
+  tokens: number;
+  prompt_ms: number;
+  tokens_per_s: number;
+  memory_bytes: number;
+  simd: boolean;
+}
+
+/** Per-token cost as in the paper: flash I/O, neuron-cache management, compute (decode phase). */
+export interface FlashStats {
+  mode: string;
+  /** What ran the arithmetic: "wasm simd", or the WebGPU adapter. */
+  device: string;
+  ms_per_token: number;
+  bytes_read_per_token: number;
+  reads_per_token: number;
+  io_ms_per_token: number;
+  mem_ms_per_token: number;
+  compute_ms_per_token: number;
+  /** The predictor's share of compute_ms_per_token (sparse mode). */
+  predictor_ms_per_token: number;
+  ffn_bytes_total: number;
+  model_bytes: number;
+  resident_bytes_peak: number;
+  /** How the resident matrices are held: as stored in the image, or quantized to Q8_0 at load. */
+  resident_dtype: 'stored' | 'q8_0';
+  /** Share of the FFN the neuron caches can hold (1 in dense mode). */
+  ffn_cache_fraction: number;
+  /** Share of the FFN read per token. */
+  ffn_read_fraction: number;
+}
+
+export interface Completion {
+  prompt_ids: number[];
+  ids: number[];
+  text: string;
+  stats: GenerationStats;
+}
+
+export interface PerplexityOptions {
+  /** Tokens per window including the BOS that starts it (default: the context length). */
+  context?: number;
+  /** Tokens scored per window after the first (default window/2); the rest is context. */
+  stride?: number;
+  onProgress?: Progress;
+  signal?: AbortSignal;
+}
+
+export class Model {
+  /** Stats of the last generate() run. */
+  lastStats: GenerationStats | undefined;
+
+  /** With checkPredictor: a dense engine run alongside, and per-layer predictor tallies. */
+  private shadow: Engine | undefined;
+  private tally: { truth: number; predicted: number; hit: number }[] = [];
+
+  constructor(readonly engine: Engine, readonly tokenizer: Tokenizer, readonly path: string,
+    /** The options the model was loaded with, as resolveOptions decided them. */
+    readonly options?: ResolvedOptions) {}
+
+  /**
+   * Measures the predictor against the truth: a dense engine (outside the budget) runs every
+   * token too, and predictorCheck() reports per layer recall and predicted ÷ true set size.
+   */
+  checkPredictor(): void {
+    if (this.engine.mode !== 'sparse') throw new Error('--check-predictor needs sparse mode');
+    this.shadow ??= Engine.open((this.engine.source as { path?: string }).path ?? this.path);
+    this.tally = Array.from({ length: this.config.nLayers }, () => ({ truth: 0, predicted: 0, hit: 0 }));
+  }
+
+  predictorCheck(): { layer: number; recall: number; over_prediction: number; true_share: number; predicted_share: number }[] | undefined {
+    if (!this.shadow) return undefined;
+    const ffn = this.config.ffn;
+    return this.tally.map((t, l) => ({
+      layer: l, recall: round(t.truth ? t.hit / t.truth : 1), over_prediction: round(t.truth ? t.predicted / t.truth : 0),
+      true_share: round(t.truth / this.checked / ffn), predicted_share: round(t.predicted / this.checked / ffn),
+    }));
+  }
+
+  private checked = 0;
+
+  /** One forward pass (plus the dense shadow's, when checking the predictor). */
+  private async step(id: number, pos: number): Promise<void> {
+    await this.engine.forwardAsync(id, pos);
+    if (!this.shadow) return;
+    this.shadow.forward(id, pos);
+    this.checked++;
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const acts = this.shadow.activations(l), pred = this.engine.predicted(l), t = this.tally[l];
+      for (let i = 0; i < acts.length; i++) if (acts[i] !== 0) t.truth++;
+      t.predicted += pred.length;
+      for (let i = 0; i < pred.length; i++) if (acts[pred[i]] !== 0) t.hit++;
+    }
+  }
+
+  get config(): ModelConfig { return this.engine.config; }
+
+  tokenize(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, opts);
+  }
+
+  /** Streams generated tokens; the prompt is encoded with the tokenizer's special tokens (BOS). */
+  async *generate(prompt: string | number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
+    const ids = typeof prompt === 'string' ? this.tokenize(prompt) : prompt;
+    if (ids.length === 0) throw new Error('the prompt encodes to no tokens (the tokenizer adds no BOS): give some text');
+    const maxTokens = opts.maxTokens ?? 128;
+    const room = this.engine.contextLength - ids.length;
+    if (room <= 0) throw new Error(`the prompt has ${ids.length} tokens; the context holds ${this.engine.contextLength}`);
+    const sampler = new Sampler(this.config.vocab, opts);
+    const decoder = this.tokenizer.decoder({ skipSpecialTokens: true });
+    const eos = new Set(this.config.eosIds);
+    const out: number[] = [];
+    let text = '';
+
+    // Greedy on a GPU that can chain tokens: prompt logits stay on the GPU, and so does the loop.
+    const b = this.engine.backend;
+    const chain = sampler.temperature === 0 && !this.shadow && b.canChain === true && b.greedy !== undefined;
+    const t0 = now();
+    this.engine.reset();
+    for (let p = 0; p < ids.length; p++) {
+      if (chain) await this.engine.forwardAsync(ids[p], p, false);
+      else await this.step(ids[p], p);
+    }
+    this.engine.resetStats();
+    const t1 = now();
+    const limit = Math.min(maxTokens, room);
+    // Next ids: chained on the GPU (in batches), or sampled here, each run through the model
+    // only when the loop asks for one more (the last one never is).
+    const next = limit <= 0 ? [] : chain ? flat(b.greedy!(ids.length, limit)) : this.sampled(sampler, ids.length);
+    for await (const id of next) {
+      if (opts.signal?.aborted) break;
+      out.push(id);
+      const piece = decoder.push(id);
+      text += piece;
+      if ((opts.stopAtEos ?? true) && eos.has(id)) break;
+      yield { id, text: piece };
+      if (out.length >= limit) break;
+    }
+    const rest = decoder.flush();
+    text += rest;
+    if (rest) yield { id: -1, text: rest };
+    const t2 = now();
+    const n = out.length;
+    // The last sampled token is not run through the model: n - 1 forward passes since t1.
+    const stats: GenerationStats = {
+      prompt_tokens: ids.length,
+      tokens: n,
+      prompt_ms: round(t1 - t0),
+      tokens_per_s: round(n ? (1000 * n) / (t2 - t1) : 0),
+      memory_bytes: this.engine.memoryBytes,
+      simd: this.engine.simd,
+      ...this.flashStats(Math.max(1, n - 1), t2 - t1),
+      ms_per_token: round(n ? (t2 - t1) / n : 0),
+    };
+    this.lastStats = stats;
+    return { prompt_ids: ids, ids: out, text, stats };
+  }
+
+  /** Ids sampled from the logits, each run through the model before the next is sampled. */
+  private async *sampled(sampler: Sampler, pos: number): AsyncGenerator<number, void> {
+    for (;;) {
+      const id = sampler.sample(this.engine.logits());
+      yield id;
+      await tick();
+      await this.step(id, pos++);
+    }
+  }
+
+  /** Runs generate() to the end and returns ids, text and stats. */
+  async complete(prompt: string | number[], opts: GenerateOptions = {}): Promise<Completion> {
+    const it = this.generate(prompt, opts);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * Perplexity of `text`: the text is encoded once (with BOS), then cut into windows of `window`
+   * tokens. Each window restarts the KV cache with BOS followed by its slice; the first window
+   * scores every token, later ones overlap the previous by window - stride tokens and score only
+   * their last `stride` tokens, so every token is scored once with at least that much context.
+   */
+  async perplexity(text: string, opts: PerplexityOptions = {}): Promise<{ tokens: number; nll: number; ppl: number; stats: FlashStats }> {
+    const all = this.tokenize(text);
+    const bos = this.config.bosId;
+    const body = all[0] === bos ? all.slice(1) : all;
+    const window = Math.min(opts.context ?? this.engine.contextLength, this.engine.contextLength);
+    if (window < 2) throw new Error(`context must be at least 2 tokens (got ${window})`);
+    this.engine.resetStats();
+    const t0 = now();
+    let passes = 0;
+    const span = window - 1; // tokens of text per window after BOS
+    const stride = Math.min(opts.stride ?? Math.max(1, span >> 1), span);
+    let nll = 0, scored = 0, start = 0, scoredUpTo = 0;
+    for (;;) {
+      if (opts.signal?.aborted) throw new Error('aborted');
+      const end = Math.min(start + span, body.length);
+      this.engine.reset();
+      let prev = bos;
+      for (let i = start; i < end; i++) {
+        await this.step(prev, i - start);
+        passes++;
+        if (i >= scoredUpTo) { nll -= logSoftmaxAt(this.engine.logits(), body[i]); scored++; }
+        prev = body[i];
+      }
+      scoredUpTo = end;
+      opts.onProgress?.(end, body.length, 'perplexity');
+      if (end >= body.length) break;
+      start = end - (span - stride);
+      await tick();
+    }
+    const stats = this.flashStats(passes, now() - t0);
+    return { tokens: scored, nll: scored ? nll / scored : 0, ppl: scored ? Math.exp(nll / scored) : NaN, stats };
+  }
+
+  /** Engine counters since resetStats(), per token over `tokens` forward passes taking `ms`. */
+  flashStats(tokens: number, ms: number): FlashStats {
+    const e = this.engine, s = e.stats(), t = Math.max(1, tokens);
+    const cfg = e.config;
+    const cached = e.flash ? e.memory.cache_rows.reduce((a, b) => a + b, 0) / (cfg.ffn * cfg.nLayers) : 1;
+    return {
+      mode: e.mode,
+      device: e.backend.name,
+      ms_per_token: round(ms / t),
+      bytes_read_per_token: Math.round(s.bytes_read / t),
+      reads_per_token: round(s.reads / t),
+      io_ms_per_token: round(s.io_ms / t),
+      mem_ms_per_token: round(s.mem_ms / t),
+      compute_ms_per_token: round(Math.max(0, ms - s.io_ms - s.mem_ms) / t),
+      predictor_ms_per_token: round(s.predict_ms / t),
+      ffn_bytes_total: e.ffnBytes,
+      model_bytes: e.source.size,
+      resident_bytes_peak: e.memoryBytes,
+      resident_dtype: e.memory.resident_dtype,
+      ffn_cache_fraction: round(cached),
+      ffn_read_fraction: round(s.bytes_read / t / e.ffnBytes),
+    };
+  }
+
+  /** Greedy next token after `ids` (a fresh sequence). */
+  nextToken(ids: number[]): number {
+    this.engine.reset();
+    ids.forEach((id, p) => this.engine.forward(id, p));
+    return argmax(this.engine.logits());
+  }
+
+  close(): void { this.engine.close(); this.shadow?.close(); }
+}
+
+async function* flat<T>(batches: AsyncIterable<T[]>): AsyncGenerator<T, void> {
+  for await (const batch of batches) yield* batch;
+}
+
+function logSoftmaxAt(logits: Float32Array, id: number): number {
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > m) m = logits[i];
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i] - m);
+  return logits[id] - m - Math.log(s);
+}
+
+const now = () => performance.now();
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Lets timers and abort signals run between tokens without the 1 ms clamp of setTimeout. */
+function tick(): Promise<void> {
+  if (typeof setImmediate === 'function') return new Promise((r) => setImmediate(r));
+  // Browsers: a message to ourselves is a macrotask without setTimeout's 1–4 ms clamp.
+  return new Promise((r) => { waiting.push(r); channel().postMessage(0); });
+}
+
+const waiting: (() => void)[] = [];
+let ch: MessagePort | undefined;
+function channel(): MessagePort {
+  if (!ch) {
+    const c = new MessageChannel();
+    c.port1.onmessage = () => waiting.shift()?.();
+    ch = c.port2;
+  }
+  return ch;
+}

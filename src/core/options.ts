@@ -1,0 +1,241 @@
+// What a memory budget and a user's options imply, decided in one place for every host: the
+// CLI, the Node API and the browser worker all call resolveOptions() with what the user asked
+// for and the facts about the model and the machine, and pass the result to the engine. The
+// bytes themselves (which resident dtype fits, how many neurons each cache holds, which
+// predictor rank) are planned from the image and the wasm's sizes in plan.ts.
+import type { ModelConfig } from '../format/config.js';
+import { defaultProfile, plannerCosts, type DeviceProfile } from '../io/profile.js';
+import type { Progress } from '../format/image.js';
+import type { EnginePredictor } from '../predictor/types.js';
+
+export type FfnMode = 'dense' | 'naive' | 'hybrid' | 'sparse';
+/** Where the arithmetic runs: the wasm (cpu), a WebGPU adapter (gpu), or the GPU when a hardware one is present (auto). */
+export type Device = 'cpu' | 'gpu' | 'auto';
+export type ResidentDtype = 'q8_0' | 'stored' | 'auto';
+export type Io = 'wasi' | 'async' | 'thread';
+
+export const MODES: readonly FfnMode[] = ['dense', 'naive', 'hybrid', 'sparse'];
+
+/** KV cache length under a budget when neither the user nor the job says (perplexity windows, chat). */
+export const BUDGET_CONTEXT = 128;
+
+/**
+ * What the engine takes (Engine.open): every mechanism explicit, with neutral defaults (dense,
+ * f32 KV cache, the model's context). Hosts get them from resolveOptions, below.
+ */
+export interface EngineOptions {
+  /** Use the SIMD build when the runtime supports it (default true). */
+  simd?: boolean;
+  /** KV cache length; defaults to the model's max positions. */
+  contextLength?: number;
+  /** Leave the token embeddings on flash, one row read per token (untied models; default: under a memory budget). */
+  embeddingsOnFlash?: boolean;
+  /** KV cache element type (default f32; f16 halves it, as llama.cpp does by default). */
+  kvDtype?: 'f32' | 'f16';
+  onProgress?: Progress;
+  /** How the wasm reaches a file: the runtime's own WASI (default for files, where the host has one) or the built-in shim. */
+  wasi?: 'node' | 'shim';
+  /**
+   * Where the FFN lives. dense: in memory. naive: read whole from flash every token.
+   * hybrid: a share of neurons kept, the rest read every token. sparse: only the neurons the
+   * predictor (or an oracle through predict()) wants, through the windowed neuron cache.
+   */
+  mode?: FfnMode;
+  /**
+   * Sparse: tokens a neuron stays cached after it was last wanted (0 = no reuse; the paper's
+   * window is 5), or 'lru' (default): it stays while the cache has room, and when the cache is
+   * full the least recently used neurons make way (the window grows to what the budget holds).
+   */
+  window?: number | 'lru';
+  /** Cap on the bytes of wasm memory the engine may hold (weights, predictor, caches, KV, buffers). */
+  memoryBytes?: number;
+  /** Neuron-cache rows per layer (default: sized from memoryBytes, else the whole FFN). */
+  cacheRows?: number | number[];
+  /** How the budget's neuron-cache rows are shared by layers (default: the predictor's expected set sizes, else evenly). */
+  cacheWeights?: number[];
+  /** Hybrid: share of each layer's neurons kept in memory (default: what the budget allows). */
+  hybridShare?: number;
+  /**
+   * Sparse: the predictor, or a function giving the one to use for the bytes left after the
+   * resident part (the caller picks a rank that fits: pickRank); without one the host supplies
+   * the wanted neurons with predict() (oracle).
+   */
+  predictor?: EnginePredictor | ((roomBytes: number, bytesPerCacheRow: number) => EnginePredictor);
+  /** Sparse: the predictor's weights as 'q8_0' (default: half the bytes and time of f16; the rank padded to a multiple of 32) or 'f16' (as trained). */
+  predictorDtype?: 'q8_0' | 'f16';
+  /**
+   * Hold the resident matrices (attention, embeddings, lm_head) as Q8_0, quantized while loading:
+   * about half their bytes, left to the neuron caches under a budget. 'auto' (default): Q8_0 in
+   * sparse and hybrid mode when the budget, with them as stored, leaves the predictor and the
+   * neuron caches less room than the FFN's bytes; else as stored.
+   */
+  residentDtype?: 'q8_0' | 'stored' | 'auto';
+  /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
+  threshold?: number;
+  /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
+  stagingBytes?: number;
+  /** Planner costs: µs per read operation and per byte, and the merge gap in bytes. */
+  planner?: { opUs: number; byteUs: number; gapBytes: number };
+  /** Reads issued per round at most. */
+  maxOps?: number;
+  /** Longest single read with io 'async' (default 256 KiB: long extents become parallel reads). */
+  maxReadBytes?: number;
+  /**
+   * FFN reads: 'wasi' (default) — the wasm reads through WASI fd_pread, one at a time;
+   * 'async' — the source's parallel reads (readBatch: queueDepth in flight) while the wasm
+   * computes the cached neurons. `direct` opens the file with O_DIRECT (cold reads: no page
+   * cache), where the filesystem allows it. 'thread' — a worker thread reads each round while
+   * the wasm computes the cached neurons (a file path and a host with threads: src/node); its
+   * staging copy counts in the budget.
+   */
+  io?: 'wasi' | 'async' | 'thread';
+  direct?: boolean;
+  queueDepth?: number;
+  /**
+   * Load only the FFN-on-flash machinery (no resident weights, no arithmetic): forwardAsync then
+   * replays a token's flash traffic — window, evictions, planned reads, cache inserts — exactly
+   * as a real run issues it. For measuring I/O where the resident part exceeds wasm32's 4 GiB
+   * (an f16 7B model; bench:table2). Flash modes only; the wanted neurons come from predict().
+   */
+  ioOnly?: boolean;
+}
+
+/** Memory the engine holds, by part (bytes). */
+export interface MemoryReport {
+  total: number; resident: number; resident_dtype: 'stored' | 'q8_0'; predictor: number; predictor_rank: number; neuron_cache: number; kv_cache: number; buffers: number;
+  cache_rows: number[];
+}
+
+/** What a user may ask for (CLI flags, Node API load options, the browser worker's load message). */
+export interface RunOptions {
+  /** Cap on the memory the engine holds: bytes (a number, "300MB", "1.5GiB") or a share of the model's bytes ("60%"). */
+  memory?: number | string;
+  mode?: FfnMode;
+  /** Sparse: tokens a neuron stays cached after it was last wanted, or 'lru' (default). */
+  window?: number | 'lru';
+  /** Sparse: the predictor's probability cut (default: its calibrated per-layer thresholds). */
+  threshold?: number;
+  predictorRank?: number;
+  predictorDtype?: 'q8_0' | 'f16';
+  residentDtype?: ResidentDtype;
+  /** Hybrid: the share of each layer's neurons kept in memory. */
+  hybridShare?: number;
+  contextLength?: number;
+  kvDtype?: 'f32' | 'f16';
+  io?: Io;
+  direct?: boolean;
+  queueDepth?: number;
+  device?: Device;
+}
+
+/** What the options depend on besides the user. */
+export interface RunFacts {
+  config: ModelConfig;
+  /** Bytes of the model image. */
+  modelBytes: number;
+  /** Whether a sparsity predictor is available for the model. */
+  hasPredictor: boolean;
+  /** The WebGPU adapter the runtime offers (probed only when the device is not cpu). */
+  gpu: 'none' | 'software' | 'hardware';
+  /** Whether the WebGPU backend can run the image's weights (f32, f16, bf16). */
+  gpuWeights: boolean;
+  /** Tokens the job needs when known (a prompt plus the tokens asked for): the KV cache is sized to it under a budget. */
+  jobTokens?: number;
+  /** The flash device's profile, for planning host-issued reads (default: the built-in one). */
+  profile?: DeviceProfile;
+}
+
+/** Every decision the engine needs, made. */
+export interface ResolvedOptions {
+  memoryBytes: number | undefined;
+  mode: FfnMode;
+  contextLength: number;
+  kvDtype: 'f32' | 'f16';
+  /** 'auto': Q8_0 when the budget leaves the FFN little room (the plan decides, plan.ts). */
+  residentDtype: ResidentDtype;
+  window: number | 'lru';
+  threshold: number | undefined;
+  predictorRank: number | undefined;
+  predictorDtype: 'q8_0' | 'f16';
+  hybridShare: number | undefined;
+  io: Io;
+  direct: boolean;
+  queueDepth: number;
+  /** Read-planner costs (host-issued reads), from the device profile. */
+  planner: { opUs: number; byteUs: number; gapBytes: number } | undefined;
+  device: 'cpu' | 'gpu';
+  /** Things the user should know about the choices made (printed by the CLI). */
+  notes: string[];
+}
+
+/** Resolves what the user asked for into the engine's options. Throws a one-line error for anything invalid. */
+export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions {
+  const cfg = facts.config, notes: string[] = [];
+  const memoryBytes = o.memory === undefined ? undefined : parseMemory(o.memory, facts.modelBytes);
+  oneOf('mode', o.mode, MODES);
+  // Under a budget the FFN stays on flash: sparse with a predictor; without one a share of the
+  // neurons stays in memory and the rest is read every token (hybrid).
+  const mode: FfnMode = o.mode ?? (memoryBytes === undefined ? 'dense' : facts.hasPredictor ? 'sparse' : 'hybrid');
+  if (o.mode === undefined && mode === 'hybrid') notes.push('no sparsity predictor for this model: the FFN runs in hybrid mode (train one with train-predictor for sparse mode)');
+  if (mode === 'sparse' && !facts.hasPredictor) throw new Error('sparse mode needs a sparsity predictor for this model: train one with "flashneuron train-predictor", or use mode naive or hybrid');
+
+  const contextLength = Math.min(cfg.maxPositions, o.contextLength ?? (memoryBytes === undefined ? cfg.maxPositions : facts.jobTokens ?? BUDGET_CONTEXT));
+  if (!(Number.isInteger(contextLength) && contextLength >= 1)) throw new Error(`context length must be a whole number of tokens ≥ 1 (got ${o.contextLength})`);
+  oneOf('kvDtype', o.kvDtype, ['f32', 'f16']);
+  oneOf('residentDtype', o.residentDtype, ['q8_0', 'stored', 'auto']);
+  oneOf('predictorDtype', o.predictorDtype, ['q8_0', 'f16']);
+  oneOf('io', o.io, ['wasi', 'async', 'thread']);
+  oneOf('device', o.device, ['cpu', 'gpu', 'auto']);
+  const window = o.window ?? 'lru';
+  if (window !== 'lru' && !(Number.isInteger(window) && window >= 0 && window < 1 << 24)) throw new Error(`window must be a whole number of tokens ≥ 0 or 'lru' (got ${o.window})`);
+  if (o.threshold !== undefined && !(o.threshold > 0 && o.threshold < 1)) throw new Error(`threshold must be a probability between 0 and 1 (got ${o.threshold})`);
+  if (o.hybridShare !== undefined && !(o.hybridShare >= 0 && o.hybridShare <= 1)) throw new Error(`hybridShare must be a share between 0 and 1 (got ${o.hybridShare})`);
+  const queueDepth = o.queueDepth ?? 32;
+  if (!(Number.isInteger(queueDepth) && queueDepth >= 1)) throw new Error(`queueDepth must be a whole number ≥ 1 (got ${o.queueDepth})`);
+
+  // WebGPU where asked for, or ('auto') where a hardware adapter is present and runs these weights.
+  const wanted = o.device ?? 'auto';
+  if (wanted === 'gpu' && facts.gpu === 'none') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
+  const device = wanted === 'gpu' || (wanted === 'auto' && facts.gpu === 'hardware' && facts.gpuWeights) ? 'gpu' : 'cpu';
+  // The WebGPU backend takes the weights as stored; on the wasm a tight budget quantizes them.
+  const residentDtype = o.residentDtype ?? (device === 'gpu' ? 'stored' : 'auto');
+
+  const direct = o.direct ?? false;
+  const io = o.io ?? (direct ? 'async' : 'wasi');
+  // Host-issued reads are planned from the device's measured costs; WASI reads of unknown cache
+  // state minimise bytes instead (the wasm's default).
+  const planner = io === 'async' || direct ? plannerCosts(facts.profile ?? defaultProfileLazy(), queueDepth) : undefined;
+
+  return {
+    memoryBytes, mode, contextLength, kvDtype: o.kvDtype ?? (memoryBytes === undefined ? 'f32' : 'f16'), residentDtype, window,
+    threshold: o.threshold, predictorRank: o.predictorRank, predictorDtype: o.predictorDtype ?? 'q8_0', hybridShare: o.hybridShare,
+    io, direct, queueDepth, planner, device,
+    notes,
+  };
+}
+
+function oneOf<T>(name: string, v: T | undefined, allowed: readonly T[]): void {
+  if (v !== undefined && !allowed.includes(v)) throw new Error(`${name} must be ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]} (got ${v})`);
+}
+
+let builtIn: DeviceProfile | undefined;
+const defaultProfileLazy = () => (builtIn ??= defaultProfile());
+
+/** "60%" of the model's bytes, "300MB", "1.5GiB", "123456" or a number of bytes. */
+export function parseMemory(v: number | string, modelBytes: number): number {
+  if (typeof v === 'number') {
+    if (!(v > 0)) throw new Error(`memory budget must be positive (got ${v})`);
+    return Math.floor(v);
+  }
+  const m = /^\s*([0-9]*\.?[0-9]+)\s*(%|[kmg]i?b?|b)?\s*$/i.exec(v);
+  if (!m) throw new Error(`memory budget "${v}" is neither bytes (e.g. 300MB, 1.5GiB) nor a share of the model (e.g. 60%)`);
+  const x = Number(m[1]), unit = (m[2] ?? 'b').toLowerCase();
+  if (unit === '%') {
+    if (!(x > 0 && x <= 100)) throw new Error(`memory budget ${v} must be a share between 0 and 100%`);
+    return Math.floor(modelBytes * x / 100);
+  }
+  const scale = unit.startsWith('k') ? 1 << 10 : unit.startsWith('m') ? 1 << 20 : unit.startsWith('g') ? 1 << 30 : 1;
+  const bytes = Math.floor(x * scale);
+  if (!(bytes > 0)) throw new Error(`memory budget must be positive (got ${v})`);
+  return bytes;
+}

@@ -1,0 +1,90 @@
+// The wasm modules: the engine (SIMD build where the runtime validates it, else scalar) and the
+// predictor-training kernels. Their bytes come from the host (src/node reads build/*.wasm, a
+// browser fetches them); the exports are typed by the generated ABI (abi.ts).
+import { ENGINE_UNSIGNED, type EngineExports, TRAIN_UNSIGNED, type TrainExports } from './abi.js';
+
+export type { EngineExports, TrainExports } from './abi.js';
+export type WasmName = 'simd' | 'plain' | 'train';
+
+type Binaries = Partial<Record<WasmName, Uint8Array<ArrayBuffer>>>;
+let binaries: Binaries = {};
+let loader: ((name: WasmName) => Uint8Array<ArrayBuffer>) | undefined;
+
+/** Supplies the wasm builds (browsers: fetched bytes). */
+export function setEngineBinaries(simd: Uint8Array<ArrayBuffer>, plain: Uint8Array<ArrayBuffer>, train?: Uint8Array<ArrayBuffer>): void {
+  binaries = { ...binaries, simd, plain, ...(train ? { train } : {}) };
+}
+
+/** Where a host finds a build on first use (src/node: the package's build/ folder). */
+export function setWasmLoader(load: (name: WasmName) => Uint8Array<ArrayBuffer>): void {
+  loader = load;
+}
+
+/** The bytes of a wasm build. */
+export function wasmBinary(name: WasmName): Uint8Array<ArrayBuffer> {
+  const b = binaries[name] ?? (binaries[name] = loader?.(name));
+  if (!b) throw new Error(`the ${name} wasm build was not supplied (setEngineBinaries, or import flashneuron's Node entry)`);
+  return b;
+}
+
+/** The engine binary this runtime should run: SIMD when `WebAssembly.validate` accepts it. */
+export function engineBinary(preferSimd = true): { bytes: Uint8Array<ArrayBuffer>; simd: boolean } {
+  const simd = wasmBinary('simd');
+  if (preferSimd && WebAssembly.validate(simd)) return { bytes: simd, simd: true };
+  return { bytes: wasmBinary('plain'), simd: false };
+}
+
+/** Reads an AssemblyScript string (UTF-16, length at ptr-4) out of memory for abort messages. */
+function asString(mem: WebAssembly.Memory, ptr: number): string {
+  if (!ptr) return '';
+  const len = new Uint32Array(mem.buffer, ptr - 4, 1)[0] >>> 1;
+  return String.fromCharCode(...new Uint16Array(mem.buffer, ptr, len));
+}
+
+/**
+ * Addresses and sizes are usize (u32) in the wasm but arrive in JS as signed i32: past 2 GiB they
+ * would turn negative. The exports that return them (listed by the ABI) are wrapped to read them unsigned.
+ */
+function typedExports<T>(instance: WebAssembly.Instance, unsigned: readonly string[]): T {
+  const exports: Record<string, unknown> = { ...instance.exports };
+  for (const name of unsigned) {
+    const f = instance.exports[name] as (...a: unknown[]) => number;
+    exports[name] = (...a: unknown[]) => f(...a) >>> 0;
+  }
+  return exports as T;
+}
+
+/**
+ * Instantiates the engine. `wasiImports` supplies `wasi_snapshot_preview1` (the built-in shim,
+ * src/io/wasi-shim.ts, or the runtime's own); without it every WASI call fails with ENOSYS,
+ * which is enough for kernels alone.
+ */
+export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<string, Function> } = {}): { exports: EngineExports; simd: boolean; instance: WebAssembly.Instance } {
+  const { bytes, simd } = engineBinary(opts.simd ?? true);
+  const module = new WebAssembly.Module(bytes);
+  let memory: WebAssembly.Memory | undefined;
+  const env = {
+    now: () => performance.now(),
+    abort(msg: number, file: number, line: number, col: number) {
+      throw new Error(`wasm abort: ${memory ? asString(memory, msg) : msg} at ${memory ? asString(memory, file) : file}:${line}:${col}`);
+    },
+  };
+  const enosys = () => 52;
+  const wasi = new Proxy(opts.wasiImports ?? {}, { get: (t, k: string) => t[k] ?? enosys });
+  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi } as WebAssembly.Imports);
+  const exports = typedExports<EngineExports>(instance, ENGINE_UNSIGNED);
+  memory = exports.memory;
+  return { exports, simd, instance };
+}
+
+let trainModule: WebAssembly.Module | undefined;
+/** A fresh instance of the training kernels (its bump allocator never frees: one instance per job). */
+export function instantiateTrain(): TrainExports {
+  trainModule ??= new WebAssembly.Module(wasmBinary('train'));
+  const instance = new WebAssembly.Instance(trainModule, {
+    env: { abort(_m: number, _f: number, line: number, col: number) { throw new Error(`train.wasm abort at ${line}:${col}`); } },
+  });
+  const e = typedExports<TrainExports>(instance, TRAIN_UNSIGNED);
+  e._initialize();
+  return e;
+}

@@ -1,0 +1,372 @@
+// GGUF (llama.cpp's model file, version 3), read and written with every length and offset
+// checked against the file:
+//
+//   u32 magic "GGUF" · u32 version (2 or 3) · u64 tensor count · u64 metadata count
+//   metadata: { string key · u32 type · value }            (string = u64 length + UTF-8 bytes;
+//                                                            array = u32 type · u64 count · values)
+//   tensor infos: { string name · u32 n_dims · u64 ne[n_dims] · u32 ggml type · u64 offset }
+//   padding to general.alignment (default 32) · tensor data (offsets relative to its start)
+//
+// ne[0] is the fastest-varying dimension: a Hugging Face (rows, cols) matrix has ne = [cols, rows].
+import type { ModelConfig } from './config.js';
+import type { HFCheckpoint } from './hf.js';
+import { modelTensors } from './hf.js';
+import { DType, QUANTIZED, dequantize, quantize, rowBytes, tensorBytes, widenToF32 } from './dtype.js';
+import type { RandomAccess } from '../io/source.js';
+import type { Predictor } from '../predictor/types.js';
+
+export const GGUF_MAGIC = 0x46554747;   // "GGUF" little-endian
+const T = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9, U64: 10, I64: 11, F64: 12 } as const;
+/** ggml tensor types this engine stores, by our dtype. */
+export const GGML_TYPE: Record<DType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, bf16: 30 };
+const DTYPE_OF = new Map(Object.entries(GGML_TYPE).map(([k, v]) => [v, k as DType]));
+
+export type GGUFValue = number | bigint | boolean | string | GGUFValue[];
+export interface GGUFTensor { name: string; dims: number[]; dtype: DType; offset: number; bytes: number }
+export interface GGUFFile {
+  version: number;
+  metadata: Map<string, GGUFValue>;
+  tensors: Map<string, GGUFTensor>;
+  /** Absolute file offset of the data region. */
+  dataStart: number;
+  alignment: number;
+}
+
+/** Reads the GGUF header of a file through `read(position, length)`; the file is `size` bytes. */
+export function readGGUF(read: (pos: number, len: number) => Uint8Array, size: number, name = 'GGUF file'): GGUFFile {
+  const bad = (why: string): never => { throw new Error(`${name}: not a valid GGUF file (${why})`); };
+  // The header is parsed from a growing window of the file's start.
+  let buf = read(0, Math.min(size, 1 << 20)), dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength), pos = 0;
+  const need = (n: number) => {
+    if (pos + n > size) bad(`header runs past the end of the file at byte ${pos}`);
+    if (pos + n > buf.length) {
+      buf = read(0, Math.min(size, Math.max(pos + n, buf.length * 2)));
+      dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+  };
+  const u32 = () => { need(4); const v = dv.getUint32(pos, true); pos += 4; return v; };
+  const u64 = () => {
+    need(8); const v = dv.getBigUint64(pos, true); pos += 8;
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) bad(`a count or offset of ${v} is too large`);
+    return Number(v);
+  };
+  const str = (what: string) => {
+    const n = u64();
+    if (n > 1 << 24) bad(`${what} of ${n} bytes`);
+    need(n);
+    let s = '';
+    try { s = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(pos, pos + n)); } catch { bad(`${what} at byte ${pos} is not UTF-8`); }
+    pos += n;
+    return s;
+  };
+  const value = (type: number, depth = 0): GGUFValue => {
+    switch (type) {
+      case T.U8: need(1); return dv.getUint8(pos++);
+      case T.I8: need(1); return dv.getInt8(pos++);
+      case T.U16: { need(2); const v = dv.getUint16(pos, true); pos += 2; return v; }
+      case T.I16: { need(2); const v = dv.getInt16(pos, true); pos += 2; return v; }
+      case T.U32: return u32();
+      case T.I32: { need(4); const v = dv.getInt32(pos, true); pos += 4; return v; }
+      case T.F32: { need(4); const v = dv.getFloat32(pos, true); pos += 4; return v; }
+      case T.BOOL: { need(1); const v = dv.getUint8(pos++); if (v > 1) bad(`bool value ${v}`); return v === 1; }
+      case T.STRING: return str('string');
+      case T.U64: { need(8); const v = dv.getBigUint64(pos, true); pos += 8; return v; }
+      case T.I64: { need(8); const v = dv.getBigInt64(pos, true); pos += 8; return v; }
+      case T.F64: { need(8); const v = dv.getFloat64(pos, true); pos += 8; return v; }
+      case T.ARRAY: {
+        if (depth > 0) bad('nested arrays');
+        const et = u32(), n = u64();
+        if (n > size) bad(`array of ${n} elements in a ${size}-byte file`);
+        const out: GGUFValue[] = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = value(et, depth + 1);
+        return out;
+      }
+      default: return bad(`metadata value type ${type}`);
+    }
+  };
+
+  if (u32() !== GGUF_MAGIC) bad('magic');
+  const version = u32();
+  if (version !== 2 && version !== 3) bad(`version ${version} (2 or 3 supported)`);
+  const nTensors = u64(), nKv = u64();
+  if (nTensors > 1 << 20 || nKv > 1 << 20) bad(`${nTensors} tensors, ${nKv} metadata entries`);
+  const metadata = new Map<string, GGUFValue>();
+  for (let i = 0; i < nKv; i++) {
+    const key = str('key');
+    if (metadata.has(key)) bad(`metadata key ${key} twice`);
+    metadata.set(key, value(u32()));
+  }
+  const alignment = Number(metadata.get('general.alignment') ?? 32);
+  if (!Number.isInteger(alignment) || alignment < 1 || alignment > 1 << 16 || (alignment & (alignment - 1))) bad(`alignment ${alignment}`);
+  const infos: { name: string; dims: number[]; type: number; offset: number }[] = [];
+  for (let i = 0; i < nTensors; i++) {
+    const tname = str('tensor name');
+    const nd = u32();
+    if (nd < 1 || nd > 4) bad(`tensor ${tname} has ${nd} dimensions`);
+    const dims = Array.from({ length: nd }, () => u64());
+    infos.push({ name: tname, dims, type: u32(), offset: u64() });
+  }
+  const dataStart = Math.ceil(pos / alignment) * alignment;
+  const tensors = new Map<string, GGUFTensor>();
+  const spans: [number, number, string][] = [];
+  for (const t of infos) {
+    const dtype = DTYPE_OF.get(t.type);
+    if (!dtype) bad(`tensor ${t.name} has ggml type ${t.type} (F32, F16, BF16, Q8_0 and Q4_0 are supported)`);
+    if (t.dims.some((d) => d < 1)) bad(`tensor ${t.name} has an empty dimension`);
+    if (QUANTIZED.has(dtype!) && t.dims[0] % 32) bad(`tensor ${t.name} is ${dtype} with rows of ${t.dims[0]} elements`);
+    if (t.offset % alignment) bad(`tensor ${t.name} is not aligned`);
+    const bytes = tensorBytes(dtype!, [...t.dims].reverse());
+    if (dataStart + t.offset + bytes > size) bad(`tensor ${t.name} lies past the end of the file`);
+    if (tensors.has(t.name)) bad(`tensor ${t.name} twice`);
+    tensors.set(t.name, { name: t.name, dims: t.dims, dtype: dtype!, offset: dataStart + t.offset, bytes });
+    spans.push([t.offset, t.offset + bytes, t.name]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) if (spans[i][0] < spans[i - 1][1]) bad(`tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap`);
+  return { version, metadata, tensors, dataStart, alignment };
+}
+
+/** A metadata value for writeGGUF: plain numbers need their GGUF type. */
+export type GGUFEntry = { type: 'u32' | 'i32' | 'f32' | 'bool' | 'string'; value: number | boolean | string } | { type: 'array'; of: 'string' | 'i32'; value: (string | number)[] };
+
+/**
+ * Writes a GGUF v3 file through `write(bytes, position)`: `tensors` in order, each with its
+ * dims (ne order) and a function producing its bytes (called once, in order).
+ */
+export function writeGGUF(write: (bytes: Uint8Array, pos: number) => void, metadata: [string, GGUFEntry][],
+  tensors: { name: string; dims: number[]; dtype: DType; data: () => Uint8Array }[], alignment = 32): void {
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  const u32 = (v: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v, true); parts.push(b); };
+  const i32 = (v: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setInt32(0, v, true); parts.push(b); };
+  const u64 = (v: number) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, BigInt(v), true); parts.push(b); };
+  const str = (s: string) => { const b = enc.encode(s); u64(b.length); parts.push(b); };
+  u32(GGUF_MAGIC); u32(3); u64(tensors.length); u64(metadata.length + 1);
+  str('general.alignment'); u32(T.U32); u32(alignment);
+  for (const [key, e] of metadata) {
+    str(key);
+    if (e.type === 'array') {
+      u32(T.ARRAY); u32(e.of === 'string' ? T.STRING : T.I32); u64(e.value.length);
+      for (const v of e.value) e.of === 'string' ? str(v as string) : i32(v as number);
+      continue;
+    }
+    const code = { u32: T.U32, i32: T.I32, f32: T.F32, bool: T.BOOL, string: T.STRING }[e.type];
+    u32(code);
+    if (e.type === 'u32') u32(e.value as number);
+    else if (e.type === 'i32') i32(e.value as number);
+    else if (e.type === 'f32') { const b = new Uint8Array(4); new DataView(b.buffer).setFloat32(0, e.value as number, true); parts.push(b); }
+    else if (e.type === 'bool') parts.push(Uint8Array.of(e.value ? 1 : 0));
+    else str(e.value as string);
+  }
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    str(t.name); u32(t.dims.length);
+    for (const d of t.dims) u64(d);
+    u32(GGML_TYPE[t.dtype]);
+    offsets.push(offset); u64(offset);
+    offset = Math.ceil((offset + tensorBytes(t.dtype, [...t.dims].reverse())) / alignment) * alignment;
+  }
+  let pos = 0;
+  for (const p of parts) { write(p, pos); pos += p.length; }
+  const dataStart = Math.ceil(pos / alignment) * alignment;
+  if (dataStart > pos) write(new Uint8Array(dataStart - pos), pos);
+  tensors.forEach((t, i) => {
+    const bytes = t.data();
+    const want = tensorBytes(t.dtype, [...t.dims].reverse());
+    if (bytes.length !== want) throw new Error(`GGUF tensor ${t.name}: ${bytes.length} bytes, expected ${want}`);
+    write(bytes, dataStart + offsets[i]);
+    const end = dataStart + offsets[i] + bytes.length, next = i + 1 < tensors.length ? dataStart + offsets[i + 1] : end;
+    if (next > end) write(new Uint8Array(next - end), end);
+  });
+}
+
+/**
+ * Reorders the rows of a q or k projection between the two rotary layouts: Hugging Face rotates
+ * pairs (j, j + hd/2) of each head, llama.cpp pairs (2j, 2j + 1). Rows move whole (any dtype).
+ */
+export function rotaryRows(raw: Uint8Array, heads: number, hd: number, to: 'gguf' | 'hf'): Uint8Array {
+  const rb = raw.length / (heads * hd), out = new Uint8Array(raw.length);
+  for (let h = 0; h < heads; h++) for (let half = 0; half < 2; half++) for (let j = 0; j < hd / 2; j++) {
+    const hf = h * hd + half * (hd / 2) + j, gg = h * hd + 2 * j + half;
+    const [from, at] = to === 'gguf' ? [hf, gg] : [gg, hf];
+    out.set(raw.subarray(from * rb, (from + 1) * rb), at * rb);
+  }
+  return out;
+}
+
+/** The GGUF header of an opened file. */
+export function readGGUFSource(src: RandomAccess, name: string): GGUFFile {
+  return readGGUF((p, l) => { const b = new Uint8Array(Math.min(l, src.size - p)); src.pread(b, p); return b; }, src.size, name);
+}
+
+/**
+ * The predictor a PowerInfer-style GGUF carries (see above), for the model with `fingerprint`
+ * (the image converted from the file); undefined when it has none. Every layer must have one, of
+ * one rank, shaped for the model; F32, F16, BF16, Q8_0 and Q4_0 tensors are read.
+ */
+export function readGGUFPredictor(src: RandomAccess, path: string, fingerprint: string): Predictor | undefined {
+  {
+    const g = readGGUFSource(src, path);
+    if (!g.tensors.has('blk.0.fc1.weight')) return undefined;
+    const bad = (why: string): never => { throw new Error(`${path}: predictor tensors: ${why}`); };
+    const m = g.metadata;
+    const d = Number(m.get('llama.embedding_length')), ffn = Number(m.get('llama.feed_forward_length')), nLayers = Number(m.get('llama.block_count'));
+    const thr = Number(m.get('powerinfer.sparse_threshold') ?? 0);
+    if (!Number.isFinite(thr)) bad('powerinfer.sparse_threshold is not a number');
+    const values = (t: GGUFTensor): Float32Array => {
+      const raw = new Uint8Array(t.bytes);
+      if (src.pread(raw, t.offset) !== t.bytes) bad(`${t.name} is truncated`);
+      return QUANTIZED.has(t.dtype) ? dequantize(t.dtype, raw, t.dims.reduce((a, b) => a * b, 1)) : widenToF32(raw, t.dtype);
+    };
+    const get = (name: string, dims: number[] | undefined, optional = false) => {
+      const t = g.tensors.get(name);
+      if (!t) return optional ? undefined : bad(`${name} is missing (a predictor needs fc1 and fc2 in every layer)`);
+      if (dims && (t.dims.length !== dims.length || t.dims.some((v, i) => v !== dims[i]))) bad(`${name} has ne [${t.dims}], expected [${dims}]`);
+      return values(t);
+    };
+    const rank = g.tensors.get('blk.0.fc1.weight')!.dims[1];
+    if (g.tensors.get('blk.0.fc1.weight')!.dims.length !== 2 || !(rank > 0)) bad('blk.0.fc1.weight is not a matrix');
+    const layers = Array.from({ length: nLayers }, (_, l) => {
+      const w1 = get(`blk.${l}.fc1.weight`, [d, rank])!, w2 = get(`blk.${l}.fc2.weight`, [rank, ffn])!;
+      const b1 = get(`blk.${l}.fc1.bias`, [rank], true) ?? new Float32Array(rank), b2 = get(`blk.${l}.fc2.bias`, [ffn], true) ?? new Float32Array(ffn);
+      for (const v of [w1, w2, b1, b2]) if (!v.every(Number.isFinite)) bad(`layer ${l} holds values that are not finite`);
+      return { w1, b1, w2, b2, threshold: thr, recall: 0, ratio: 0 };
+    });
+    if (g.tensors.has(`blk.${nLayers}.fc1.weight`)) bad(`there are more predictor layers than the model's ${nLayers}`);
+    // No measured recall or set sizes travel with the file: the one rung says 0 (unknown).
+    const rung = { rank, layers: layers.map((L) => ({ threshold: L.threshold, recall: 0, ratio: 0, predicted_share: 0, true_share: 0, val_recall: 0, val_ratio: 0, b2: L.b2 })) };
+    return {
+      rank, hidden: d, ffn, nLayers, fingerprint, layers, rungs: [rung],
+      report: { rank, train_tokens: 0, heldout_tokens: 0, seconds: 0, layers: [] },
+    };
+  }
+}
+
+// ---- import: a llama-family GGUF as a checkpoint the image writer converts ----
+
+/**
+ * Opens a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0 tensors) as a checkpoint with
+ * Hugging Face names and layout (attn_q/attn_k rows back in Hugging Face's rotary order), and
+ * a tokenizer.json rebuilt from its GPT-2 byte-level vocabulary. ReLU models are recognised by
+ * name (ReluLLaMA, ProSparse, TurboSparse; `flashneuron.activation` in files this tool writes);
+ * other llama GGUFs run with SiLU, as llama.cpp runs them.
+ */
+export function openGGUFCheckpoint(src: RandomAccess & { close(): void }, path: string, activation?: 'relu' | 'silu'): HFCheckpoint {
+  try {
+    const g = readGGUFSource(src, path);
+    const m = g.metadata;
+    const bad = (why: string): never => { throw new Error(`${path}: ${why}`); };
+    const arch = m.get('general.architecture');
+    if (arch !== 'llama') bad(`GGUF architecture "${String(arch)}" is not supported (llama only)`);
+    const num = (k: string, dflt?: number): number => {
+      const v = m.get(k);
+      if (v === undefined) { if (dflt !== undefined) return dflt; return bad(`GGUF metadata ${k} is missing`); }
+      const n = Number(v);
+      if (!Number.isFinite(n)) bad(`GGUF metadata ${k} is not a number`);
+      return n;
+    };
+    const tokens = m.get('tokenizer.ggml.tokens'), merges = m.get('tokenizer.ggml.merges');
+    if (m.get('tokenizer.ggml.model') !== 'gpt2' || !Array.isArray(tokens) || !Array.isArray(merges)) {
+      bad('only GPT-2 byte-level BPE tokenizers are supported (tokenizer.ggml.model "gpt2" with tokens and merges)');
+    }
+    const d = num('llama.embedding_length'), nLayers = num('llama.block_count'), nHeads = num('llama.attention.head_count');
+    const name = String(m.get('general.name') ?? '');
+    const relu = activation ? activation === 'relu' : m.get('flashneuron.activation') === 'relu' || /relu|prosparse|turbosparse/i.test(name);
+    const tok = g.tensors.get('token_embd.weight') ?? bad('tensor token_embd.weight is missing');
+    const vocab = tok.dims[1];
+    const config: ModelConfig = {
+      architecture: 'LlamaForCausalLM', arch: 'llama', nLayers, hidden: d, ffn: num('llama.feed_forward_length'), nHeads,
+      nKvHeads: num('llama.attention.head_count_kv', nHeads), headDim: num('llama.rope.dimension_count', d / nHeads), vocab,
+      maxPositions: num('llama.context_length'), normEps: num('llama.attention.layer_norm_rms_epsilon'), act: relu ? 'relu' : 'silu',
+      ropeTheta: num('llama.rope.freq_base', 10000), posOffset: 0, tieWordEmbeddings: !g.tensors.has('output.weight'),
+      attnBias: false, mlpBias: false, hasGate: true,
+      bosId: num('tokenizer.ggml.bos_token_id', 1), eosIds: [num('tokenizer.ggml.eos_token_id', 2)], padId: num('tokenizer.ggml.padding_token_id', 0),
+    };
+    // Hugging Face names for the GGUF tensors the engine reads.
+    const names = new Map<string, string>([['model.embed_tokens.weight', 'token_embd.weight'], ['model.norm.weight', 'output_norm.weight']]);
+    if (!config.tieWordEmbeddings) names.set('lm_head.weight', 'output.weight');
+    const per: [string, string][] = [['input_layernorm', 'attn_norm'], ['self_attn.q_proj', 'attn_q'], ['self_attn.k_proj', 'attn_k'],
+      ['self_attn.v_proj', 'attn_v'], ['self_attn.o_proj', 'attn_output'], ['post_attention_layernorm', 'ffn_norm'],
+      ['mlp.gate_proj', 'ffn_gate'], ['mlp.up_proj', 'ffn_up'], ['mlp.down_proj', 'ffn_down']];
+    for (let l = 0; l < nLayers; l++) for (const [hf, gg] of per) names.set(`model.layers.${l}.${hf}.weight`, `blk.${l}.${gg}.weight`);
+    // PowerInfer's files store ffn_down transposed (ffn_down_t, ne [d, ffn]: a neuron's down
+    // column per row); it is read back into Hugging Face's (d, ffn) down_proj.
+    const downT = (hfName: string) => {
+      const m = /^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/.exec(hfName);
+      const t = m && !g.tensors.has(names.get(hfName)!) ? g.tensors.get(`blk.${m[1]}.ffn_down_t.weight`) : undefined;
+      if (t && (t.dims.length !== 2 || t.dims[0] !== d || t.dims[1] !== config.ffn)) bad(`tensor ${t.name} has ne [${t.dims}], expected [${d}, ${config.ffn}]`);
+      return t;
+    };
+    const info = (hfName: string) => {
+      const t = downT(hfName) ?? g.tensors.get(names.get(hfName) ?? '') ?? bad(`tensor ${names.get(hfName) ?? hfName} is missing`);
+      return t;
+    };
+    const hd = config.headDim;
+    const specials = new Set<number>();
+    const types = m.get('tokenizer.ggml.token_type');
+    if (Array.isArray(types)) types.forEach((t, i) => { if (Number(t) === 3) specials.add(i); });
+    const vocabMap: Record<string, number> = {};
+    (tokens as string[]).forEach((s, i) => { if (!specials.has(i)) vocabMap[s] = i; });
+    const added = [...specials].map((id) => ({ id, content: (tokens as string[])[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+    const bos = (tokens as string[])[config.bosId];
+    const addBos = m.get('tokenizer.ggml.add_bos_token') !== false;
+    const tokenizerJson = JSON.stringify({
+      version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      post_processor: addBos ? {
+        type: 'TemplateProcessing',
+        single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+        pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { [bos]: { id: bos, ids: [config.bosId], tokens: [bos] } },
+      } : null,
+      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabMap, merges },
+    });
+    return {
+      dir: path, origin: 'gguf', config, rawConfig: Object.fromEntries(m), tensors: modelTensors(config),
+      tokenizerJson, tokenizerConfig: undefined,
+      tensor(hfName) {
+        const t = info(hfName);
+        const shape = downT(hfName) ? [...t.dims] : [...t.dims].reverse();
+        return { name: hfName, stDtype: t.dtype.toUpperCase(), dtype: t.dtype, shape, file: path, offset: t.offset, length: tensorBytes(t.dtype, shape) };
+      },
+      readTensor(hfName, dst) {
+        const t = info(hfName);
+        if (downT(hfName)) {
+          const raw = new Uint8Array(t.bytes);
+          if (src.pread(raw, t.offset) !== t.bytes) bad(`tensor ${t.name} is truncated`);
+          return transposeRows(raw, t.dtype, config.ffn, d);
+        }
+        const out = dst && dst.length >= t.bytes ? dst.subarray(0, t.bytes) : new Uint8Array(t.bytes);
+        if (src.pread(out, t.offset) !== t.bytes) bad(`tensor ${t.name} is truncated`);
+        const role = /self_attn\.(q|k)_proj/.exec(hfName)?.[1];
+        return role ? rotaryRows(out, role === 'q' ? config.nHeads : config.nKvHeads, hd, 'hf') : out;
+      },
+      close() { src.close(); },
+    };
+  } catch (e) {
+    src.close();
+    throw e;
+  }
+}
+
+/**
+ * A (rows, cols) matrix of dtype `dt` as (cols, rows). Float types move their bits; quantized
+ * blocks run along rows, so those are dequantized, transposed and quantized along the new rows.
+ */
+export function transposeRows(raw: Uint8Array, dt: DType, rows: number, cols: number): Uint8Array {
+  if (QUANTIZED.has(dt)) {
+    const m = dequantize(dt, raw, rows * cols), o = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) o[c * rows + r] = m[r * cols + c];
+    return quantize(dt as 'q8_0' | 'q4_0', o, rows);
+  }
+  const es = dt === 'f32' ? 4 : 2, out = new Uint8Array(raw.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const s = (r * cols + c) * es, t = (c * rows + r) * es;
+      for (let k = 0; k < es; k++) out[t + k] = raw[s + k];
+    }
+  }
+  return out;
+}

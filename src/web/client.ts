@@ -1,0 +1,129 @@
+// The page's side of the engine worker (worker.ts): a model with the interface of the Node API's
+// Model — generate() streams tokens, complete(), tokenize(), perplexity(), close() — whose calls
+// travel to the worker as messages (protocol.ts), as web-llm's WebWorkerMLCEngine does.
+import type { Completion, GenerateOptions, GeneratedToken, PerplexityOptions } from '../core/model.js';
+import type { FlashStats } from '../core/model.js';
+import type { MemoryReport } from '../core/engine.js';
+import type { ResolvedOptions } from '../core/options.js';
+import type { ModelConfig } from '../format/config.js';
+import type { ModelSpec } from './opfs.js';
+import type { Reply, Request, WorkerLoadOptions } from './protocol.js';
+
+/** What a loaded model is, as the worker reports it. */
+export interface ModelInfo {
+  name: string;
+  mode: string;
+  model_bytes: number;
+  memory: MemoryReport;
+  config: ModelConfig;
+  simd: boolean;
+  /** What runs the arithmetic: "wasm simd", or the WebGPU adapter. */
+  device: string;
+  options: ResolvedOptions;
+}
+
+type Listener = { progress?: (phase: string, done: number, total: number) => void; token?: (t: GeneratedToken, stats: Extract<Reply, { type: 'token' }>['stats']) => void;
+  resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+/** A request that does not fit the union as a literal (its id is added on send). */
+type Body = Request extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
+
+export class WorkerModel {
+  private next = 1;
+  private readonly waiting = new Map<number, Listener>();
+  /** The loaded model, after load(). */
+  info: ModelInfo | undefined;
+  /** Stats of the last generate() run. */
+  lastStats: Completion['stats'] | undefined;
+
+  /** `worker`: the engine worker (flashneuron/worker, built as worker.js). */
+  constructor(readonly worker: Worker) {
+    worker.onmessage = ({ data: m }: MessageEvent<Reply>) => {
+      const l = this.waiting.get(m.id);
+      if (!l) return;
+      if (m.type === 'progress') l.progress?.(m.phase, m.done, m.total);
+      else if (m.type === 'token') l.token?.(m.token, m.stats);
+      else {
+        this.waiting.delete(m.id);
+        if (m.type === 'result') l.resolve(m.value); else l.reject(new Error(m.message));
+      }
+    };
+  }
+
+  /** Hands the worker the engine's wasm builds (fetched from these URLs). */
+  async init(wasm: { simd: string | URL; plain: string | URL }): Promise<void> {
+    const [simd, plain] = await Promise.all([wasm.simd, wasm.plain].map((u) => fetch(u).then((r) => {
+      if (!r.ok) throw new Error(`cannot fetch ${u}: HTTP ${r.status}`);
+      return r.arrayBuffer();
+    })));
+    await this.call({ op: 'init', simd, plain }, {}, [simd, plain]);
+  }
+
+  /** Puts the model into OPFS (once) and loads it with `options` (memory budget, mode, device …). */
+  async load(spec: ModelSpec, options: WorkerLoadOptions = {}, onProgress?: (phase: string, done: number, total: number) => void): Promise<ModelInfo> {
+    this.info = undefined;
+    this.info = await this.call({ op: 'load', spec, options }, { progress: onProgress }) as ModelInfo;
+    return this.info;
+  }
+
+  /** Streams generated tokens (the model's generate(), in the worker). Abort with options.signal or stop(). */
+  async *generate(prompt: string | number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
+    const { signal, ...rest } = options;
+    const queue: GeneratedToken[] = [];
+    let wake: (() => void) | undefined, done = false, result: Completion | undefined, failure: Error | undefined;
+    const onAbort = () => this.stop();
+    signal?.addEventListener('abort', onAbort);
+    this.call({ op: 'generate', prompt, options: rest }, { token: (t) => { queue.push(t); wake?.(); } })
+      .then((v) => { result = v as Completion; }, (e) => { failure = e; })
+      .finally(() => { done = true; wake?.(); });
+    try {
+      for (;;) {
+        while (queue.length) yield queue.shift()!;
+        if (done) break;
+        await new Promise<void>((r) => { wake = r; });
+        wake = undefined;
+      }
+      if (failure) throw failure;
+      this.lastStats = result!.stats;
+      return result!;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Runs generate() to the end. */
+  async complete(prompt: string | number[], options: GenerateOptions = {}): Promise<Completion> {
+    const it = this.generate(prompt, options);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  tokenize(text: string, options: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
+    return this.call({ op: 'tokenize', text, options }) as Promise<number[]>;
+  }
+
+  perplexity(text: string, options: PerplexityOptions = {}): Promise<{ tokens: number; nll: number; ppl: number; stats: FlashStats }> {
+    const { signal: _s, onProgress, ...rest } = options;
+    return this.call({ op: 'perplexity', text, options: rest }, { progress: onProgress && ((phase, d, t) => onProgress(d, t, phase)) }) as Promise<{ tokens: number; nll: number; ppl: number; stats: FlashStats }>;
+  }
+
+  /** Stops a generate() in flight (it ends with the tokens so far). */
+  stop(): void {
+    this.worker.postMessage({ id: 0, op: 'stop' } satisfies Request);
+  }
+
+  close(): void {
+    void this.call({ op: 'close' }).catch(() => {});
+    this.info = undefined;
+  }
+
+  private call(body: Body, on: Omit<Listener, 'resolve' | 'reject'> = {}, transfer: Transferable[] = []): Promise<unknown> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { ...on, resolve, reject });
+      this.worker.postMessage({ ...body, id } as Request, transfer);
+    });
+  }
+}

@@ -1,0 +1,9 @@
+// flashneuron in a browser page: the engine runs in a dedicated worker (flashneuron/worker) over
+// a model kept in OPFS; WorkerModel talks to it with the Node API's Model interface.
+export { WorkerModel } from './client.js';
+export type { ModelInfo } from './client.js';
+export type { ModelSpec } from './opfs.js';
+export type { WorkerLoadOptions } from './protocol.js';
+export type { Completion, GenerateOptions, GeneratedToken, GenerationStats, FlashStats, PerplexityOptions } from '../core/model.js';
+export type { RunOptions, ResolvedOptions, FfnMode, Device } from '../core/options.js';
+export { resolveOptions, parseMemory } from '../core/options.js';

@@ -1,0 +1,75 @@
+// The engine in a dedicated Web Worker. It only forwards: the model goes into OPFS (opfs.ts),
+// then the one load path every host takes (core/load.ts: resolveOptions decides, as for the
+// CLI and the Node API), and the model's own generate / tokenize / perplexity. Requests and
+// replies: protocol.ts.
+import { openModel } from '../core/load.js';
+import type { Model } from '../core/model.js';
+import { setEngineBinaries } from '../core/wasm.js';
+import { readImageHeader } from '../format/image.js';
+import { decodePredictor, modelFingerprint } from '../predictor/format.js';
+import { openOpfs, storeModel } from './opfs.js';
+import type { Reply, Request } from './protocol.js';
+
+const post = (m: Reply) => (self as unknown as Worker).postMessage(m);
+let model: Model | undefined;
+let stop: AbortController | undefined;
+
+self.onmessage = async (ev: MessageEvent<Request>) => {
+  const m = ev.data;
+  try {
+    post({ id: m.id, type: 'result', value: await handle(m) });
+  } catch (e) {
+    post({ id: m.id, type: 'error', message: (e as Error).message });
+  }
+};
+
+async function handle(m: Request): Promise<unknown> {
+  switch (m.op) {
+    case 'init': setEngineBinaries(new Uint8Array(m.simd), new Uint8Array(m.plain)); return null;
+    case 'load': return load(m.id, m);
+    case 'generate': return generate(m.id, m);
+    case 'tokenize': return loaded().tokenize(m.text, m.options);
+    case 'perplexity': return loaded().perplexity(m.text, { ...m.options, onProgress: (done, total, phase) => post({ id: m.id, type: 'progress', phase, done, total }) });
+    case 'stop': stop?.abort(); return null;
+    case 'close': model?.close(); model = undefined; return null;
+  }
+}
+
+function loaded(): Model {
+  if (!model) throw new Error('no model loaded');
+  return model;
+}
+
+async function load(id: number, m: Extract<Request, { op: 'load' }>): Promise<unknown> {
+  model?.close();
+  model = undefined;
+  const progress = (phase: string, done: number, total: number) => post({ id, type: 'progress', phase, done, total });
+  const predictorBytes = await storeModel(m.spec, progress);
+  const src = await openOpfs(m.spec.name, { parallel: m.options.io === 'async' });
+  try {
+    const header = readImageHeader(src);
+    const predictor = predictorBytes && decodePredictor(predictorBytes, m.spec.predictorUrl ?? 'flashneuron.fnpred', modelFingerprint(header));
+    model = await openModel({ image: src, header, size: src.size, label: m.spec.name, predictor },
+      { ...m.options, wasi: 'shim', onProgress: (done, total, phase) => progress(phase, done, total) });
+  } catch (e) {
+    src.close();
+    throw e;
+  }
+  const e = model.engine;
+  return { name: m.spec.name, mode: e.mode, model_bytes: src.size, memory: e.memory, config: e.config, simd: e.simd, device: e.backend.name, options: model.options };
+}
+
+async function generate(id: number, m: Extract<Request, { op: 'generate' }>): Promise<unknown> {
+  const mdl = loaded();
+  stop = new AbortController();
+  const it = mdl.generate(m.prompt, { ...m.options, signal: stop.signal });
+  const t0 = performance.now();
+  let n = 0;
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
+    n++;
+    const s = mdl.engine.stats();
+    post({ id, type: 'token', token: r.value, stats: { tokens: n, tokens_per_s: (1000 * n) / (performance.now() - t0), bytes_read: s.bytes_read, memory_bytes: mdl.engine.memoryBytes } });
+  }
+}
