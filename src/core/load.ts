@@ -11,7 +11,7 @@ import { openGpu, type Gpu } from '../gpu/webgpu.js';
 import { Engine } from './engine.js';
 import { Model, type LoadOptions } from './model.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer, type TokenizerConfig } from './tokenizer.js';
 
 export interface ImageInfo {
   /** The image: a path the engine host opens, or an open source (the model takes ownership). */
@@ -68,7 +68,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
   try {
     if (r.device === 'gpu') await engine.setDevice(device === 'gpu' ? 'gpu' : 'auto', { gpu: gpu ?? undefined, shaderF16: opts.shaderF16, maxBindingBytes: opts.gpuMaxBindingBytes });
     else gpu?.device.destroy();
-    const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as any);
+    const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as TokenizerConfig | undefined);
     return new Model(engine, tokenizer, info.label, r);
   } catch (e) {
     engine.close();

@@ -8,12 +8,12 @@ import {
   type CheckpointFS,
   openSafetensorsCheckpoint,
   type SafetensorsCheckpoint,
-  type TensorEntry,
+  type SafetensorsEntry,
   type TensorInfo,
 } from './safetensors.js';
 
 export { CheckpointError } from './safetensors.js';
-export type { TensorInfo, TensorEntry } from './safetensors.js';
+export type { TensorInfo, SafetensorsEntry } from './safetensors.js';
 
 export const SUPPORTED_ARCHITECTURES = ['OPTForCausalLM', 'LlamaForCausalLM', 'MistralForCausalLM'] as const;
 
@@ -417,7 +417,7 @@ function detectPrefix(cfg: ModelConfig, ck: SafetensorsCheckpoint): string {
 }
 
 /** Checks one required tensor: present, supported dtype, expected shape. */
-function checkTensor(spec: TensorSpec & { role: string }, e: TensorEntry | undefined): void {
+function checkTensor(spec: TensorSpec & { role: string }, e: SafetensorsEntry | undefined): void {
   if (!e) {
     throw new CheckpointError(`tensor ${spec.name} (${spec.role}) is missing from the checkpoint`, { tensor: spec.name });
   }

@@ -39,7 +39,7 @@ const DTYPE_BITS: Record<string, number> = {
 };
 
 /** One tensor as described by a header; `dtype` is null when its dtype is valid safetensors but unsupported here. */
-export interface TensorEntry {
+export interface SafetensorsEntry {
   name: string;
   /** dtype as spelled in the file, e.g. "BF16", "I8". */
   stDtype: string;
@@ -54,7 +54,7 @@ export interface TensorEntry {
 }
 
 /** A tensor the engine can read. */
-export interface TensorInfo extends TensorEntry {
+export interface TensorInfo extends SafetensorsEntry {
   dtype: DType;
 }
 
@@ -68,7 +68,7 @@ export interface SafetensorsHeader {
   dataLength: number;
   metadata: Record<string, unknown>;
   /** Tensors in header order. */
-  tensors: Map<string, TensorEntry>;
+  tensors: Map<string, SafetensorsEntry>;
 }
 
 const fmtShape = (s: readonly number[]) => `[${s.join(',')}]`;
@@ -83,7 +83,7 @@ const describe = (v: unknown) => {
 };
 
 /** Reads exactly `dst.length` bytes at `offset` or throws. */
-export function readExact(f: RandomAccess, dst: Uint8Array, offset: number, fileName: string, what = 'data'): void {
+export function readRange(f: RandomAccess, dst: Uint8Array, offset: number, fileName: string, what = 'data'): void {
   if (offset < 0 || offset + dst.length > f.size) {
     throw new CheckpointError(
       `${fileName}: cannot read ${dst.length} bytes of ${what} at offset ${offset}: file is only ${f.size} bytes`,
@@ -117,7 +117,7 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
     fail(`file is too small to be a safetensors file (${size} bytes; the 8-byte header length alone is missing)`);
   }
   const lenBytes = new Uint8Array(8);
-  readExact(f, lenBytes, 0, fileName, 'header length');
+  readRange(f, lenBytes, 0, fileName, 'header length');
   const n64 = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES)) {
     fail(`header length ${n64} is absurd (limit ${MAX_HEADER_BYTES} bytes); not a safetensors file or corrupted`);
@@ -128,7 +128,7 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
   }
   if (n < 2) fail(`header length ${n} is too small to hold a JSON header`);
   const headerBytes = new Uint8Array(n);
-  readExact(f, headerBytes, 8, fileName, 'header');
+  readRange(f, headerBytes, 8, fileName, 'header');
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
@@ -147,7 +147,7 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
   const dataStart = 8 + n;
   const dataLength = size - dataStart;
   let metadata: Record<string, unknown> = {};
-  const tensors = new Map<string, TensorEntry>();
+  const tensors = new Map<string, SafetensorsEntry>();
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (raw === null) continue;
@@ -204,7 +204,7 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
   }
   // Overlaps: sort non-empty tensors by start and compare with the furthest end seen so far.
   const spans = [...tensors.values()].filter((t) => t.length > 0).sort((a, b) => a.offset - b.offset);
-  let prev: TensorEntry | undefined;
+  let prev: SafetensorsEntry | undefined;
   for (const s of spans) {
     if (prev && s.offset < prev.offset + prev.length) {
       fail(
@@ -219,7 +219,7 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
 }
 
 /** Narrows an entry to a readable tensor or throws "unsupported dtype X for tensor Y". */
-export function requireSupported(e: TensorEntry): TensorInfo {
+export function requireSupported(e: SafetensorsEntry): TensorInfo {
   if (e.dtype === null) {
     throw new CheckpointError(
       `${e.file}: unsupported dtype ${e.stDtype} for tensor "${e.name}" (supported: ${SUPPORTED_DTYPE_LIST})`,
@@ -230,7 +230,7 @@ export function requireSupported(e: TensorEntry): TensorInfo {
 }
 
 /** Reads a tensor's bytes into `dst` (at least `length` bytes; returns the filled prefix) or a new array. */
-export function readTensorBytes(f: RandomAccess, info: TensorEntry, dst?: Uint8Array): Uint8Array {
+export function readTensorBytes(f: RandomAccess, info: SafetensorsEntry, dst?: Uint8Array): Uint8Array {
   const t = requireSupported(info);
   let out: Uint8Array;
   if (dst) {
@@ -244,7 +244,7 @@ export function readTensorBytes(f: RandomAccess, info: TensorEntry, dst?: Uint8A
   } else {
     out = new Uint8Array(t.length);
   }
-  readExact(f, out, t.offset, t.file, `tensor "${t.name}"`);
+  readRange(f, out, t.offset, t.file, `tensor "${t.name}"`);
   return out;
 }
 
@@ -267,14 +267,14 @@ export class SafetensorsFile {
   constructor(readonly name: string, readonly handle: RandomAccess) {
     this.header = parseSafetensorsHeader(handle, name);
   }
-  get tensors(): Map<string, TensorEntry> {
+  get tensors(): Map<string, SafetensorsEntry> {
     return this.header.tensors;
   }
   get metadata(): Record<string, unknown> {
     return this.header.metadata;
   }
   /** The entry for `name` (any dtype), or undefined. */
-  entry(name: string): TensorEntry | undefined {
+  entry(name: string): SafetensorsEntry | undefined {
     return this.header.tensors.get(name);
   }
   /** The readable tensor `name`; throws when absent or of an unsupported dtype. */
@@ -333,10 +333,10 @@ export interface SafetensorsCheckpoint {
   /** Shard files that were opened (relative names), in first-use order. */
   readonly files: string[];
   /** Every tensor of the checkpoint (index-listed ones for a sharded checkpoint). */
-  readonly tensors: Map<string, TensorEntry>;
+  readonly tensors: Map<string, SafetensorsEntry>;
   /** Metadata of the index ("metadata") or of the single file ("__metadata__"). */
   readonly metadata: Record<string, unknown>;
-  entry(name: string): TensorEntry | undefined;
+  entry(name: string): SafetensorsEntry | undefined;
   /** The readable tensor `name`; throws when absent or of an unsupported dtype. */
   tensor(name: string): TensorInfo;
   readTensor(name: string, dst?: Uint8Array): Uint8Array;
@@ -382,7 +382,7 @@ export function openSafetensorsCheckpoint(fs: CheckpointFS): SafetensorsCheckpoi
     return f;
   };
   try {
-    const tensors = new Map<string, TensorEntry>();
+    const tensors = new Map<string, SafetensorsEntry>();
     const fileOf = new Map<string, SafetensorsFile>();
     let metadata: Record<string, unknown> = {};
     const single = fs.open(SINGLE_FILE);

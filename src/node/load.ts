@@ -8,7 +8,7 @@ import { crc32 } from '../format/crc32.js';
 import { readImageHeader, readTokenizerJson, VERSION } from '../format/image.js';
 import { openModel } from '../core/load.js';
 import type { LoadOptions, Model } from '../core/model.js';
-import { Tokenizer } from '../core/tokenizer.js';
+import { Tokenizer, type TokenizerConfig } from '../core/tokenizer.js';
 import { modelFingerprint } from '../predictor/format.js';
 import type { Predictor } from '../predictor/types.js';
 import { FileSource } from './file-source.js';
@@ -57,7 +57,7 @@ export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOpti
   const src = new FileSource(image);
   try {
     const h = readImageHeader(src);
-    return Tokenizer.fromJSON(readTokenizerJson(src, h), h.tokenizer_config as any);
+    return Tokenizer.fromJSON(readTokenizerJson(src, h), h.tokenizer_config as TokenizerConfig | undefined);
   } finally { src.close(); }
 }
 
