@@ -14,6 +14,7 @@ import { modelTensors } from './hf.js';
 import { DType, QUANTIZED, dequantize, quantize, rowBytes, tensorBytes, widenToF32 } from './dtype.js';
 import type { RandomAccess } from '../io/source.js';
 import type { Predictor } from '../predictor/types.js';
+import { shippedPredictor } from '../predictor/shipped.js';
 
 export const GGUF_MAGIC = 0x46554747;   // "GGUF" little-endian
 const T = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9, U64: 10, I64: 11, F64: 12 } as const;
@@ -213,7 +214,6 @@ export function readGGUFPredictor(src: RandomAccess, path: string, fingerprint: 
     const m = g.metadata;
     const d = Number(m.get('llama.embedding_length')), ffn = Number(m.get('llama.feed_forward_length')), nLayers = Number(m.get('llama.block_count'));
     const thr = Number(m.get('powerinfer.sparse_threshold') ?? 0);
-    if (!Number.isFinite(thr)) bad('powerinfer.sparse_threshold is not a number');
     const values = (t: GGUFTensor): Float32Array => {
       const raw = new Uint8Array(t.bytes);
       if (src.pread(raw, t.offset) !== t.bytes) bad(`${t.name} is truncated`);
@@ -227,19 +227,12 @@ export function readGGUFPredictor(src: RandomAccess, path: string, fingerprint: 
     };
     const rank = g.tensors.get('blk.0.fc1.weight')!.dims[1];
     if (g.tensors.get('blk.0.fc1.weight')!.dims.length !== 2 || !(rank > 0)) bad('blk.0.fc1.weight is not a matrix');
-    const layers = Array.from({ length: nLayers }, (_, l) => {
-      const w1 = get(`blk.${l}.fc1.weight`, [d, rank])!, w2 = get(`blk.${l}.fc2.weight`, [rank, ffn])!;
-      const b1 = get(`blk.${l}.fc1.bias`, [rank], true) ?? new Float32Array(rank), b2 = get(`blk.${l}.fc2.bias`, [ffn], true) ?? new Float32Array(ffn);
-      for (const v of [w1, w2, b1, b2]) if (!v.every(Number.isFinite)) bad(`layer ${l} holds values that are not finite`);
-      return { w1, b1, w2, b2, threshold: thr, recall: 0, ratio: 0 };
-    });
+    const layers = Array.from({ length: nLayers }, (_, l) => ({
+      w1: get(`blk.${l}.fc1.weight`, [d, rank])!, w2: get(`blk.${l}.fc2.weight`, [rank, ffn])!,
+      b1: get(`blk.${l}.fc1.bias`, [rank], true), b2: get(`blk.${l}.fc2.bias`, [ffn], true),
+    }));
     if (g.tensors.has(`blk.${nLayers}.fc1.weight`)) bad(`there are more predictor layers than the model's ${nLayers}`);
-    // No measured recall or set sizes travel with the file: the one rung says 0 (unknown).
-    const rung = { rank, layers: layers.map((L) => ({ threshold: L.threshold, recall: 0, ratio: 0, predicted_share: 0, true_share: 0, val_recall: 0, val_ratio: 0, b2: L.b2 })) };
-    return {
-      rank, hidden: d, ffn, nLayers, fingerprint, layers, rungs: [rung],
-      report: { rank, train_tokens: 0, heldout_tokens: 0, seconds: 0, layers: [] },
-    };
+    return shippedPredictor(layers, { rank, hidden: d, ffn }, thr, fingerprint, path);
   }
 }
 

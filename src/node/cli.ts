@@ -7,6 +7,8 @@
 //   flashneuron convert HF_DIR OUT
 // Errors go to stderr with a non-zero exit code.
 import { readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { cacheDir, clearCache, listCache, removeFromCache } from './cache.js';
 import { resolveImage, loadModel, loadTokenizer, DEFAULT_MODEL } from './load.js';
 import type { LoadOptions, Model } from '../core/model.js';
 import { exportGGUF } from './gguf-file.js';
@@ -31,9 +33,10 @@ interface Command {
 
 class UsageError extends Error {}
 
-const MODEL_FLAG = `  --model PATH        a flashneuron image or a Hugging Face folder (converted once into the
-                      cache: $FLASHNEURON_CACHE or ~/.cache/flashneuron). Default: the embedded
-                      opt-relu-mini`;
+const MODEL_FLAG = `  --model PATH|ID     a flashneuron image, a Hugging Face folder or GGUF file (converted once
+                      into the cache: $FLASHNEURON_CACHE or ~/.cache/flashneuron; see
+                      "flashneuron cache"), or a repository id org/name downloaded into the
+                      Hugging Face cache ($HF_HOME/hub). Default: the embedded opt-relu-mini`;
 
 const FLASH_FLAGS_HELP = `  --memory BYTES|PCT   cap on the memory the engine holds (weights, predictor, neuron caches,
                       KV cache, buffers): bytes (300MB, 1.5GiB) or a share of the model's
@@ -273,6 +276,34 @@ bandwidth, parallelism). Prints the profile as JSON and saves it where the engin
       const prof = await probeDevice({ file: str(f.file), seconds: num(f.seconds), onProgress: bar('probe') });
       if (!f['no-save']) saveProfile(prof);
       process.stdout.write(JSON.stringify(prof) + '\n');
+    },
+  },
+  cache: {
+    usage: 'flashneuron cache ls [--json] | rm MODEL_OR_IMAGE | clear',
+    help: `Manages the conversion cache ($FLASHNEURON_CACHE, else ~/.cache/flashneuron): the images
+made from Hugging Face folders and GGUF files, one per source, replaced when the source
+changes. A 7B model's image takes about 13.5 GB as f16 (3.8 GB as int4).
+
+  ls                  the cached images, largest first: size and what each was made from
+  rm MODEL|IMAGE      remove the image(s) of a source folder or file, or an image by name
+  clear               remove every cached image (the device profile stays)
+  --json              ls as JSON`,
+    flags: { json: 'boolean' },
+    async run(args, f) {
+      const [op, ...rest] = args;
+      if (op === 'ls' && !rest.length) {
+        const all = listCache();
+        if (f.json) { process.stdout.write(JSON.stringify({ dir: cacheDir(), images: all }) + '\n'); return; }
+        const total = all.reduce((a, e) => a + e.bytes, 0);
+        for (const e of all) process.stdout.write(`${(e.bytes / 2 ** 20).toFixed(1).padStart(9)} MiB  ${basename(e.image)}  ${e.record ? `${e.record.kind} ${e.record.source}` : '(no record)'}\n`);
+        process.stdout.write(`${(total / 2 ** 20).toFixed(1).padStart(9)} MiB  in ${all.length} image${all.length === 1 ? '' : 's'} under ${cacheDir()}\n`);
+      } else if (op === 'rm' && rest.length === 1) {
+        const gone = removeFromCache(rest[0]);
+        if (!gone.length) throw new Error(`nothing in the cache was made from ${rest[0]} (see flashneuron cache ls)`);
+        process.stderr.write(gone.map((g) => `removed ${basename(g)}`).join('\n') + '\n');
+      } else if (op === 'clear' && !rest.length) {
+        process.stderr.write(`removed ${clearCache().length} cached image(s)\n`);
+      } else throw new UsageError('cache takes ls, rm MODEL_OR_IMAGE or clear');
     },
   },
   convert: {

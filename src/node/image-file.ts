@@ -6,6 +6,9 @@ import { writeImage, type ConvertOptions } from '../format/image-writer.js';
 import type { HFCheckpoint } from '../format/hf.js';
 import { openHFCheckpoint } from './checkpoint-fs.js';
 import { FileSource } from './file-source.js';
+import { checkpointPredictor } from '../format/hf-predictor.js';
+import { modelFingerprint } from '../predictor/format.js';
+import { predictorPath, savePredictor } from './predictor-file.js';
 
 /** The header of the image file at `path` (opened and closed here). */
 export function readImageHeaderFile(path: string): ImageHeader {
@@ -16,11 +19,15 @@ export function readImageHeaderFile(path: string): ImageHeader {
 /**
  * Converts a Hugging Face checkpoint folder to an image at `out`. Writes a temporary file and
  * renames it when complete, so an interrupted conversion never leaves a valid-looking image.
+ * A predictor the checkpoint ships (TurboSparse's mlp.predictor) becomes the image's sidecar.
  */
 export async function convertHF(dir: string, out: string, onProgress?: Progress, opts: ConvertOptions = {}): Promise<ImageHeader> {
   const ckpt = await openHFCheckpoint(dir);
   try {
-    return writeImageFile(ckpt, out, onProgress, opts);
+    const header = writeImageFile(ckpt, out, onProgress, opts);
+    const predictor = checkpointPredictor(ckpt, modelFingerprint(header));
+    if (predictor) savePredictor(predictorPath(out), predictor);
+    return header;
   } finally {
     ckpt.close();
   }

@@ -1,11 +1,9 @@
 // Models on disk for Node, Deno and Bun: a flashneuron image, a Hugging Face folder or a GGUF
 // file (converted once into the cache directory), loaded through the one load path (core/load.ts).
-import { existsSync, mkdirSync, statSync, readdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { crc32 } from '../format/crc32.js';
-import { readImageHeader, readTokenizerJson, VERSION } from '../format/image.js';
+import { readImageHeader, readTokenizerJson } from '../format/image.js';
 import { openModel } from '../core/load.js';
 import type { LoadOptions, Model } from '../core/model.js';
 import { Tokenizer, type TokenizerConfig } from '../core/tokenizer.js';
@@ -16,7 +14,9 @@ import { convertHF, readImageHeaderFile, writeImageFile } from './image-file.js'
 import { isGGUF, openGGUFCheckpoint, readGGUFPredictor } from './gguf-file.js';
 import { loadPredictor, predictorPath, savePredictor } from './predictor-file.js';
 import { loadProfile } from './probe.js';
+import { cachedConversion, fileStamp, folderStamp, resolveModelPath } from './cache.js';
 import './engine-host.js';
+export { cacheDir } from './cache.js';
 
 /** The model shipped inside the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/opt-relu-mini', import.meta.url));
@@ -26,8 +26,7 @@ export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/opt-relu-min
  * cache dir, keyed by its files' sizes and dates). Without a path: the embedded default model.
  */
 export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions = {}): Promise<Model> {
-  const full = resolve(path);
-  if (!existsSync(full)) throw new Error(`model not found: ${path}`);
+  const full = resolveModelPath(path);
   const image = await resolveImage(full, opts);
   const header = readImageHeaderFile(image);
   if (opts.layout === 'split' && !statSync(full).isDirectory() && header.ffn.layout !== 'split') {
@@ -37,7 +36,9 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   let predictor: Predictor | undefined;
   const mayBeSparse = opts.mode === 'sparse' || (opts.mode === undefined && opts.memory !== undefined);
   if (mayBeSparse && !opts.oracle) {
-    const p = opts.predictorPath ?? predictorPath(statSync(full).isDirectory() ? full : image);
+    // Asked for; else trained beside the model; else shipped with it (PowerInfer GGUF, TurboSparse: the image's sidecar).
+    const beside = predictorPath(statSync(full).isDirectory() ? full : image);
+    const p = opts.predictorPath ?? (existsSync(beside) ? beside : predictorPath(image));
     if (existsSync(p)) predictor = loadPredictor(p, modelFingerprint(header));
     else if (opts.mode === 'sparse' || opts.predictorPath !== undefined) {
       throw new Error(`sparse mode needs a sparsity predictor for this model and there is none at ${p}: ` +
@@ -51,18 +52,12 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
 
 /** The tokenizer of a model (image or Hugging Face folder) without loading its weights. */
 export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOptions = {}): Promise<Tokenizer> {
-  const full = resolve(path);
-  if (!existsSync(full)) throw new Error(`model not found: ${path}`);
-  const image = await resolveImage(full, opts);
+  const image = await resolveImage(resolveModelPath(path), opts);
   const src = new FileSource(image);
   try {
     const h = readImageHeader(src);
     return Tokenizer.fromJSON(readTokenizerJson(src, h), h.tokenizer_config as TokenizerConfig | undefined);
   } finally { src.close(); }
-}
-
-export function cacheDir(opts: { cacheDir?: string } = {}): string {
-  return opts.cacheDir ?? process.env.FLASHNEURON_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'flashneuron');
 }
 
 /**
@@ -72,35 +67,18 @@ export function cacheDir(opts: { cacheDir?: string } = {}): string {
 export async function resolveImage(path: string, opts: LoadOptions = {}): Promise<string> {
   if (statSync(path).isDirectory()) return cachedImage(path, opts);
   if (!isGGUF(path)) return path;
-  const s = statSync(path);
-  const key = crc32(new TextEncoder().encode(`${VERSION}|gguf|${resolve(path)}|${s.size}|${s.mtimeMs}`)).toString(16).padStart(8, '0');
-  const out = join(cacheDir(opts), `${basename(path).replace(/\.gguf$/i, '')}-${key}.fnimg`);
-  if (!existsSync(out)) {
-    mkdirSync(cacheDir(opts), { recursive: true });
+  return cachedConversion(path, 'gguf', 'bundled', fileStamp(path), opts, (out) => {
     const ckpt = openGGUFCheckpoint(path);
     try { writeImageFile(ckpt, out, opts.onProgress); } finally { ckpt.close(); }
-  }
-  // A PowerInfer-style file's predictor becomes the image's sidecar, where sparse mode finds it.
-  const sidecar = predictorPath(out);
-  if (!existsSync(sidecar)) {
+    // A PowerInfer-style file's predictor becomes the image's sidecar, where sparse mode finds it.
     const predictor = readGGUFPredictor(path, modelFingerprint(readImageHeaderFile(out)));
-    if (predictor) savePredictor(sidecar, predictor);
-  }
-  return out;
+    if (predictor) savePredictor(predictorPath(out), predictor);
+  });
 }
 
 /** Image path for a Hugging Face folder, converting it when no current image exists. */
 export async function cachedImage(dir: string, opts: LoadOptions = {}): Promise<string> {
   if (!existsSync(join(dir, 'config.json'))) throw new Error(`${dir}: not a Hugging Face model folder (no config.json)`);
-  const stamp = readdirSync(dir).sort()
-    .filter((f) => /\.(json|safetensors)$/.test(f))
-    .map((f) => { const s = statSync(join(dir, f)); return `${f}:${s.size}:${s.mtimeMs}`; }).join('|');
   const layout = opts.layout ?? 'bundled';
-  const key = crc32(new TextEncoder().encode(`${VERSION}|${resolve(dir)}|${stamp}`)).toString(16).padStart(8, '0');
-  const out = join(cacheDir(opts), `${basename(dir)}-${key}${layout === 'split' ? '-split' : ''}.fnimg`);
-  if (!existsSync(out)) {
-    mkdirSync(cacheDir(opts), { recursive: true });
-    await convertHF(dir, out, opts.onProgress, { layout });
-  }
-  return out;
+  return cachedConversion(dir, 'hf', layout, folderStamp(dir), opts, (out) => convertHF(dir, out, opts.onProgress, { layout }).then(() => {}));
 }
