@@ -1,10 +1,12 @@
-// The transformer forward pass, one token at a time, top to bottom (OPT and Llama families),
-// with its dense FFN. With the FFN on flash each layer's FFN is instead the wanted set of
+// The transformer forward pass, one token at a time, top to bottom (OPT, Llama, Falcon and Phi
+// families), with its dense FFN. With the FFN on flash each layer's FFN is instead the wanted set of
 // sparse.ts (predicted, cached, read in rounds that planner.ts lays out); what that computes
 // goes through the same neuron lists (neuronList) into the same accumulator (yp).
 //
 // The host (src/engine.ts) calls, once per model:
 //   model_config(...)            the blueprint
+//   model_features(...)          what sets the families apart (norm, parallel blocks, rotary dims,
+//                                sliding window, the activation's parameter); model_rope_llama3
 //   model_init()                 allocates every activation buffer and the KV cache
 //   set_global / set_layer       pointers to the weights it placed in memory
 //   ffn_layout(...)              where up/gate/down/bias sit inside one FFN bundle
@@ -19,10 +21,15 @@ import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from 
 import { plan_round, exec_plan_sync } from "./planner";
 import { now, ioError, set_io_error, add_io, computeSince } from "./stats";
 
-export const ARCH_OPT: i32 = 0;
-export const ARCH_LLAMA: i32 = 1;
+export const ARCH_OPT: i32 = 0;     // learned positions (OPT)
+export const ARCH_LLAMA: i32 = 1;   // rotary positions (Llama, Mistral, Falcon, Phi)
 export const ACT_RELU: i32 = 0;
 export const ACT_SILU: i32 = 1;
+export const ACT_FATRELU: i32 = 2;  // ProSparse: gate if gate >= actParam else 0
+export const ACT_DRELU: i32 = 3;    // TurboSparse: relu(gate) * relu(up)
+export const ACT_GELU_TANH: i32 = 4; // gelu_new (Phi-2), dense only
+export const NORM_LAYER: i32 = 0;
+export const NORM_RMS: i32 = 1;
 
 // ---- Config: the blueprint ----
 let arch: i32 = 0;
@@ -39,6 +46,15 @@ let act: i32 = 0;
 let ropeTheta: f64 = 0;
 let posOffset: i32 = 0;
 let hasGate: bool = false;
+let normKind: i32 = NORM_LAYER;
+let parallel: bool = false; // attention and FFN side by side on the block's input (Falcon, Phi)
+let rotaryDim: i32 = 0;     // rotary on each head's first rotaryDim dims (Phi: fewer than headDim)
+let slidingWindow: i32 = 0; // attention over the last slidingWindow positions (0: all)
+let actParam: f32 = 0;      // FATReLU's threshold
+let ropeFactor: f64 = 0;    // llama3 rope scaling (0: none): factor, band factors, original context
+let ropeLowFF: f64 = 0;
+let ropeHighFF: f64 = 0;
+let ropeOldCtx: f64 = 0;
 
 export function model_config(arch_: i32, nLayers_: i32, d_: i32, ffn_: i32, nHeads_: i32, nKv_: i32,
   headDim_: i32, vocab_: i32, maxSeq_: i32, eps_: f32, act_: i32, ropeTheta_: f64, posOffset_: i32,
@@ -46,6 +62,18 @@ export function model_config(arch_: i32, nLayers_: i32, d_: i32, ffn_: i32, nHea
   arch = arch_; nLayers = nLayers_; d = d_; ffn = ffn_; nHeads = nHeads_; nKv = nKv_; headDim = headDim_;
   vocab = vocab_; maxSeq = maxSeq_; eps = eps_; act = act_; ropeTheta = ropeTheta_; posOffset = posOffset_;
   hasGate = hasGate_ != 0;
+  normKind = arch == ARCH_OPT ? NORM_LAYER : NORM_RMS; parallel = false; rotaryDim = headDim; slidingWindow = 0;
+  actParam = 0; ropeFactor = 0;
+}
+
+/** After model_config, before model_init: the features that differ from the OPT/Llama defaults. */
+export function model_features(norm_: i32, parallel_: i32, rotaryDim_: i32, slidingWindow_: i32, actParam_: f32): void {
+  normKind = norm_; parallel = parallel_ != 0; rotaryDim = rotaryDim_; slidingWindow = slidingWindow_; actParam = actParam_;
+}
+
+/** After model_config, before model_init: HF's llama3 rope scaling of the inverse frequencies. */
+export function model_rope_llama3(factor: f64, lowFreqFactor: f64, highFreqFactor: f64, originalMaxPositions: f64): void {
+  ropeFactor = factor; ropeLowFF = lowFreqFactor; ropeHighFF = highFreqFactor; ropeOldCtx = originalMaxPositions;
 }
 
 // What sparse.ts and planner.ts read of the model (only this module writes it).
@@ -57,7 +85,8 @@ export const G_POS_EMBED: i32 = 1;   // (maxPos + posOffset, d), OPT only
 export const G_NORM_W: i32 = 2;      // (d,) f32
 export const G_NORM_B: i32 = 3;      // (d,) f32, OPT only
 export const G_LM_HEAD: i32 = 4;     // (vocab, d); the token embedding when tied
-const N_GLOBAL: i32 = 5;
+export const G_LM_HEAD_B: i32 = 5;   // (vocab,) f32, Phi-2 only
+const N_GLOBAL: i32 = 6;
 
 export const L_LN1_W: i32 = 0;  // (d,)   self_attn_layer_norm / input_layernorm
 export const L_LN1_B: i32 = 1;  // (d,)
@@ -69,7 +98,7 @@ export const L_QB: i32 = 6;
 export const L_KB: i32 = 7;
 export const L_VB: i32 = 8;
 export const L_OB: i32 = 9;
-export const L_LN2_W: i32 = 10; // (d,)   final_layer_norm / post_attention_layernorm
+export const L_LN2_W: i32 = 10; // (d,)   final_layer_norm / post_attention_layernorm / ln_mlp (absent: one norm feeds both)
 export const L_LN2_B: i32 = 11;
 export const L_FFN: i32 = 12;   // (ffn, bundleBytes) bundles, see ffn_layout
 export const L_DOWN_B: i32 = 13; // (d,)  fc2 / down_proj bias
@@ -132,8 +161,8 @@ let vCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
 let kvDt: i32 = DT_F32; // f16 halves the KV cache (the host chooses, before model_init)
 let qp: usize = 0;      // (prep_len(headDim),) one query head, prepared for an f16 KV cache
 let vp: usize = 0;      // (prep_len(headDim),) one head's value accumulator, prepared
-let ropeCos: usize = 0; // (maxSeq, headDim/2)
-let ropeSin: usize = 0; // (maxSeq, headDim/2)
+let ropeCos: usize = 0; // (maxSeq, rotaryDim/2)
+let ropeSin: usize = 0; // (maxSeq, rotaryDim/2)
 let xp: usize = 0;      // prepared activation (kernel layout), widest input
 let yp: usize = 0;      // prepared FFN accumulator (d)
 let captureLayer: i32 = -1;
@@ -159,11 +188,12 @@ export function model_init(): usize {
   const widest = max(max(d, ffn), qDim);
   xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
   if (ropeTheta > 0) {
-    const half = headDim >> 1;
+    const half = rotaryDim >> 1;
     ropeCos = f32s(maxSeq * half); ropeSin = f32s(maxSeq * half);
     // In PyTorch: inv_freq = 1 / theta ** (arange(0, dim, 2) / dim); angle = pos * inv_freq
     for (let i = 0; i < half; i++) {
-      const invFreq = <f32>(1.0 / Math.pow(ropeTheta, <f64>(2 * i) / <f64>headDim));
+      let invFreq = <f32>(1.0 / Math.pow(ropeTheta, <f64>(2 * i) / <f64>rotaryDim));
+      if (ropeFactor > 0) invFreq = llama3InvFreq(invFreq);
       for (let p = 0; p < maxSeq; p++) {
         const a = <f64>(<f32>p * invFreq);
         store<f32>(ropeCos + (<usize>(p * half + i) << 2), <f32>Math.cos(a));
@@ -172,6 +202,18 @@ export function model_init(): usize {
     }
   }
   return heap.alloc(0) - start;
+}
+
+/**
+ * HF's _compute_llama3_parameters for one inverse frequency: wavelengths longer than
+ * oldCtx/lowFF are divided by factor, shorter than oldCtx/highFF kept, those between blended.
+ */
+function llama3InvFreq(inv: f32): f32 {
+  const wavelen = <f32>(2 * Math.PI) / inv;
+  if (<f64>wavelen > ropeOldCtx / ropeLowFF) return <f32>(<f64>inv / ropeFactor);
+  if (<f64>wavelen < ropeOldCtx / ropeHighFF) return inv;
+  const smooth = (ropeOldCtx / <f64>wavelen - ropeLowFF) / (ropeHighFF - ropeLowFF);
+  return <f32>((1 - smooth) * <f64>inv / ropeFactor + smooth * <f64>inv);
 }
 
 function f32s(n: i32): usize {
@@ -251,11 +293,12 @@ export function forward_begin(token: i32, pos: i32): void {
 }
 
 /** Attention block of layer l, then the FFN's normed input in xb.
- *  In PyTorch: x = x + o_proj(attn(norm1(x))); h = norm2(x) */
+ *  In PyTorch: x = x + o_proj(attn(norm1(x))); h = norm2(x)
+ *  Side by side (Falcon, Phi-2): h = norm2(x) or norm1(x) (one norm); x = x + o_proj(attn(norm1(x))) */
 export function layer_attention(l: i32, pos: i32): void {
   const t0 = now();
   const kvDim = nKv * headDim;
-  norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);
+  norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);                  // xb (d,)
   linear(l, L_Q, L_QB, xb, q, nHeads * headDim, d);
   linear(l, L_K, L_KB, xb, k, kvDim, d);
   linear(l, L_V, L_VB, xb, v, kvDim, d);
@@ -265,10 +308,16 @@ export function layer_attention(l: i32, pos: i32): void {
   const layerV = vCache + <usize>(l * maxSeq * kvDim) * es;
   kvStore(layerK + <usize>(pos * kvDim) * es, k, kvDim);
   kvStore(layerV + <usize>(pos * kvDim) * es, v, kvDim);
-  attention(layerK, layerV, pos);
-  linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);
-  vadd(xb2, x, d);
-  norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);
+  attention(layerK, layerV, pos);                             // attOut (nHeads*headDim,)
+  linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);     // xb2 (d,)
+  if (!parallel) {
+    vadd(xb2, x, d);                                          // x += attention
+    norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);                // xb (d,) the FFN's input
+  } else {
+    // The FFN reads the block's input: through its own norm (ln_mlp), else xb still holds norm1(x).
+    if (W(l, L_LN2_W)) norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);
+    vadd(xb2, x, d);                                          // x += attention; layer_end adds the FFN
+  }
   memory.copy(ffnIn + (<usize>(l * d) << 2), xb, <usize>d << 2);
   computeSince(t0);
 }
@@ -295,6 +344,8 @@ export function forward_end(): void {
   const t0 = now();
   norm(x, G(G_NORM_W), G(G_NORM_B), xb);
   matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), rowBytes(GDT(G_LM_HEAD), d), xb, xp, logits, vocab, d);
+  const headB = G(G_LM_HEAD_B);
+  if (headB) vadd(headB, logits, vocab);
   computeSince(t0);
 }
 
@@ -304,9 +355,9 @@ function embedRow(table: usize, dt: i32, r: i32, out: usize): void {
   for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), loadElem(dt, row, i));
 }
 
-/** LayerNorm (OPT, weight and bias) or RMSNorm (Llama, weight only). */
+/** LayerNorm (OPT, Falcon, Phi: weight and bias) or RMSNorm (Llama, weight only). */
 function norm(src: usize, w: usize, b: usize, out: usize): void {
-  if (arch == ARCH_OPT) layernorm(src, w, b, out, d, eps);
+  if (normKind == NORM_LAYER) layernorm(src, w, b, out, d, eps);
   else rmsnorm(src, w, out, d, eps);
 }
 
@@ -318,9 +369,10 @@ function linear(l: i32, slot: i32, biasSlot: i32, src: usize, out: usize, rows: 
   if (b) vadd(b, out, rows);
 }
 
-/** Rotates pairs (i, i + headDim/2) of every head by the position's angles (HF rotate_half). */
+/** Rotates pairs (i, i + rotaryDim/2) of every head by the position's angles (HF rotate_half);
+ *  dims from rotaryDim on pass through (Phi's partial rotary). */
 function rope(vec: usize, heads: i32, pos: i32): void {
-  const half = headDim >> 1;
+  const half = rotaryDim >> 1;
   const c = ropeCos + (<usize>(pos * half) << 2), s = ropeSin + (<usize>(pos * half) << 2);
   for (let h = 0; h < heads; h++) {
     const base = vec + (<usize>(h * headDim) << 2);
@@ -340,39 +392,41 @@ function kvStore(dst: usize, src: usize, n: i32): void {
   for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), f32_to_f16(load<f32>(src + (<usize>i << 2))));
 }
 
-/** Causal attention of q over cached positions 0..pos; query heads share KV heads in groups (GQA). */
+/** Causal attention of q over cached positions first..pos (first = 0, or the start of a binding
+ *  sliding window: the last slidingWindow positions); query heads share KV heads in groups (GQA). */
 function attention(layerK: usize, layerV: usize, pos: i32): void {
   const kvDim = nKv * headDim, group = nHeads / nKv;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>headDim);
-  if (kvDt != DT_F32) { attentionHalf(layerK, layerV, pos, scale); return; }
+  const first = slidingWindow > 0 && pos >= slidingWindow ? pos - slidingWindow + 1 : 0;
+  if (kvDt != DT_F32) { attentionHalf(layerK, layerV, first, pos, scale); return; }
   for (let h = 0; h < nHeads; h++) {
     const qh = q + (<usize>(h * headDim) << 2);
     const kvOff = <usize>((h / group) * headDim) << 2;
-    for (let t = 0; t <= pos; t++) {
+    for (let t = first; t <= pos; t++) {
       const kt = layerK + (<usize>(t * kvDim) << 2) + kvOff;
       store<f32>(att + (<usize>t << 2), vdot(qh, kt, headDim) * scale);
     }
-    softmax(att, pos + 1);
+    softmax(att + (<usize>first << 2), pos + 1 - first);
     const oh = attOut + (<usize>(h * headDim) << 2);
     memory.fill(oh, 0, <usize>headDim << 2);
-    for (let t = 0; t <= pos; t++) {
+    for (let t = first; t <= pos; t++) {
       vaxpy(load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 2) + kvOff, oh, headDim);
     }
   }
 }
 
 /** attention() over an f16 KV cache, through the weight kernels' prepared layout. */
-function attentionHalf(layerK: usize, layerV: usize, pos: i32, scale: f32): void {
+function attentionHalf(layerK: usize, layerV: usize, first: i32, pos: i32, scale: f32): void {
   const kvDim = nKv * headDim, group = nHeads / nKv;
   for (let h = 0; h < nHeads; h++) {
     prep_x(DT_F16, q + (<usize>(h * headDim) << 2), qp, headDim);
     const kvOff = <usize>((h / group) * headDim) << 1;
-    for (let t = 0; t <= pos; t++) {
+    for (let t = first; t <= pos; t++) {
       store<f32>(att + (<usize>t << 2), dot(DT_F16, layerK + (<usize>(t * kvDim) << 1) + kvOff, qp, headDim) * scale);
     }
-    softmax(att, pos + 1);
+    softmax(att + (<usize>first << 2), pos + 1 - first);
     prep_zero(DT_F16, vp, headDim);
-    for (let t = 0; t <= pos; t++) {
+    for (let t = first; t <= pos; t++) {
       axpy(DT_F16, load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 1) + kvOff, vp, headDim);
     }
     const oh = attOut + (<usize>(h * headDim) << 2);
@@ -384,13 +438,22 @@ function attentionHalf(layerK: usize, layerV: usize, pos: i32, scale: f32): void
 // ---- The FFN: dense over resident bundles, and the neuron lists the sparse path shares ----
 
 @inline function activate(a: f32): f32 {
-  return act == ACT_RELU ? max<f32>(a, 0) : a / (1 + Mathf.exp(-a));
+  return act == ACT_RELU ? max<f32>(a, 0) : act == ACT_SILU ? a / (1 + Mathf.exp(-a)) : activateOther(a);
+}
+
+/** FATReLU, dReLU's gate half (relu; up gets its own in fireList / neuron), gelu_new. */
+function activateOther(a: f32): f32 {
+  if (act == ACT_FATRELU) return a >= actParam ? a : 0;
+  if (act == ACT_DRELU) return max<f32>(a, 0);
+  // gelu_new: 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3)))
+  return <f32>0.5 * a * (1 + Mathf.tanh(<f32>0.7978845608028654 * (a + <f32>0.044715 * a * a * a)));
 }
 
 /**
- * Every neuron of layer l from its bundle: h_i = act(gate_i . x) * (up_i . x) (Llama) or
- * act(up_i . x + b_i) (OPT), then out = sum_i h_i * down_i + down bias. Neurons whose
- * activation is exactly 0 (ReLU) skip the rest of their bundle.
+ * Every neuron of layer l from its bundle: h_i = act(gate_i . x) * (up_i . x) (Llama; dReLU
+ * takes relu of the up product too) or act(up_i . x + b_i) (OPT, Falcon, Phi), then out =
+ * sum_i h_i * down_i + down bias. Neurons whose activation is exactly 0 (the ReLU family) skip
+ * the rest of their bundle.
  */
 function ffnDense(l: i32, src: usize, out: usize): void {
   const dt = WDT(l, L_FFN), base = W(l, L_FFN);
@@ -417,7 +480,11 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   let h: f32;
   if (hasGate) {
     h = activate(dot(dt, bundle + gateOff, xp, d));
-    if (h != 0) h *= dot(dt, bundle + upOff, xp, d);
+    if (h != 0) {
+      let u = dot(dt, bundle + upOff, xp, d);
+      if (act == ACT_DRELU) u = max<f32>(u, 0);
+      h *= u;
+    }
   } else {
     let a = dot(dt, bundle + upOff, xp, d);
     if (biasOff >= 0) a += load<f32>(bundle + <usize>biasOff);
@@ -461,11 +528,16 @@ function fireList(dt: i32, n: i32, acts: usize): void {
     }
   }
   if (hasGate) dot_list(dt, listRows, m, xp, d, listDots);
+  const reluUp = act == ACT_DRELU;   // dReLU: the neuron is active where relu(gate) * relu(up) != 0
   for (let k = 0; k < m; k++) {
     const id = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>id << 2);
     let h = load<f32>(a);
     let bundle = <usize>load<u32>(listRows + (<usize>k << 2));
-    if (hasGate) { h *= load<f32>(listDots + (<usize>k << 2)); store<f32>(a, h); bundle -= upOff; }
+    if (hasGate) {
+      let u = load<f32>(listDots + (<usize>k << 2));
+      if (reluUp) u = max<f32>(u, 0);
+      h *= u; store<f32>(a, h); bundle -= upOff;
+    }
     if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
   }
 }

@@ -14,8 +14,9 @@ export { flash_open, flash_close, flash_read, crc32 } from "./flash";
 export * from "./kernels/matvec";
 export * from "./kernels/vec";
 export {
-  ARCH_OPT, ARCH_LLAMA, ACT_RELU, ACT_SILU, model_config, set_kv_dtype, model_init,
-  G_TOK_EMBED, G_POS_EMBED, G_NORM_W, G_NORM_B, G_LM_HEAD,
+  ARCH_OPT, ARCH_LLAMA, ACT_RELU, ACT_SILU, ACT_FATRELU, ACT_DRELU, ACT_GELU_TANH, NORM_LAYER, NORM_RMS,
+  model_config, model_features, model_rope_llama3, set_kv_dtype, model_init,
+  G_TOK_EMBED, G_POS_EMBED, G_NORM_W, G_NORM_B, G_LM_HEAD, G_LM_HEAD_B,
   L_LN1_W, L_LN1_B, L_Q, L_K, L_V, L_O, L_QB, L_KB, L_VB, L_OB, L_LN2_W, L_LN2_B, L_FFN, L_DOWN_B,
   set_global, set_layer, global_ptr, global_dt, layer_ptr, layer_dt, ffn_layout, ffn_bias_stride,
   x_ptr, xb_ptr, rope_cos_ptr, rope_sin_ptr, logits_ptr, activations_ptr, ffn_input_ptr,

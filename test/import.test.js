@@ -323,10 +323,13 @@ describe('import: parseHFConfig', () => {
     throwsCk(() => parseHFConfig({ ...LLAMA_CFG(), hidden_size: -3 }), '"hidden_size" must be a positive integer');
     throwsCk(() => parseHFConfig({ ...LLAMA_CFG(), vocab_size: undefined }), 'missing "vocab_size"');
   });
-  it('accepts Mistral only without a binding sliding window', () => {
+  it('keeps a Mistral sliding window where it binds (shorter than the context), else none', () => {
     const m = { ...LLAMA_CFG(), architectures: ['MistralForCausalLM'], hidden_act: 'silu' };
-    throwsCk(() => parseHFConfig({ ...m, sliding_window: 256 }), 'unsupported sliding_window=256 for MistralForCausalLM');
+    assert.equal(parseHFConfig({ ...m, sliding_window: 256 }).slidingWindow, 256);
+    throwsCk(() => parseHFConfig({ ...m, sliding_window: -1 }), '"sliding_window"');
     assert.equal(parseHFConfig({ ...m, sliding_window: null }).arch, 'llama');
+    assert.equal(parseHFConfig({ ...m, sliding_window: null }).slidingWindow, undefined);
+    assert.equal(parseHFConfig({ ...m, sliding_window: m.max_position_embeddings }).slidingWindow, undefined);
     assert.equal(parseHFConfig({ ...m, sliding_window: 4096 }).architecture, 'MistralForCausalLM');
     assert.equal(parseHFConfig({ ...m, sliding_window: null, attention_bias: true }).attnBias, false);
   });

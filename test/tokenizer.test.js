@@ -171,9 +171,34 @@ describe('tokenizer: errors', () => {
 
   it('names unsupported BPE options and added-token flags', () => {
     throwsNaming((j) => (j.model.dropout = 0.1), /BPE dropout/);
-    throwsNaming((j) => (j.model.byte_fallback = true), /BPE byte_fallback/);
+    throwsNaming((j) => (j.model.end_of_word_suffix = '</w>'), /BPE end_of_word_suffix/);
     throwsNaming((j) => (j.model.continuing_subword_prefix = '##'), /continuing_subword_prefix/);
     throwsNaming((j) => (j.added_tokens[0].single_word = true), /single_word/);
+  });
+
+  it('names what stays unsupported in the SentencePiece-style pipelines, in one line', () => {
+    // byte_fallback, Prepend / Replace normalizers, Metaspace, Split and the Llama decoders are
+    // implemented (test/tokenizer-replicas.test.js); these variants of them are not.
+    const llama = (j) => {
+      j.pre_tokenizer = { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false };
+      j.decoder = { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }] };
+    };
+    const cases = [
+      [(j) => { llama(j); j.pre_tokenizer.split = true; }, /pre_tokenizer type "Metaspace" with split: true/],
+      [(j) => (j.normalizer = { type: 'Replace', pattern: { Regex: ' +' }, content: '▁' }), /normalizer "Replace" with a Regex pattern/],
+      [(j) => (j.pre_tokenizer = { type: 'Split', pattern: { Regex: '\\s' }, behavior: 'MergedWithNext', invert: false }), /pre_tokenizer Split behavior "MergedWithNext"/],
+      [(j) => { llama(j); j.decoder.decoders.push({ type: 'Strip', content: ' ', start: 0, stop: 1 }); }, /decoder Strip with stop > 0/],
+      [(j) => { llama(j); j.decoder.decoders.unshift({ type: 'Strip', content: ' ', start: 1, stop: 0 }); }, /decoder Strip before Fuse/],
+      [(j) => { llama(j); j.decoder.decoders.push({ type: 'Replace', pattern: { String: 'a' }, content: 'b' }); }, /decoder Replace after ByteFallback/],
+      [(j) => (j.decoder = null), /no decoder/],
+      [(j) => (j.pre_tokenizer = { type: 'Metaspace', replacement: '▁', split: false }), /decoder ByteLevel without a ByteLevel pre_tokenizer/],
+    ];
+    for (const [mutate, pattern] of cases) {
+      throwsNaming(mutate, pattern);
+      const j = base();
+      mutate(j);
+      assert.throws(() => Tokenizer.fromJSON(j), (e) => !e.message.includes('\n') && /^Unsupported tokenizer\.json feature: /.test(e.message));
+    }
   });
 
   it('rejects malformed JSON clearly', () => {

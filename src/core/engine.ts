@@ -10,12 +10,11 @@ import type { FlashSource } from '../io/source.js';
 import { BatchReader, type PlanReader } from '../io/plan-reader.js';
 import { createWasiShim, PREOPEN_FD, type WasiProvider } from '../io/wasi-shim.js';
 import type { EnginePredictor } from '../predictor/types.js';
-import { ABI } from './abi.js';
 import { instantiateEngine, type EngineExports } from './wasm.js';
 import { IoReplayBackend, WasmBackend, type Backend } from './backend.js';
 import { openGpu, WebGpuBackend, type Gpu } from '../gpu/webgpu.js';
 import { fmtBytes, planLayout, planMemory, type WasmSizes } from './plan.js';
-import { allocateWeights, errnoName, ioCause, readWeights } from './loader.js';
+import { allocateWeights, configureModel, errnoName, ioCause, readWeights } from './loader.js';
 import type { Device, EngineOptions, FfnMode, MemoryReport } from './options.js';
 
 export type { FfnMode, Device, EngineOptions, MemoryReport } from './options.js';
@@ -113,9 +112,7 @@ export class Engine {
     // The wasm's state first: config, run state and KV cache, flash machinery. Everything is
     // allocated before the first WASI read: memory never grows while the WASI host may hold a
     // view of it, nor in the token loop.
-    e.model_config(cfg.arch === 'opt' ? ABI.ARCH_OPT : ABI.ARCH_LLAMA, cfg.nLayers, cfg.hidden, cfg.ffn, cfg.nHeads,
-      cfg.nKvHeads, cfg.headDim, cfg.vocab, layout.contextLength, cfg.normEps, cfg.act === 'relu' ? ABI.ACT_RELU : ABI.ACT_SILU,
-      cfg.ropeTheta, cfg.posOffset, cfg.hasGate ? 1 : 0);
+    configureModel(e, cfg, layout.contextLength, layout.mode);
     e.set_kv_dtype(DTYPE_CODE[layout.kvDtype]);
     e.model_init();
     const m = layout.ffnInMemory;

@@ -7,7 +7,7 @@ import type { FlashSource } from '../io/source.js';
 import type { DeviceProfile } from '../io/profile.js';
 import type { Predictor } from '../predictor/types.js';
 import { pickRank } from '../predictor/ladder.js';
-import { openGpu, type Gpu } from '../gpu/webgpu.js';
+import { gpuLacks, openGpu, type Gpu } from '../gpu/webgpu.js';
 import { Engine } from './engine.js';
 import { Model, type LoadOptions } from './model.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
@@ -46,7 +46,9 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
     resolved = resolveOptions(opts, {
       config: header.config, modelBytes: info.size, hasPredictor: !!info.predictor || !!opts.oracle,
       gpu: gpu ? (gpu.fallback ? 'software' : 'hardware') : 'none',
-      gpuWeights: ['f32', 'f16', 'bf16'].includes(header.ffn.dtype), jobTokens: opts.jobTokens, profile: info.profile,
+      // What the WebGPU backend runs: f32/f16/bf16 weights of the families its kernels cover.
+      gpuWeights: ['f32', 'f16', 'bf16'].includes(header.ffn.dtype) && !gpuLacks(header.config, header.config.maxPositions),
+      jobTokens: opts.jobTokens, profile: info.profile,
     });
   } catch (e) {
     gpu?.device.destroy();

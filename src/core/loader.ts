@@ -5,6 +5,7 @@
 // full-size copy is held); token embeddings left on flash pass through it for the checksum only.
 import { DTYPE_CODE, f32ToF16, quantize, rowBytes, tensorBytes, widenToF32 } from '../format/dtype.js';
 import { section, type FfnLayout, type ImageHeader, type Progress, type TensorEntry } from '../format/image.js';
+import { normOf, RELU_FAMILY, type Activation, type ModelConfig } from '../format/config.js';
 import type { FlashSource } from '../io/source.js';
 import type { WasiProvider } from '../io/wasi-shim.js';
 import { ABI, type GlobalSlot, type LayerSlot } from './abi.js';
@@ -17,11 +18,33 @@ const ERRNO_NAMES: Record<number, string> = { 8: 'EBADF', 28: 'EINVAL', 29: 'EIO
 /** The image's tensor roles and the wasm's weight slots (assembly/forward.ts). */
 const GLOBAL_SLOTS: Record<string, GlobalSlot> = {
   tok_embed: 'G_TOK_EMBED', pos_embed: 'G_POS_EMBED', norm_w: 'G_NORM_W', norm_b: 'G_NORM_B', lm_head: 'G_LM_HEAD',
+  lm_head_b: 'G_LM_HEAD_B',
 };
 const LAYER_SLOTS: Record<string, LayerSlot> = {
   ln1_w: 'L_LN1_W', ln1_b: 'L_LN1_B', q: 'L_Q', k: 'L_K', v: 'L_V', o: 'L_O', q_b: 'L_QB', k_b: 'L_KB', v_b: 'L_VB',
   o_b: 'L_OB', ln2_w: 'L_LN2_W', ln2_b: 'L_LN2_B', down_b: 'L_DOWN_B',
 };
+const ACT_CODE: Record<Activation, number> = {
+  relu: ABI.ACT_RELU, silu: ABI.ACT_SILU, fatrelu: ABI.ACT_FATRELU, drelu: ABI.ACT_DRELU, gelu_tanh: ABI.ACT_GELU_TANH,
+};
+
+/**
+ * Tells the wasm the model's blueprint (model_config, then the features that set the families
+ * apart), before model_init. Sparse mode skips the neurons a predictor leaves out, exact only
+ * where an inactive neuron is exactly zero: other activations are refused there.
+ */
+export function configureModel(e: EngineExports, cfg: ModelConfig, contextLength: number, mode: string): void {
+  if (!Object.hasOwn(ACT_CODE, cfg.act)) throw new Error(`invalid image: unknown activation ${JSON.stringify(cfg.act)}`);
+  if (mode === 'sparse' && !RELU_FAMILY.has(cfg.act)) {
+    throw new Error(`sparse mode needs a ReLU-family activation (relu, fatrelu, drelu); ${cfg.architecture} uses ${cfg.act}: use mode dense, naive or hybrid`);
+  }
+  e.model_config(cfg.arch === 'opt' ? ABI.ARCH_OPT : ABI.ARCH_LLAMA, cfg.nLayers, cfg.hidden, cfg.ffn, cfg.nHeads,
+    cfg.nKvHeads, cfg.headDim, cfg.vocab, contextLength, cfg.normEps, ACT_CODE[cfg.act], cfg.ropeTheta, cfg.posOffset, cfg.hasGate ? 1 : 0);
+  e.model_features(normOf(cfg) === 'layer' ? ABI.NORM_LAYER : ABI.NORM_RMS, cfg.parallelAttn ? 1 : 0, cfg.rotaryDim ?? cfg.headDim,
+    cfg.slidingWindow ?? 0, cfg.actParam ?? 0);
+  const r = cfg.ropeScaling;
+  if (r) e.model_rope_llama3(r.factor, r.lowFreqFactor, r.highFreqFactor, r.originalMaxPositions);
+}
 
 /** Where the loader puts what it reads. */
 export interface WeightBuffers {

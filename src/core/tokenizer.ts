@@ -1,4 +1,7 @@
-// Tokenizer built from a Hugging Face tokenizer.json (byte-level BPE).
+// Tokenizer built from a Hugging Face tokenizer.json: byte-level BPE (GPT-2, OPT, Falcon, Phi,
+// Llama-3) and SentencePiece-style BPE with byte fallback (Llama-2, Mistral); the tokenizer.json of
+// folders that ship only vocab.json + merges.txt or tokenizer.model is built by
+// src/format/tokenizer-files.ts.
 //
 // Decision: encoding uses @huggingface/tokenizers (pinned 0.2.0). It is pure JS with no
 // dependencies, so it runs in Node, Deno, Bun and browsers. It matched every golden id list
@@ -7,17 +10,22 @@
 // NEL, BOM, NBSP and other Unicode spaces, contractions, emoji, CJK, combining marks,
 // literal special tokens and the 350 KB calibration text. The runs also covered
 // ignore_merges, add_prefix_space, use_regex=false, lstrip/rstrip and overlapping
-// added tokens. It encodes calibration.txt in about 0.4 s. Writing our own BPE would
-// add code and risk for no gain.
+// added tokens. It encodes calibration.txt in about 0.4 s. On the eight replicas of real
+// checkpoints (test/fixtures/replicas: byte fallback, Prepend/Replace normalizers, Metaspace,
+// Split + ByteLevel with ignore_merges, ChatML added tokens) it gives transformers 5's ids on
+// every golden text. Writing our own BPE would add code and risk for no gain.
 // It sits behind our interface because it lacks some things and gets others wrong:
 // - decode() cleans up spaces by default (" ." -> "."), which loses text, and it
-//   throws on [].
+//   throws on []; its Metaspace decoder strips one space where Rust drops every `▁` of the
+//   first token.
 // - it has no byte view of tokens and no streaming decoder.
-// - it accepts unknown model types and ignores single_word.
+// - it accepts unknown model types and ignores single_word and Metaspace's split.
+// - it does not read tokenizer_config.json's legacy / add_prefix_space (transformers 5's
+//   LlamaTokenizer: see asTransformersLlama) or add_bos_token / add_eos_token.
 // So this file checks tokenizer.json first and names any feature that was not verified.
-// It applies the post-processor template itself (so add_bos_token can be honoured).
-// It also does the ByteLevel decoding itself (tokenBytes, decode, streaming) the way
-// the Rust decoder does; this matched Rust on 80,000 random id sequences.
+// It applies the post-processor template itself (so add_bos_token / add_eos_token can be
+// honoured). It also decodes itself (tokenBytes, decode, streaming) the way the Rust decoders
+// do; ByteLevel matched Rust on 80,000 random id sequences.
 
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 
@@ -36,6 +44,13 @@ export interface TokenizerConfig {
   bos_token?: string | { content: string } | null;
   eos_token?: string | { content: string } | null;
   add_bos_token?: boolean;
+  add_eos_token?: boolean;
+  /** "LlamaTokenizer" / "LlamaTokenizerFast": transformers 5 rebuilds the pre-tokenizer (asTransformersLlama). */
+  tokenizer_class?: string;
+  /** LlamaTokenizer: false (transformers 5's default) prepends `▁` to the text's start only, true after special tokens too. */
+  legacy?: boolean;
+  /** LlamaTokenizer: false prepends no `▁` at all (and decoding strips no leading space). */
+  add_prefix_space?: boolean;
 }
 
 export interface StreamDecoder {
@@ -60,6 +75,7 @@ const BYTE_TO_CHAR: number[] = (() => {
 const CHAR_TO_BYTE: Map<number, number> = new Map(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
 const utf8Encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes a token string stands for under the ByteLevel decoder, as in Rust: every char maps through the table, else the token's own UTF-8. */
 function byteLevelBytes(token: string): Uint8Array {
@@ -82,6 +98,8 @@ function malformed(what: string): Error {
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const typeName = (v: unknown): string => (isObj(v) && typeof v.type === 'string' ? JSON.stringify(v.type) : '(no type)');
+/** A pattern given as {"String": s} (Regex patterns are refused where this is used). */
+const stringPattern = (p: unknown): string | undefined => (isObj(p) && typeof p.String === 'string' && p.String !== '' ? p.String : undefined);
 
 interface AddedTokenJson {
   id: number;
@@ -99,29 +117,57 @@ function checkModel(model: unknown): void {
   if (!isObj(model.vocab)) throw malformed('model.vocab must be an object');
   if (!Array.isArray(model.merges)) throw malformed('model.merges must be an array');
   if (model.dropout != null && model.dropout !== 0) throw unsupported('BPE dropout');
-  if (model.byte_fallback === true) throw unsupported('BPE byte_fallback');
   if (model.continuing_subword_prefix != null && model.continuing_subword_prefix !== '')
     throw unsupported('BPE continuing_subword_prefix');
   if (model.end_of_word_suffix != null && model.end_of_word_suffix !== '') throw unsupported('BPE end_of_word_suffix');
+  // byte_fallback, ignore_merges: implemented by the library. fuse_unk: the library does not fuse
+  // consecutive unknowns, which only shows where a character has neither a token nor byte tokens
+  // (never with Llama's or Mistral's 256 byte tokens).
 }
 
+/** Normalizers implemented: none, Prepend, Replace of a plain string, and Sequences of them. */
 function checkNormalizer(n: unknown): void {
   if (n == null) return;
-  if (isObj(n) && n.type === 'Sequence' && Array.isArray(n.normalizers) && n.normalizers.length === 0) return;
-  throw unsupported(`normalizer type ${typeName(n)} (only no normalizer is implemented)`);
+  if (!isObj(n)) throw malformed('normalizer must be an object or null');
+  if (n.type === 'Sequence' && Array.isArray(n.normalizers)) return n.normalizers.forEach(checkNormalizer);
+  if (n.type === 'Prepend' && typeof n.prepend === 'string') return;
+  if (n.type === 'Replace') {
+    if (stringPattern(n.pattern) === undefined) throw unsupported('normalizer "Replace" with a Regex pattern');
+    if (typeof n.content !== 'string') throw malformed('normalizer Replace needs a content string');
+    return;
+  }
+  throw unsupported(`normalizer type ${typeName(n)} (only Prepend, Replace and Sequence are implemented)`);
 }
 
+/** Pre-tokenizers implemented: none, ByteLevel, Metaspace (split false), Split (Isolated), Sequences of them. */
 function checkPreTokenizer(p: unknown): void {
-  if (isObj(p) && p.type === 'ByteLevel') return;
-  if (p == null) throw unsupported('no pre_tokenizer (a ByteLevel pre-tokenizer is required)');
-  throw unsupported(`pre_tokenizer type ${typeName(p)} (only "ByteLevel" is implemented)`);
+  if (p == null) return;
+  if (!isObj(p)) throw malformed('pre_tokenizer must be an object or null');
+  switch (p.type) {
+    case 'ByteLevel':
+      return;
+    case 'Sequence':
+      if (!Array.isArray(p.pretokenizers)) throw malformed('pre_tokenizer Sequence needs pretokenizers');
+      return p.pretokenizers.forEach(checkPreTokenizer);
+    case 'Metaspace':
+      // The library never splits on `▁` (Rust's default, split: true, splits words apart before BPE).
+      if (p.split !== false) throw unsupported('pre_tokenizer type "Metaspace" with split: true (only split: false is implemented)');
+      if (p.prepend_scheme != null && !['always', 'first', 'never'].includes(p.prepend_scheme as string))
+        throw unsupported(`pre_tokenizer Metaspace prepend_scheme ${JSON.stringify(p.prepend_scheme)}`);
+      return;
+    case 'Split':
+      if (p.behavior !== 'Isolated') throw unsupported(`pre_tokenizer Split behavior ${JSON.stringify(p.behavior)} (only "Isolated" is implemented)`);
+      if (p.invert === true) throw unsupported('pre_tokenizer Split with invert: true');
+      if (!isObj(p.pattern) || (typeof p.pattern.Regex !== 'string' && typeof p.pattern.String !== 'string'))
+        throw malformed('pre_tokenizer Split needs a Regex or String pattern');
+      return;
+    default:
+      throw unsupported(`pre_tokenizer type ${typeName(p)} (only ByteLevel, Metaspace, Split and Sequence are implemented)`);
+  }
 }
 
-function checkDecoder(d: unknown): void {
-  if (isObj(d) && d.type === 'ByteLevel') return;
-  if (d == null) throw unsupported('no decoder (a ByteLevel decoder is required)');
-  throw unsupported(`decoder type ${typeName(d)} (only "ByteLevel" is implemented)`);
-}
+const hasByteLevel = (p: unknown): boolean =>
+  isObj(p) && (p.type === 'ByteLevel' || (p.type === 'Sequence' && Array.isArray(p.pretokenizers) && p.pretokenizers.some(hasByteLevel)));
 
 /** Ids the post-processor puts before and after a single sequence. */
 function postProcessorIds(p: unknown): { prefix: number[]; suffix: number[] } {
@@ -175,6 +221,142 @@ function postProcessorIds(p: unknown): { prefix: number[]; suffix: number[] } {
   }
 }
 
+/**
+ * The decoder chain, compiled for streaming: `token(t, first)` gives the bytes token string t
+ * stands for (`first`: it is the first token decoded), and `strip` the leading characters a
+ * Strip after Fuse removes from the whole text. Implemented as in Rust:
+ * - ByteLevel (alone): the GPT-2 byte table;
+ * - Metaspace: `▁` -> space, and every `▁` of the first token dropped unless prepend_scheme is "never";
+ * - Sequence of Replace (plain string), Metaspace, ByteFallback (`<0xE2>` -> the byte), Fuse, and
+ *   Strip (start only) after Fuse.
+ * Rust's ByteFallback decodes each run of byte tokens on its own: the run's text if it is valid
+ * UTF-8, else one U+FFFD per byte (`<0x32><0xD2>` -> "\uFFFD\uFFFD", not "2\uFFFD"); `byte` gives
+ * the byte of such tokens so that the decoders below do the same.
+ */
+interface CompiledDecoder {
+  token(t: string, first: boolean): Uint8Array;
+  /** The byte a ByteFallback token stands for; undefined for other tokens and other decoders. */
+  byte?(t: string): number | undefined;
+  /** Whether `first` can change a token's bytes (a Metaspace step). */
+  firstMatters?: boolean;
+  strip?: { char: string; count: number };
+}
+
+function metaspaceStep(d: Json): (t: string, first: boolean) => string {
+  const rep = typeof d.replacement === 'string' && d.replacement !== '' ? d.replacement : '▁';
+  const scheme = d.prepend_scheme ?? (d.add_prefix_space === false ? 'never' : 'always');
+  const dropFirst = scheme !== 'never';
+  return (t, first) => t.split(rep).join(first && dropFirst ? '' : ' ');
+}
+
+function compileDecoder(d: unknown): CompiledDecoder {
+  if (d == null) throw unsupported('no decoder (Rust would join the tokens with spaces)');
+  if (!isObj(d)) throw malformed('decoder must be an object or null');
+  if (d.type === 'ByteLevel') return { token: (t) => byteLevelBytes(t) };
+  if (d.type === 'Metaspace') {
+    const step = metaspaceStep(d);
+    return { token: (t, first) => utf8Encoder.encode(step(t, first)), firstMatters: true };
+  }
+  if (d.type !== 'Sequence') throw unsupported(`decoder type ${typeName(d)} (only ByteLevel, Metaspace and Sequence are implemented)`);
+  if (!Array.isArray(d.decoders)) throw malformed('decoder Sequence needs decoders');
+  const steps: ((t: string, first: boolean) => string)[] = [];
+  let byteFallback = false, fused = false, firstMatters = false;
+  let strip: CompiledDecoder['strip'];
+  for (const s of d.decoders as unknown[]) {
+    if (!isObj(s)) throw malformed('decoder Sequence items must be objects');
+    const after = byteFallback ? 'ByteFallback' : fused ? 'Fuse' : undefined;
+    switch (s.type) {
+      case 'Replace':
+      case 'Metaspace': {
+        if (after) throw unsupported(`decoder ${s.type} after ${after}`);
+        if (s.type === 'Metaspace') { steps.push(metaspaceStep(s)); firstMatters = true; break; }
+        const from = stringPattern(s.pattern);
+        if (from === undefined) throw unsupported('decoder "Replace" with a Regex pattern');
+        if (typeof s.content !== 'string') throw malformed('decoder Replace needs a content string');
+        const to = s.content;
+        steps.push((t) => t.split(from).join(to));
+        break;
+      }
+      case 'ByteFallback':
+        byteFallback = true;
+        break;
+      case 'Fuse':
+        fused = true;
+        break;
+      case 'Strip': {
+        if (!fused) throw unsupported('decoder Strip before Fuse (per-token strip)');
+        if (Number(s.stop ?? 0) !== 0) throw unsupported('decoder Strip with stop > 0');
+        if (typeof s.content !== 'string' || [...s.content].length !== 1) throw malformed('decoder Strip needs a one-character content');
+        const count = Number(s.start ?? 0);
+        if (!Number.isInteger(count) || count < 0) throw malformed('decoder Strip start must be a count');
+        if (strip) throw unsupported('decoder with two Strip steps');
+        if (count > 0) strip = { char: s.content, count };
+        break;
+      }
+      default:
+        throw unsupported(`decoder type ${typeName(s)} in a Sequence (only Replace, Metaspace, ByteFallback, Fuse and Strip are implemented)`);
+    }
+  }
+  const BYTE = /^<0x([0-9A-Fa-f]{2})>$/;
+  const byte = (t: string): number | undefined => {
+    for (const step of steps) t = step(t, false);
+    const m = byteFallback ? BYTE.exec(t) : null;
+    return m ? parseInt(m[1], 16) : undefined;
+  };
+  return {
+    token: (t, first) => {
+      for (const step of steps) t = step(t, first);
+      const m = byteFallback ? BYTE.exec(t) : null;
+      return m ? Uint8Array.of(parseInt(m[1], 16)) : utf8Encoder.encode(t);
+    },
+    byte: byteFallback ? byte : undefined,
+    firstMatters,
+    strip,
+  };
+}
+
+/** True for the SentencePiece way of writing spaces: a Replace(" " -> "▁") normalizer or a Metaspace pre-tokenizer. */
+function usesMetaspace(json: Json): boolean {
+  const n = (x: unknown): boolean =>
+    isObj(x) && ((x.type === 'Replace' && stringPattern(x.pattern) === ' ' && x.content === '▁') || (x.type === 'Sequence' && Array.isArray(x.normalizers) && x.normalizers.some(n)));
+  const p = (x: unknown): boolean =>
+    isObj(x) && (x.type === 'Metaspace' || (x.type === 'Sequence' && Array.isArray(x.pretokenizers) && x.pretokenizers.some(p)));
+  return n(json.normalizer) || p(json.pre_tokenizer);
+}
+
+/**
+ * transformers 5's LlamaTokenizer (tokenizer_class "LlamaTokenizer" / "LlamaTokenizerFast") does not
+ * run a SentencePiece-style tokenizer.json as written: it keeps the vocabulary, merges and added
+ * tokens and rebuilds the rest — no normalizer; a Metaspace pre-tokenizer (split false) that prepends
+ * `▁` only to text that does not already start with one, on the first section only
+ * (prepend_scheme "first"; "always" with legacy: true, "never" with add_prefix_space: false); and
+ * the decoders Replace(▁ -> space), ByteFallback, Fuse, Strip(one leading space). The file as
+ * written (Prepend("▁") normalizer, as sentencepiece) always prepends: " Hello world" is
+ * [29871, 15043, 3186] there and [15043, 3186] in transformers. We follow transformers (the
+ * replicas' golden `ids`, not their `alt_ids`). Only SentencePiece-style files are rebuilt (BPE
+ * with byte_fallback and `▁` for spaces): a byte-level file that names LlamaTokenizer keeps its
+ * pipeline (early transformers 5 releases rebuilt those too, which broke them).
+ */
+function asTransformersLlama(json: Json, config: TokenizerConfig | undefined): Json {
+  const cls = config?.tokenizer_class;
+  if (cls !== 'LlamaTokenizer' && cls !== 'LlamaTokenizerFast') return json;
+  if (!isObj(json.model) || json.model.type !== 'BPE' || json.model.byte_fallback !== true || !usesMetaspace(json)) return json;
+  const prefix = config?.add_prefix_space !== false;
+  const scheme = !prefix ? 'never' : config?.legacy === true ? 'always' : 'first';
+  return {
+    ...json,
+    normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: scheme, split: false },
+    decoder: {
+      type: 'Sequence',
+      decoders: [
+        { type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' },
+        ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
+      ],
+    },
+  };
+}
+
 function tokenName(t: unknown): string | undefined {
   if (typeof t === 'string') return t;
   if (isObj(t) && typeof t.content === 'string') return t.content;
@@ -192,15 +374,23 @@ export class Tokenizer {
   readonly #hf: HFTokenizer;
   /** id -> raw bytes; undefined where no token has that id. */
   readonly #bytes: (Uint8Array | undefined)[];
+  /** id -> bytes when the token is the first one decoded, where that differs (Metaspace decoders). */
+  readonly #firstBytes: Map<number, Uint8Array>;
+  /** id -> byte, for ByteFallback tokens (`<0xE2>`), decoded run by run as in Rust. */
+  readonly #fallback: Map<number, number>;
+  readonly #strip: CompiledDecoder['strip'];
   readonly #special: Set<number>;
   readonly #prefix: number[];
   readonly #suffix: number[];
 
-  private constructor(json: Json, config: TokenizerConfig | undefined) {
+  private constructor(file: Json, config: TokenizerConfig | undefined) {
+    const json = asTransformersLlama(file, config);
     checkModel(json.model);
     checkNormalizer(json.normalizer);
     checkPreTokenizer(json.pre_tokenizer);
-    checkDecoder(json.decoder);
+    const dec = compileDecoder(json.decoder);
+    if (isObj(json.decoder) && json.decoder.type === 'ByteLevel' && !hasByteLevel(json.pre_tokenizer))
+      throw unsupported('decoder ByteLevel without a ByteLevel pre_tokenizer');
     const added = json.added_tokens ?? [];
     if (!Array.isArray(added)) throw malformed('added_tokens must be an array');
     for (const t of added as unknown[]) {
@@ -216,6 +406,7 @@ export class Tokenizer {
       {
         ...json,
         normalizer: json.normalizer ?? null,
+        pre_tokenizer: json.pre_tokenizer ?? null,
         post_processor: null,
         added_tokens: addedTokens,
       },
@@ -239,9 +430,18 @@ export class Tokenizer {
     }
     this.vocabSize = idToToken.length;
     this.#bytes = new Array(idToToken.length);
+    this.#firstBytes = new Map();
+    this.#fallback = new Map();
+    this.#strip = dec.strip;
     for (let id = 0; id < idToToken.length; id++) {
       const tok = idToToken[id];
-      if (tok !== undefined) this.#bytes[id] = byteLevelBytes(tok);
+      if (tok === undefined) continue;
+      const byte = dec.byte?.(tok);
+      if (byte !== undefined) this.#fallback.set(id, byte);
+      const b = (this.#bytes[id] = dec.token(tok, false));
+      if (!dec.firstMatters) continue;
+      const f = dec.token(tok, true);
+      if (f.length !== b.length || f.some((x, i) => x !== b[i])) this.#firstBytes.set(id, f);
     }
 
     const resolve = (t: unknown): number | undefined => {
@@ -261,9 +461,11 @@ export class Tokenizer {
     }
     this.eosId = eos;
 
-    // tokenizer_config.json's add_bos_token, when given, decides whether BOS is prepended.
+    // tokenizer_config.json's add_bos_token / add_eos_token, when given, decide whether BOS / EOS are added.
     if (config?.add_bos_token === false && this.bosId !== undefined && prefix[0] === this.bosId) prefix.shift();
     if (config?.add_bos_token === true && this.bosId !== undefined && prefix[0] !== this.bosId) prefix.unshift(this.bosId);
+    if (config?.add_eos_token === false && this.eosId !== undefined && suffix.at(-1) === this.eosId) suffix.pop();
+    if (config?.add_eos_token === true && this.eosId !== undefined && suffix.at(-1) !== this.eosId) suffix.push(this.eosId);
     this.#prefix = prefix;
     this.#suffix = suffix;
   }
@@ -296,43 +498,74 @@ export class Tokenizer {
 
   /** Ids that are not tokens are skipped, as in Hugging Face. Invalid UTF-8 becomes U+FFFD. */
   decode(ids: number[], opts?: DecodeOptions): string {
-    const skip = opts?.skipSpecialTokens ?? false;
-    const parts: Uint8Array[] = [];
-    let len = 0;
-    for (const id of ids) {
-      const b = this.#bytes[id];
-      if (b === undefined || (skip && this.#special.has(id))) continue;
-      parts.push(b);
-      len += b.length;
-    }
-    const buf = new Uint8Array(len);
-    let off = 0;
-    for (const p of parts) {
-      buf.set(p, off);
-      off += p.length;
-    }
-    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(buf);
+    const d = this.decoder(opts);
+    let out = '';
+    for (const id of ids) out += d.push(id);
+    return out + d.flush();
+  }
+
+  /** Applies the decoder's whole-text Strip to the text's chunks, in order. */
+  #stripper(): (chunk: string) => string {
+    const s = this.#strip;
+    let left = s ? s.count : 0;
+    return (chunk) => {
+      while (left > 0 && chunk.startsWith(s!.char)) {
+        chunk = chunk.slice(s!.char.length);
+        left--;
+      }
+      if (chunk !== '') left = 0;
+      return chunk;
+    };
   }
 
   /**
    * Incremental decoding for streaming. The concatenation of every push() and the final flush()
    * equals decode() of the same ids; a character whose bytes span several tokens is emitted once,
-   * when its last byte arrives.
+   * when its last byte arrives (byte-fallback tokens `<0xNN>`: when their run ends, at the next
+   * other token or flush(), since a later byte of the run can still turn it all into U+FFFD).
    */
   decoder(opts?: DecodeOptions): StreamDecoder {
     const skip = opts?.skipSpecialTokens ?? false;
     const td = new TextDecoder('utf-8', { ignoreBOM: true });
+    let first = true;
+    let strip = this.#stripper();
+    // A run of ByteFallback bytes is held until it ends: valid UTF-8 gives its text, anything
+    // else one U+FFFD per byte (Rust's rule, which a later byte of the run can still change).
+    let run: number[] = [];
+    const endRun = (): string => {
+      if (run.length === 0) return '';
+      let text: string;
+      try {
+        text = strictUtf8.decode(Uint8Array.from(run));
+      } catch {
+        text = '\uFFFD'.repeat(run.length);
+      }
+      run = [];
+      return text;
+    };
     return {
       push: (id: number): string => {
-        const b = this.#bytes[id];
+        let b = this.#bytes[id];
         if (b === undefined || (skip && this.#special.has(id))) return '';
-        return td.decode(b, { stream: true });
+        const byte = this.#fallback.get(id);
+        if (first) b = this.#firstBytes.get(id) ?? b;
+        first = false;
+        if (byte !== undefined) {
+          run.push(byte);
+          return '';
+        }
+        return strip(endRun() + td.decode(b, { stream: true }));
       },
-      flush: (): string => td.decode(),
+      flush: (): string => {
+        const rest = strip(endRun() + td.decode());
+        first = true;
+        strip = this.#stripper();
+        return rest;
+      },
     };
   }
 
-  /** The raw bytes a token stands for (special tokens: their text's UTF-8). */
+  /** The raw bytes a token stands for (special tokens: their text's UTF-8; `▁` as a space, `<0xE2>` as its byte). */
   tokenBytes(id: number): Uint8Array {
     const b = this.#bytes[id];
     if (b === undefined) throw new RangeError(`Tokenizer.tokenBytes: no token has id ${id}`);

@@ -18,7 +18,12 @@ export function exportGGUF(src: FlashSource, imagePath: string, write: (bytes: U
   opts: { predictor?: Predictor; downTransposed?: boolean } = {}): { tensors: number; bytes: number } {
   {
     const h = readImageHeader(src), c = h.config, f = h.ffn;
-    if (c.arch !== 'llama') throw new Error(`GGUF export covers the Llama family (llama.cpp has no ${c.architecture} graph)`);
+    if (c.arch === 'opt') throw new Error(`GGUF export covers the Llama family (llama.cpp has no ${c.architecture} graph)`);
+    if (c.arch !== 'llama') throw new Error(`GGUF export covers the Llama family only, not ${c.architecture} (its llama.cpp graph is not written here)`);
+    // What the llama GGUF keys cannot say, and flashneuron would read back differently: refused by name.
+    if (c.act !== 'relu' && c.act !== 'silu') throw new Error(`GGUF export: activation ${c.act} (${c.architecture}) has no llama GGUF form`);
+    if (c.slidingWindow) throw new Error(`GGUF export: sliding_window ${c.slidingWindow} has no llama GGUF form`);
+    if (c.ropeScaling) throw new Error(`GGUF export: rope scaling "${c.ropeScaling.type}" is not written (llama.cpp reads it from rope_freqs)`);
     if (c.attnBias || c.mlpBias) throw new Error('GGUF export: this model has attention or MLP biases, which the llama GGUF graph does not read');
     if (f.layout === 'split') throw new Error('GGUF export needs a bundled image (convert without --no-bundle)');
     const read = (off: number, len: number) => { const b = new Uint8Array(len); if (src.pread(b, off) !== len) throw new Error(`${imagePath}: truncated`); return b; };

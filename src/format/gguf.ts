@@ -15,6 +15,7 @@ import { DType, QUANTIZED, dequantize, quantize, rowBytes, tensorBytes, widenToF
 import type { RandomAccess } from '../io/source.js';
 import type { Predictor } from '../predictor/types.js';
 import { shippedPredictor } from '../predictor/shipped.js';
+import { ggufSentencePieceTokenizer } from './tokenizer-files.js';
 
 export const GGUF_MAGIC = 0x46554747;   // "GGUF" little-endian
 const T = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9, U64: 10, I64: 11, F64: 12 } as const;
@@ -241,7 +242,8 @@ export function readGGUFPredictor(src: RandomAccess, path: string, fingerprint: 
 /**
  * Opens a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0 tensors) as a checkpoint with
  * Hugging Face names and layout (attn_q/attn_k rows back in Hugging Face's rotary order), and
- * a tokenizer.json rebuilt from its GPT-2 byte-level vocabulary. ReLU models are recognised by
+ * a tokenizer.json rebuilt from its GPT-2 byte-level vocabulary or its SentencePiece pieces
+ * (tokenizer.ggml.model "llama", as a tokenizer.model: tokenizer-files.ts). ReLU models are recognised by
  * name (ReluLLaMA, ProSparse, TurboSparse; `flashneuron.activation` in files this tool writes);
  * other llama GGUFs run with SiLU, as llama.cpp runs them.
  */
@@ -259,9 +261,13 @@ export function openGGUFCheckpoint(src: RandomAccess & { close(): void }, path: 
       if (!Number.isFinite(n)) bad(`GGUF metadata ${k} is not a number`);
       return n;
     };
-    const tokens = m.get('tokenizer.ggml.tokens'), merges = m.get('tokenizer.ggml.merges');
-    if (m.get('tokenizer.ggml.model') !== 'gpt2' || !Array.isArray(tokens) || !Array.isArray(merges)) {
-      bad('only GPT-2 byte-level BPE tokenizers are supported (tokenizer.ggml.model "gpt2" with tokens and merges)');
+    // Tokenizer: "gpt2" is a byte-level BPE (tokens + merges), "llama" a SentencePiece BPE (tokens + scores + types).
+    const tokens = m.get('tokenizer.ggml.tokens'), merges = m.get('tokenizer.ggml.merges'), tokModel = m.get('tokenizer.ggml.model');
+    const spm = tokModel === 'llama' && Array.isArray(tokens) && Array.isArray(m.get('tokenizer.ggml.scores'));
+    if (!spm && (tokModel !== 'gpt2' || !Array.isArray(tokens) || !Array.isArray(merges))) {
+      const what = tokModel === 'llama' ? 'tokenizer.ggml.model "llama" without tokens and scores'
+        : tokModel === 'gpt2' ? 'tokenizer.ggml.model "gpt2" without tokens and merges' : `tokenizer.ggml.model ${JSON.stringify(tokModel ?? null)}`;
+      bad(`${what}: supported are GPT-2 byte-level BPE ("gpt2" with tokens and merges) and SentencePiece BPE ("llama" with tokens and scores)`);
     }
     const d = num('llama.embedding_length'), nLayers = num('llama.block_count'), nHeads = num('llama.attention.head_count');
     const name = String(m.get('general.name') ?? '');
@@ -296,29 +302,38 @@ export function openGGUFCheckpoint(src: RandomAccess & { close(): void }, path: 
       return t;
     };
     const hd = config.headDim;
-    const specials = new Set<number>();
-    const types = m.get('tokenizer.ggml.token_type');
-    if (Array.isArray(types)) types.forEach((t, i) => { if (Number(t) === 3) specials.add(i); });
-    const vocabMap: Record<string, number> = {};
-    (tokens as string[]).forEach((s, i) => { if (!specials.has(i)) vocabMap[s] = i; });
-    const added = [...specials].map((id) => ({ id, content: (tokens as string[])[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
-    const bos = (tokens as string[])[config.bosId];
-    const addBos = m.get('tokenizer.ggml.add_bos_token') !== false;
-    const tokenizerJson = JSON.stringify({
-      version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
-      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-      post_processor: addBos ? {
-        type: 'TemplateProcessing',
-        single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-        pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
-        special_tokens: { [bos]: { id: bos, ids: [config.bosId], tokens: [bos] } },
-      } : null,
-      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabMap, merges },
-    });
+    let tokenizerJson: string, tokenizerConfig: Record<string, unknown> | undefined;
+    if (spm) {
+      try {
+        ({ tokenizerJson, tokenizerConfig } = ggufSentencePieceTokenizer((k) => m.get(k)));
+      } catch (e) {
+        bad(`SentencePiece tokenizer: ${(e as Error).message}`);
+      }
+    } else {
+      const specials = new Set<number>();
+      const types = m.get('tokenizer.ggml.token_type');
+      if (Array.isArray(types)) types.forEach((t, i) => { if (Number(t) === 3) specials.add(i); });
+      const vocabMap: Record<string, number> = {};
+      (tokens as string[]).forEach((s, i) => { if (!specials.has(i)) vocabMap[s] = i; });
+      const added = [...specials].map((id) => ({ id, content: (tokens as string[])[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+      const bos = (tokens as string[])[config.bosId];
+      const addBos = m.get('tokenizer.ggml.add_bos_token') !== false;
+      tokenizerJson = JSON.stringify({
+        version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+        pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+        post_processor: addBos ? {
+          type: 'TemplateProcessing',
+          single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+          pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+          special_tokens: { [bos]: { id: bos, ids: [config.bosId], tokens: [bos] } },
+        } : null,
+        decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+        model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabMap, merges },
+      });
+    }
     return {
       dir: path, origin: 'gguf', config, rawConfig: Object.fromEntries(m), tensors: modelTensors(config),
-      tokenizerJson, tokenizerConfig: undefined,
+      tokenizerJson: tokenizerJson!, tokenizerConfig,
       tensor(hfName) {
         const t = info(hfName);
         const shape = downT(hfName) ? [...t.dims] : [...t.dims].reverse();

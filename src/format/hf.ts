@@ -1,238 +1,23 @@
-// Hugging Face checkpoint folders: config.json → ModelConfig, the tensors each architecture
-// needs, and a validated view of the (possibly sharded) safetensors weights.
+// Hugging Face checkpoint folders: config.json → ModelConfig (hf-config.ts), the tensors each
+// architecture needs (parts of fused tensors included), and a validated view of the weights.
 
-import type { Activation, ModelConfig } from './config.js';
+import type { ModelConfig } from './config.js';
 import {
   CheckpointError,
   SUPPORTED_DTYPE_LIST,
   type CheckpointFS,
-  openSafetensorsCheckpoint,
   type SafetensorsCheckpoint,
   type SafetensorsEntry,
   type TensorInfo,
 } from './safetensors.js';
+import { openWeights } from './weights.js';
+import { readCheckpointTokenizer } from './tokenizer-files.js';
 
 export { CheckpointError } from './safetensors.js';
 export type { TensorInfo, SafetensorsEntry } from './safetensors.js';
 
-export const SUPPORTED_ARCHITECTURES = ['OPTForCausalLM', 'LlamaForCausalLM', 'MistralForCausalLM'] as const;
-
-/** Architecture a bare `model_type` implies when `architectures` is absent. */
-const MODEL_TYPE_ARCH: Record<string, string> = {
-  opt: 'OPTForCausalLM',
-  llama: 'LlamaForCausalLM',
-  mistral: 'MistralForCausalLM',
-};
-
-/**
- * Activations whose transformers implementations are identical to ours
- * (ACT2FN: "relu" → nn.ReLU; "silu" and "swish" → SiLU). "relu2", "relu6", "leaky_relu", gelu
- * variants etc. are different functions and are rejected.
- */
-const LLAMA_ACTS: Record<string, Activation> = { relu: 'relu', silu: 'silu', swish: 'silu' };
-
-const unsupported = (msg: string) => new CheckpointError(msg, { file: 'config.json' });
-const cfgErr = (msg: string) => new CheckpointError(`config.json: ${msg}`, { file: 'config.json' });
-const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v));
-
-function posInt(j: any, key: string, def?: number): number {
-  const v = j[key] ?? def;
-  if (v === undefined) throw cfgErr(`missing "${key}"`);
-  if (!Number.isSafeInteger(v) || v <= 0) throw cfgErr(`"${key}" must be a positive integer, got ${show(j[key])}`);
-  return v;
-}
-
-function posNum(j: any, key: string, def: number): number {
-  const v = j[key] ?? def;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw cfgErr(`"${key}" must be a positive number, got ${show(j[key])}`);
-  return v;
-}
-
-function bool(j: any, key: string, def: boolean): boolean {
-  const v = j[key] ?? def;
-  if (typeof v !== 'boolean') throw cfgErr(`"${key}" must be true or false, got ${show(j[key])}`);
-  return v;
-}
-
-/** A token id: non-negative integer; null/absent → `def`. */
-function tokenId(j: any, key: string, def: number): number {
-  const v = j[key];
-  if (v === undefined || v === null) return def;
-  if (!Number.isSafeInteger(v) || v < 0) throw cfgErr(`"${key}" must be a non-negative integer token id, got ${show(v)}`);
-  return v;
-}
-
-function eosIds(j: any, def: number[]): number[] {
-  const v = j.eos_token_id;
-  if (v === undefined || v === null) return def;
-  const list = Array.isArray(v) ? v : [v];
-  for (const x of list) {
-    if (!Number.isSafeInteger(x) || x < 0) throw cfgErr(`"eos_token_id" must be a token id or a list of token ids, got ${show(v)}`);
-  }
-  return [...new Set<number>(list)];
-}
-
-/** The architecture named by config.json. */
-function architectureOf(j: any): string {
-  const a = j.architectures;
-  if (a !== undefined && a !== null) {
-    if (!Array.isArray(a) || a.length === 0 || !a.every((x) => typeof x === 'string')) {
-      throw cfgErr(`"architectures" must be a non-empty list of class names, got ${show(a)}`);
-    }
-    return a[0];
-  }
-  const mt = j.model_type;
-  if (typeof mt === 'string' && MODEL_TYPE_ARCH[mt]) return MODEL_TYPE_ARCH[mt];
-  throw cfgErr(`no "architectures" (and model_type ${show(mt)} is not one of ${Object.keys(MODEL_TYPE_ARCH).join(', ')})`);
-}
-
-/**
- * Parses a config.json object. Throws a CheckpointError naming exactly what is unsupported
- * (architecture, activation, rope type, post-LN OPT, ...) or malformed.
- */
-export function parseHFConfig(json: any): ModelConfig {
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw cfgErr('must be a JSON object');
-  const architecture = architectureOf(json);
-  if (json.quantization_config != null) {
-    const m = json.quantization_config?.quant_method;
-    throw unsupported(
-      `unsupported quantized checkpoint${typeof m === 'string' ? ` (quant_method "${m}")` : ''} for ${architecture}: only unquantized F32/F16/BF16 weights are supported`,
-    );
-  }
-  switch (architecture) {
-    case 'OPTForCausalLM':
-      return parseOPT(json, architecture);
-    case 'LlamaForCausalLM':
-    case 'MistralForCausalLM':
-      return parseLlama(json, architecture);
-    default:
-      throw unsupported(`unsupported architecture "${architecture}" (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
-  }
-}
-
-function parseOPT(j: any, architecture: string): ModelConfig {
-  const act = j.activation_function ?? 'relu';
-  if (act !== 'relu') throw unsupported(`unsupported activation ${show(act)} for ${architecture} (supported: relu)`);
-  if ((j.do_layer_norm_before ?? true) !== true) {
-    throw unsupported(`unsupported do_layer_norm_before=${show(j.do_layer_norm_before)} for ${architecture}: only pre-LN OPT (do_layer_norm_before=true) is supported`);
-  }
-  if (j._remove_final_layer_norm === true) {
-    throw unsupported(`unsupported _remove_final_layer_norm=true for ${architecture}: the final layer norm is required`);
-  }
-  if ((j.layer_norm_elementwise_affine ?? true) !== true) {
-    throw unsupported(`unsupported layer_norm_elementwise_affine=${show(j.layer_norm_elementwise_affine)} for ${architecture}: layer norms must have weight and bias`);
-  }
-  const hidden = posInt(j, 'hidden_size');
-  const proj = j.word_embed_proj_dim ?? hidden;
-  if (proj !== hidden) {
-    throw unsupported(`unsupported word_embed_proj_dim=${show(proj)} != hidden_size=${hidden} for ${architecture} (project_in/project_out are not supported)`);
-  }
-  const nHeads = posInt(j, 'num_attention_heads');
-  if (hidden % nHeads !== 0) throw cfgErr(`hidden_size ${hidden} is not divisible by num_attention_heads ${nHeads}`);
-  const bias = bool(j, 'enable_bias', true);
-  const eos = eosIds(j, [2]);
-  return {
-    architecture,
-    arch: 'opt',
-    nLayers: posInt(j, 'num_hidden_layers'),
-    hidden,
-    ffn: posInt(j, 'ffn_dim'),
-    nHeads,
-    nKvHeads: nHeads,
-    headDim: hidden / nHeads,
-    vocab: posInt(j, 'vocab_size'),
-    maxPositions: posInt(j, 'max_position_embeddings', 2048),
-    normEps: 1e-5,
-    act: 'relu',
-    ropeTheta: 0,
-    posOffset: 2,
-    tieWordEmbeddings: bool(j, 'tie_word_embeddings', true),
-    attnBias: bias,
-    mlpBias: bias,
-    hasGate: false,
-    bosId: tokenId(j, 'bos_token_id', 2),
-    eosIds: eos,
-    padId: tokenId(j, 'pad_token_id', 1),
-  };
-}
-
-/** rope_type of a rope_scaling / rope_parameters object ("default" when absent). */
-function ropeType(o: any): string {
-  const t = o.rope_type ?? o.type ?? 'default';
-  return typeof t === 'string' ? t : show(t);
-}
-
-function parseLlama(j: any, architecture: string): ModelConfig {
-  const actName = j.hidden_act ?? 'silu';
-  const act = typeof actName === 'string' ? LLAMA_ACTS[actName] : undefined;
-  if (!act || !Object.prototype.hasOwnProperty.call(LLAMA_ACTS, actName)) {
-    throw unsupported(`unsupported activation ${show(actName)} for ${architecture} (supported: relu, silu, swish)`);
-  }
-  const hidden = posInt(j, 'hidden_size');
-  const nHeads = posInt(j, 'num_attention_heads');
-  const nKvHeads = posInt(j, 'num_key_value_heads', nHeads);
-  if (nHeads % nKvHeads !== 0) throw cfgErr(`num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
-  if (j.head_dim == null && hidden % nHeads !== 0) throw cfgErr(`hidden_size ${hidden} is not divisible by num_attention_heads ${nHeads} and no head_dim is given`);
-  const headDim = posInt(j, 'head_dim', hidden / nHeads);
-  const maxPositions = posInt(j, 'max_position_embeddings', architecture === 'MistralForCausalLM' ? 4096 * 32 : 2048);
-
-  // RoPE: transformers v5 `rope_parameters` or v4 `rope_theta` + `rope_scaling`.
-  let theta: unknown = j.rope_theta;
-  for (const key of ['rope_parameters', 'rope_scaling']) {
-    const o = j[key];
-    if (o === undefined || o === null) continue;
-    if (typeof o !== 'object' || Array.isArray(o)) throw cfgErr(`"${key}" must be an object or null, got ${show(o)}`);
-    const t = ropeType(o);
-    if (t !== 'default') throw unsupported(`unsupported rope type "${t}" (${key}) for ${architecture} (supported: default)`);
-    if (o.partial_rotary_factor != null && o.partial_rotary_factor !== 1) {
-      throw unsupported(`unsupported partial_rotary_factor ${show(o.partial_rotary_factor)} (${key}) for ${architecture} (supported: 1)`);
-    }
-    if (o.rope_theta != null) theta = o.rope_theta;
-  }
-  theta ??= 10000;
-  if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) throw cfgErr(`rope_theta must be a positive number, got ${show(theta)}`);
-
-  let attnBias = false;
-  let mlpBias = false;
-  if (architecture === 'MistralForCausalLM') {
-    // Mistral's projections never have biases; a sliding window that can bind changes attention.
-    const sw = j.sliding_window;
-    if (sw !== undefined && sw !== null && sw !== 0) {
-      if (!Number.isSafeInteger(sw) || sw < 0) throw cfgErr(`"sliding_window" must be a non-negative integer or null, got ${show(sw)}`);
-      if (sw < maxPositions) {
-        throw unsupported(
-          `unsupported sliding_window=${sw} for ${architecture}: sliding-window attention is not supported (only null or >= max_position_embeddings ${maxPositions})`,
-        );
-      }
-    }
-  } else {
-    attnBias = bool(j, 'attention_bias', false);
-    mlpBias = bool(j, 'mlp_bias', false);
-  }
-  return {
-    architecture,
-    arch: 'llama',
-    nLayers: posInt(j, 'num_hidden_layers'),
-    hidden,
-    ffn: posInt(j, 'intermediate_size'),
-    nHeads,
-    nKvHeads,
-    headDim,
-    vocab: posInt(j, 'vocab_size'),
-    maxPositions,
-    normEps: posNum(j, 'rms_norm_eps', 1e-6),
-    act,
-    ropeTheta: theta,
-    posOffset: 0,
-    tieWordEmbeddings: bool(j, 'tie_word_embeddings', false),
-    attnBias,
-    mlpBias,
-    hasGate: true,
-    bosId: tokenId(j, 'bos_token_id', 1),
-    eosIds: eosIds(j, [2]),
-    padId: tokenId(j, 'pad_token_id', -1),
-  };
-}
+import { parseHFConfig } from './hf-config.js';
+export { parseHFConfig, SUPPORTED_ARCHITECTURES } from './hf-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Tensor roles.
@@ -240,6 +25,12 @@ function parseLlama(j: any, architecture: string): ModelConfig {
 export interface TensorSpec {
   name: string;
   shape: number[];
+  /**
+   * Part of a fused tensor (Falcon's query_key_value): runs [start, count] of `name`'s rows
+   * (its elements, for a vector), concatenated; `of` is the fused tensor's shape. readSpec
+   * and specInfo give the part as if it were a tensor of `shape`.
+   */
+  slice?: { of: number[]; rows: Array<[number, number]> };
 }
 
 export interface GlobalTensors {
@@ -250,6 +41,8 @@ export interface GlobalTensors {
   normB?: TensorSpec;
   /** Absent when the head is tied to tokEmbed. */
   lmHead?: TensorSpec;
+  /** [vocab], Phi-2. */
+  lmHeadB?: TensorSpec;
 }
 
 export interface LayerTensors {
@@ -263,7 +56,8 @@ export interface LayerTensors {
   kB?: TensorSpec;
   vB?: TensorSpec;
   oB?: TensorSpec;
-  ln2W: TensorSpec;
+  /** The FFN's own norm; absent where one norm feeds attention and the FFN (parallelAttn 'one-norm'). */
+  ln2W?: TensorSpec;
   ln2B?: TensorSpec;
   /** [ffn, d] (OPT fc1). */
   up: TensorSpec;
@@ -282,9 +76,14 @@ export interface ModelTensors {
   layers: LayerTensors[];
 }
 
-/** Default name prefix of the decoder tensors ("model.decoder." for OPT, "model." for Llama). */
+/** Decoder prefixes a checkpoint may use, the usual first (HF also saves base-model checkpoints without it). */
+function prefixes(cfg: ModelConfig): string[] {
+  return cfg.arch === 'opt' ? ['model.decoder.', 'decoder.'] : cfg.arch === 'falcon' ? ['transformer.', ''] : ['model.', ''];
+}
+
+/** Default name prefix of the decoder tensors ("model.decoder." for OPT, "transformer." for Falcon, "model." else). */
 export function defaultPrefix(cfg: ModelConfig): string {
-  return cfg.arch === 'opt' ? 'model.decoder.' : 'model.';
+  return prefixes(cfg)[0];
 }
 
 /**
@@ -305,62 +104,79 @@ export function modelTensors(cfg: ModelConfig, prefix = defaultPrefix(cfg)): Mod
           normW: t('final_layer_norm.weight', d),
           normB: t('final_layer_norm.bias', d),
         }
-      : { tokEmbed: t('embed_tokens.weight', cfg.vocab, d), normW: t('norm.weight', d) };
+      : cfg.arch === 'falcon'
+        ? { tokEmbed: t('word_embeddings.weight', cfg.vocab, d), normW: t('ln_f.weight', d), normB: t('ln_f.bias', d) }
+        : cfg.arch === 'phi'
+          ? { tokEmbed: t('embed_tokens.weight', cfg.vocab, d), normW: t('final_layernorm.weight', d), normB: t('final_layernorm.bias', d) }
+          : { tokEmbed: t('embed_tokens.weight', cfg.vocab, d), normW: t('norm.weight', d) };
   if (!cfg.tieWordEmbeddings) globals.lmHead = { name: 'lm_head.weight', shape: [cfg.vocab, d] };
+  if (cfg.lmHeadBias) globals.lmHeadB = { name: 'lm_head.bias', shape: [cfg.vocab] };
   const layers: LayerTensors[] = [];
   for (let i = 0; i < cfg.nLayers; i++) {
-    const p = `layers.${i}.`;
-    if (cfg.arch === 'opt') {
-      const L: LayerTensors = {
-        ln1W: t(p + 'self_attn_layer_norm.weight', d),
-        ln1B: t(p + 'self_attn_layer_norm.bias', d),
-        q: t(p + 'self_attn.q_proj.weight', qd, d),
-        k: t(p + 'self_attn.k_proj.weight', kvd, d),
-        v: t(p + 'self_attn.v_proj.weight', kvd, d),
-        o: t(p + 'self_attn.out_proj.weight', d, qd),
-        ln2W: t(p + 'final_layer_norm.weight', d),
-        ln2B: t(p + 'final_layer_norm.bias', d),
-        up: t(p + 'fc1.weight', f, d),
-        down: t(p + 'fc2.weight', d, f),
-      };
-      if (cfg.attnBias) {
-        L.qB = t(p + 'self_attn.q_proj.bias', qd);
-        L.kB = t(p + 'self_attn.k_proj.bias', kvd);
-        L.vB = t(p + 'self_attn.v_proj.bias', kvd);
-        L.oB = t(p + 'self_attn.out_proj.bias', d);
-      }
-      if (cfg.mlpBias) {
-        L.upB = t(p + 'fc1.bias', f);
-        L.downB = t(p + 'fc2.bias', d);
-      }
-      layers.push(L);
-    } else {
-      const L: LayerTensors = {
-        ln1W: t(p + 'input_layernorm.weight', d),
-        q: t(p + 'self_attn.q_proj.weight', qd, d),
-        k: t(p + 'self_attn.k_proj.weight', kvd, d),
-        v: t(p + 'self_attn.v_proj.weight', kvd, d),
-        o: t(p + 'self_attn.o_proj.weight', d, qd),
-        ln2W: t(p + 'post_attention_layernorm.weight', d),
-        up: t(p + 'mlp.up_proj.weight', f, d),
-        gate: t(p + 'mlp.gate_proj.weight', f, d),
-        down: t(p + 'mlp.down_proj.weight', d, f),
-      };
-      if (cfg.attnBias) {
-        L.qB = t(p + 'self_attn.q_proj.bias', qd);
-        L.kB = t(p + 'self_attn.k_proj.bias', kvd);
-        L.vB = t(p + 'self_attn.v_proj.bias', kvd);
-        L.oB = t(p + 'self_attn.o_proj.bias', d);
-      }
-      if (cfg.mlpBias) {
-        L.upB = t(p + 'mlp.up_proj.bias', f);
-        L.gateB = t(p + 'mlp.gate_proj.bias', f);
-        L.downB = t(p + 'mlp.down_proj.bias', d);
-      }
-      layers.push(L);
+    const p = cfg.arch === 'falcon' ? `h.${i}.` : `layers.${i}.`;
+    // Per architecture: [norm1, norm2 (none: shared), attention prefix, q, k, v, o, up, gate, down] names.
+    const n =
+      cfg.arch === 'opt' ? ['self_attn_layer_norm', 'final_layer_norm', 'self_attn.', 'q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', '', 'fc2']
+        : cfg.arch === 'phi' ? ['input_layernorm', '', 'self_attn.', 'q_proj', 'k_proj', 'v_proj', 'dense', 'mlp.fc1', '', 'mlp.fc2']
+          : cfg.arch === 'falcon' ? [...falconNorms(cfg), 'self_attention.', '', '', '', 'dense', 'mlp.dense_h_to_4h', '', 'mlp.dense_4h_to_h']
+            : ['input_layernorm', 'post_attention_layernorm', 'self_attn.', 'q_proj', 'k_proj', 'v_proj', 'o_proj', 'mlp.up_proj', 'mlp.gate_proj', 'mlp.down_proj'];
+    const [n1, n2, a, nq, nk, nv, no, nup, ngate, ndown] = n;
+    const layerNorm = cfg.arch !== 'llama';
+    const qkv = cfg.arch === 'falcon' ? falconQkv(cfg, prefix + p + a + 'query_key_value.') : undefined;
+    const L: LayerTensors = {
+      ln1W: t(p + n1 + '.weight', d),
+      ...(layerNorm ? { ln1B: t(p + n1 + '.bias', d) } : {}),
+      q: qkv?.q ?? t(p + a + nq + '.weight', qd, d),
+      k: qkv?.k ?? t(p + a + nk + '.weight', kvd, d),
+      v: qkv?.v ?? t(p + a + nv + '.weight', kvd, d),
+      o: t(p + a + no + '.weight', d, qd),
+      ...(n2 ? { ln2W: t(p + n2 + '.weight', d), ...(layerNorm ? { ln2B: t(p + n2 + '.bias', d) } : {}) } : {}),
+      up: t(p + nup + '.weight', f, d),
+      ...(ngate ? { gate: t(p + ngate + '.weight', f, d) } : {}),
+      down: t(p + ndown + '.weight', d, f),
+    };
+    if (cfg.attnBias) {
+      L.qB = qkv?.qB ?? t(p + a + nq + '.bias', qd);
+      L.kB = qkv?.kB ?? t(p + a + nk + '.bias', kvd);
+      L.vB = qkv?.vB ?? t(p + a + nv + '.bias', kvd);
+      L.oB = t(p + a + no + '.bias', d);
     }
+    if (cfg.mlpBias) {
+      L.upB = t(p + nup + '.bias', f);
+      if (ngate) L.gateB = t(p + ngate + '.bias', f);
+      L.downB = t(p + ndown + '.bias', d);
+    }
+    layers.push(L);
   }
   return { globals, layers };
+}
+
+/** Falcon's layer norms: ln_attn + ln_mlp (new_decoder_architecture), input_layernorm (+ post_attention_layernorm when sequential). */
+function falconNorms(cfg: ModelConfig): [string, string] {
+  if (cfg.parallelAttn === 'two-norms') return ['ln_attn', 'ln_mlp'];
+  return ['input_layernorm', cfg.parallelAttn ? '' : 'post_attention_layernorm'];
+}
+
+/**
+ * q, k, v (and with `bias` their biases) as parts of Falcon's fused query_key_value: per KV
+ * group g, rows [the group's nHeads/nKv query heads, its key head, its value head] of headDim
+ * each. This one layout covers all three of Falcon's: grouped (new_decoder_architecture),
+ * multi-query (one group: [all q, k, v]) and one KV head per query head (per head [q, k, v]).
+ */
+function falconQkv(cfg: ModelConfig, base: string): Partial<LayerTensors> {
+  const hd = cfg.headDim, groups = cfg.nKvHeads, per = cfg.nHeads / groups, d = cfg.hidden;
+  const fusedRows = (cfg.nHeads + 2 * groups) * hd;
+  const runs = (which: 'q' | 'k' | 'v') => Array.from({ length: groups }, (_, g): [number, number] => {
+    const at = g * (per + 2) * hd;
+    return which === 'q' ? [at, per * hd] : which === 'k' ? [at + per * hd, hd] : [at + (per + 1) * hd, hd];
+  });
+  const part = (kind: 'weight' | 'bias', which: 'q' | 'k' | 'v'): TensorSpec => {
+    const rows = (which === 'q' ? cfg.nHeads : groups) * hd;
+    return { name: base + kind, shape: kind === 'weight' ? [rows, d] : [rows], slice: { of: kind === 'weight' ? [fusedRows, d] : [fusedRows], rows: runs(which) } };
+  };
+  const out: Partial<LayerTensors> = { q: part('weight', 'q'), k: part('weight', 'k'), v: part('weight', 'v') };
+  if (cfg.attnBias) Object.assign(out, { qB: part('bias', 'q'), kB: part('bias', 'k'), vB: part('bias', 'v') });
+  return out;
 }
 
 /** Flat list of every required tensor with a role label ("tokEmbed", "layers.3.q", ...). */
@@ -411,12 +227,12 @@ function parseJsonObject(text: string, path: string): any {
 
 /** Picks the decoder prefix the checkpoint actually uses (HF also loads base-model checkpoints). */
 function detectPrefix(cfg: ModelConfig, ck: SafetensorsCheckpoint): string {
-  const candidates = cfg.arch === 'opt' ? ['model.decoder.', 'decoder.'] : ['model.', ''];
-  for (const p of candidates) if (ck.entry(p + 'embed_tokens.weight')) return p;
+  const candidates = prefixes(cfg), embed = modelTensors(cfg, '').globals.tokEmbed.name;
+  for (const p of candidates) if (ck.entry(p + embed)) return p;
   return candidates[0];
 }
 
-/** Checks one required tensor: present, supported dtype, expected shape. */
+/** Checks one required tensor: present, supported dtype, expected shape (a fused tensor's, for a part of one). */
 function checkTensor(spec: TensorSpec & { role: string }, e: SafetensorsEntry | undefined): void {
   if (!e) {
     throw new CheckpointError(`tensor ${spec.name} (${spec.role}) is missing from the checkpoint`, { tensor: spec.name });
@@ -427,12 +243,37 @@ function checkTensor(spec: TensorSpec & { role: string }, e: SafetensorsEntry | 
       tensor: spec.name,
     });
   }
-  if (e.shape.length !== spec.shape.length || e.shape.some((x, i) => x !== spec.shape[i])) {
-    throw new CheckpointError(`tensor ${spec.name} has shape ${fmtShape(e.shape)}, expected ${fmtShape(spec.shape)} (in ${e.file})`, {
+  const want = spec.slice?.of ?? spec.shape;
+  if (e.shape.length !== want.length || e.shape.some((x, i) => x !== want[i])) {
+    throw new CheckpointError(`tensor ${spec.name} has shape ${fmtShape(e.shape)}, expected ${fmtShape(want)} (in ${e.file})`, {
       file: e.file,
       tensor: spec.name,
     });
   }
+}
+
+/** dtype and shape of the tensor a spec names (a part of a fused tensor has the part's shape). */
+export function specInfo(ckpt: Pick<HFCheckpoint, 'tensor'>, spec: TensorSpec): { dtype: TensorInfo['dtype']; shape: number[] } {
+  const t = ckpt.tensor(spec.name);
+  return spec.slice ? { dtype: t.dtype, shape: spec.shape } : t;
+}
+
+/**
+ * The bytes of the tensor a spec names: a part of a fused tensor is gathered from its row runs.
+ * `memo` keeps the last fused tensor read, so that q, k and v read it once.
+ */
+export function readSpec(ckpt: Pick<HFCheckpoint, 'readTensor'>, spec: TensorSpec, memo: { name?: string; bytes?: Uint8Array } = {}): Uint8Array {
+  if (!spec.slice) return ckpt.readTensor(spec.name);
+  if (memo.name !== spec.name || !memo.bytes) { memo.bytes = ckpt.readTensor(spec.name); memo.name = spec.name; }
+  const all = memo.bytes, rowBytes = all.length / spec.slice.of[0];
+  const out = new Uint8Array((all.length / spec.slice.of.reduce((a, b) => a * b, 1)) * spec.shape.reduce((a, b) => a * b, 1));
+  let at = 0;
+  for (const [start, count] of spec.slice.rows) {
+    out.set(all.subarray(start * rowBytes, (start + count) * rowBytes), at);
+    at += count * rowBytes;
+  }
+  if (at !== out.length) throw new Error(`internal error: the parts of ${spec.name} cover ${at} of ${out.length} bytes`);
+  return out;
 }
 
 /**
@@ -459,15 +300,11 @@ export async function readHFCheckpoint(fs: CheckpointFS, dir = fs.label('')): Pr
     throw e;
   }
 
-  const tokPath = where('tokenizer.json');
-  const tokenizerJson = await readOptional('tokenizer.json');
-  if (tokenizerJson === undefined) throw new CheckpointError(`missing tokenizer.json in ${dir}`, { file: tokPath });
-  parseJsonObject(tokenizerJson, tokPath);
-  const tcPath = where('tokenizer_config.json');
-  const tcText = await readOptional('tokenizer_config.json');
-  const tokenizerConfig = tcText === undefined ? undefined : (parseJsonObject(tcText, tcPath) as Record<string, unknown>);
+  // tokenizer.json, else one built from vocab.json + merges.txt or from tokenizer.model;
+  // tokenizer_config.json with special_tokens_map.json over it (src/format/tokenizer-files.ts).
+  const { tokenizerJson, tokenizerConfig } = readCheckpointTokenizer(fs, dir);
 
-  const ck = openSafetensorsCheckpoint(fs);
+  const ck = openWeights(fs);
   try {
     const tensors = modelTensors(config, detectPrefix(config, ck));
     for (const spec of requiredTensors(tensors)) checkTensor(spec, ck.entry(spec.name));

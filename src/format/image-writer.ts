@@ -2,7 +2,7 @@
 // positional writer: a file (src/node/image-file.ts), OPFS (src/web/), memory.
 import type { ModelConfig } from './config.js';
 import { convertDtype, DType, DTYPE_BYTES, QUANTIZED, quantize, rowBytes, tensorBytes, widenToF32 } from './dtype.js';
-import { modelTensors, type HFCheckpoint } from './hf.js';
+import { readSpec, specInfo, type HFCheckpoint, type TensorSpec } from './hf.js';
 import { crc32 } from './crc32.js';
 import { FfnLayout, ImageHeader, MAGIC, PREFIX_BYTES, Progress, Section, SECTION_ALIGN, TensorEntry, VERSION } from './image.js';
 
@@ -20,11 +20,13 @@ export interface ConvertOptions {
 /** Writes the image of an opened checkpoint through `write(bytes, position)` (a file, OPFS, ...). */
 export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: number) => void, onProgress?: Progress, opts: ConvertOptions = {}): ImageHeader {
   const cfg = ckpt.config;
-  const spec = modelTensors(cfg);
+  const spec = ckpt.tensors;
   {
     const d = cfg.hidden;
     // FFN bundle layout: dtype of the up/fc1 matrix (all three widened to f32 if they differ).
     const L0 = spec.layers[0];
+    // A gated FFN keeps one bias per neuron in its bundle (the up bias); a gate bias has no place there.
+    if (L0.gateB) throw new Error(`${cfg.architecture} with mlp_bias (gate_proj/up_proj biases) is not supported: the FFN bundles hold no gate bias`);
     const ffnDtypes = [L0.up, L0.gate, L0.down].filter((t) => t).map((t) => ckpt.tensor(t!.name).dtype);
     if (opts.dtype !== undefined && !Object.hasOwn(DTYPE_BYTES, opts.dtype)) throw new Error(`unknown dtype ${opts.dtype} (f32, f16, bf16, q8_0 or q4_0)`);
     if (opts.dtype && QUANTIZED.has(opts.dtype) && d % 32) throw new Error(`${opts.dtype} needs a model width that is a multiple of 32 (got ${d})`);
@@ -49,17 +51,18 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     } else if (opts.layout !== undefined && opts.layout !== 'bundled') throw new Error(`unknown ffn layout ${opts.layout} (bundled or split)`);
 
     // Resident tensors in order: globals, then per layer.
-    type Item = { role: string; layer: number; name: string; vector: boolean };
+    type Item = { role: string; layer: number; spec: TensorSpec; vector: boolean };
     const items: Item[] = [];
     const g = spec.globals;
-    const addG = (role: string, t: { name: string } | undefined, vector: boolean) => { if (t) items.push({ role, layer: -1, name: t.name, vector }); };
+    const addG = (role: string, t: TensorSpec | undefined, vector: boolean) => { if (t) items.push({ role, layer: -1, spec: t, vector }); };
     addG('tok_embed', g.tokEmbed, false);
     addG('pos_embed', g.posEmbed, false);
     addG('norm_w', g.normW, true);
     addG('norm_b', g.normB, true);
     addG('lm_head', g.lmHead, false);
+    addG('lm_head_b', g.lmHeadB, true);
     spec.layers.forEach((L, l) => {
-      const add = (role: string, t: { name: string } | undefined, vector: boolean) => { if (t) items.push({ role, layer: l, name: t.name, vector }); };
+      const add = (role: string, t: TensorSpec | undefined, vector: boolean) => { if (t) items.push({ role, layer: l, spec: t, vector }); };
       add('ln1_w', L.ln1W, true); add('ln1_b', L.ln1B, true);
       add('q', L.q, false); add('k', L.k, false); add('v', L.v, false); add('o', L.o, false);
       add('q_b', L.qB, true); add('k_b', L.kB, true); add('v_b', L.vB, true); add('o_b', L.oB, true);
@@ -70,7 +73,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     const tensors: TensorEntry[] = [];
     let residentLen = 0;
     for (const it of items) {
-      const info = ckpt.tensor(it.name);
+      const info = specInfo(ckpt, it.spec);
       // int4 keeps the embeddings and the lm_head at int8, as llama.cpp's Q4_0 files keep output.weight finer.
       const embedding = it.role === 'tok_embed' || it.role === 'pos_embed' || it.role === 'lm_head';
       const dtype: DType = it.vector ? 'f32' : opts.dtype === 'q4_0' && embedding ? 'q8_0' : opts.dtype ?? info.dtype;
@@ -97,11 +100,12 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     // The resident section, tensor by tensor (a 7B model's is larger than one typed array may be).
     {
       let at = 0, crc = 0;
+      const fused = {};
       const put = (bytes: Uint8Array) => { write(bytes, pos + at); crc = crc32(bytes, crc); at += bytes.length; progress(bytes.length, 'resident'); };
       items.forEach((it, i) => {
         const t = tensors[i];
         if (t.offset > at) put(new Uint8Array(t.offset - at));
-        put(convertDtype(ckpt.readTensor(it.name), ckpt.tensor(it.name).dtype, t.dtype, t.shape[t.shape.length - 1]));
+        put(convertDtype(readSpec(ckpt, it.spec, fused), specInfo(ckpt, it.spec).dtype, t.dtype, t.shape[t.shape.length - 1]));
       });
       sections.push({ name: 'resident', offset: pos, length: at, crc32: crc });
       pos = alignUp(pos + at, SECTION_ALIGN);

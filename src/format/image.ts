@@ -5,8 +5,9 @@
 //  2. Sections, each starting on a 4096-byte boundary (so O_DIRECT can read them), in this order:
 //       "tokenizer"   the model's tokenizer.json, verbatim
 //       "resident"    everything kept in memory: token (+ position) embeddings, attention q/k/v/o,
-//                     norms, biases, lm_head; each tensor 64-byte aligned. Matrices keep their stored
-//                     dtype (f32/f16/bf16); vectors (norm weights, biases) are widened to f32.
+//                     norms, biases, lm_head (+ its bias, Phi-2); each tensor 64-byte aligned.
+//                     Matrices keep their stored dtype (f32/f16/bf16); vectors (norm weights,
+//                     biases) are widened to f32.
 //       "ffn.<L>"     for every layer L: its FFN as row–column bundles, one per neuron, contiguous:
 //                       neuron i at i * bundle_bytes:
 //                         +up    fc1 / up_proj row i      (d) dtype
@@ -19,7 +20,8 @@
 //                     part p of neuron i at parts[p].base + i * parts[p].len, landing at
 //                     parts[p].row of the bundle the engine assembles in its neuron cache.
 //  3. Header, UTF-8 JSON at header_offset (after the last section):
-//       { format, version, config: ModelConfig, tokenizer_config, source,
+//       { format, version, config: ModelConfig (keys added later are optional: a header without
+//         them means what it meant before, see config.ts), tokenizer_config, source,
 //         sections: [{ name, offset, length, crc32 }],
 //         tensors:  [{ role, layer, offset (in "resident"), dtype, shape }],
 //         ffn:      { dtype, bundle_bytes, up, gate, down, bias, layout?, parts?, bundled_crc32? } }
@@ -97,6 +99,7 @@ function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
     if (!Number.isInteger(c[k]) || c[k] <= 0 || c[k] > 1 << 24) bad(`config.${k} = ${c[k]}`);
   }
   if (c.nHeads % c.nKvHeads !== 0) bad(`nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
+  validateFeatures(c, h.tensors, bad);
   const sorted = [...h.sections].sort((a, b) => a.offset - b.offset);
   let end = PREFIX_BYTES;
   for (const s of sorted) {
@@ -132,6 +135,38 @@ function validateHeader(h: ImageHeader, dataEnd: number, name: string): void {
   for (let l = 0; l < c.nLayers; l++) {
     const s = section(h, `ffn.${l}`);
     if (s.length !== c.ffn * perNeuron) bad(`section ffn.${l} holds ${s.length} bytes, expected ${c.ffn} neurons of ${perNeuron}`);
+  }
+}
+
+/**
+ * The config keys added after the first images (absent in older headers: today's defaults, see
+ * config.ts) and the tensors they imply: a bad value is an invalid image, not a wrong forward pass.
+ */
+function validateFeatures(c: ModelConfig, tensors: TensorEntry[], bad: (msg: string) => never): void {
+  const num = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+  const posInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  if (!['opt', 'llama', 'falcon', 'phi'].includes(c.arch)) bad(`config.arch = ${JSON.stringify(c.arch)}`);
+  if (!['relu', 'silu', 'fatrelu', 'drelu', 'gelu_tanh'].includes(c.act)) bad(`config.act = ${JSON.stringify(c.act)}`);
+  if (c.act === 'fatrelu' && !num(c.actParam)) bad(`config.actParam = ${JSON.stringify(c.actParam)} (fatrelu needs its threshold)`);
+  if (c.actParam !== undefined && !num(c.actParam)) bad(`config.actParam = ${JSON.stringify(c.actParam)}`);
+  if (c.norm !== undefined && c.norm !== 'layer' && c.norm !== 'rms') bad(`config.norm = ${JSON.stringify(c.norm)}`);
+  if (c.parallelAttn !== undefined && c.parallelAttn !== 'one-norm' && c.parallelAttn !== 'two-norms') bad(`config.parallelAttn = ${JSON.stringify(c.parallelAttn)}`);
+  if (c.rotaryDim !== undefined && !(posInt(c.rotaryDim) && c.rotaryDim % 2 === 0 && c.rotaryDim <= c.headDim)) {
+    bad(`config.rotaryDim = ${JSON.stringify(c.rotaryDim)} (an even number of dims up to headDim ${c.headDim})`);
+  }
+  if (c.slidingWindow !== undefined && !posInt(c.slidingWindow)) bad(`config.slidingWindow = ${JSON.stringify(c.slidingWindow)}`);
+  if (c.lmHeadBias !== undefined && typeof c.lmHeadBias !== 'boolean') bad(`config.lmHeadBias = ${JSON.stringify(c.lmHeadBias)}`);
+  const r = c.ropeScaling;
+  if (r !== undefined && (r === null || r.type !== 'llama3' || ![r.factor, r.lowFreqFactor, r.highFreqFactor, r.originalMaxPositions].every((v) => num(v) && v > 0))) {
+    bad(`config.ropeScaling = ${JSON.stringify(r)}`);
+  }
+  // What the wasm reads through a weight slot must be there: the lm_head bias, each layer's FFN norm.
+  const headB = tensors.find((t) => t.role === 'lm_head_b' && t.layer < 0);
+  if (!!c.lmHeadBias !== !!headB) bad(c.lmHeadBias ? 'config.lmHeadBias without an lm_head_b tensor' : 'an lm_head_b tensor without config.lmHeadBias');
+  if (headB && (headB.dtype !== 'f32' || headB.shape.length !== 1 || headB.shape[0] !== c.vocab)) bad(`tensor lm_head_b is ${headB.dtype} [${headB.shape}], expected f32 [${c.vocab}]`);
+  const ln2 = new Set(tensors.filter((t) => t.role === 'ln2_w').map((t) => t.layer));
+  for (let l = 0; l < c.nLayers; l++) {
+    if (ln2.has(l) === (c.parallelAttn === 'one-norm')) bad(`layer ${l} ${ln2.has(l) ? 'has an ln2_w tensor though one norm feeds attention and the FFN' : 'has no ln2_w tensor (the FFN\'s norm)'}`);
   }
 }
 

@@ -9,7 +9,7 @@
 // streamed past a full cache go to a stream area. The FFN kernels then run over the list of
 // wanted rows. Everything is allocated here, none of it per token.
 import type { Backend } from '../core/backend.js';
-import type { ModelConfig } from '../format/config.js';
+import { normOf, type ModelConfig } from '../format/config.js';
 import type { FfnLayout } from '../format/image.js';
 import { widenToF32 } from '../format/dtype.js';
 import { ABI, type EngineExports, type LayerSlot } from '../core/abi.js';
@@ -50,6 +50,22 @@ export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boole
   });
   const name = info?.description || info?.device || info?.vendor || 'WebGPU adapter';
   return { device, name, fallback, f16 };
+}
+
+/**
+ * What of a model the WGSL kernels do not compute (undefined: they run it all): their norm is
+ * LayerNorm only for OPT, RMSNorm else; blocks run one after the other; rotary covers whole heads;
+ * the FFN activation is relu or silu; attention sees every cached position; lm_head has no bias.
+ */
+export function gpuLacks(c: ModelConfig, contextLength: number): string | undefined {
+  if (c.arch !== 'opt' && c.arch !== 'llama') return `the ${c.arch} architecture`;
+  if (normOf(c) !== (c.arch === 'opt' ? 'layer' : 'rms')) return `norm ${c.norm}`;
+  if (c.parallelAttn) return 'parallel attention and FFN blocks';
+  if (c.rotaryDim !== undefined && c.rotaryDim !== c.headDim) return `partial rotary (${c.rotaryDim} of ${c.headDim} dims)`;
+  if (c.act !== 'relu' && c.act !== 'silu') return `activation ${c.act}`;
+  if (c.slidingWindow !== undefined && c.slidingWindow < contextLength) return `sliding-window attention (window ${c.slidingWindow} < context ${contextLength})`;
+  if (c.lmHeadBias) return 'an lm_head bias';
+  return undefined;
 }
 
 /** What the backend needs of an engine (src/core/engine.ts). */
@@ -161,6 +177,8 @@ export class WebGpuBackend implements Backend {
 
   private build(gpu: Gpu, view: GpuEngineView): void {
     const { config: c, wasm: w, ffn: f } = view;
+    const missing = gpuLacks(c, view.contextLength);
+    if (missing) throw new Error(`the WebGPU backend does not run ${missing} (${c.architecture}); use the wasm (--device cpu)`);
     const d = c.hidden, qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim, ctx = view.contextLength;
     if (d % 2 || qDim % 2 || kvDim % 2 || c.headDim % 2) throw new Error('the WebGPU backend needs even widths');
     if (f.bundle_bytes % 16 || [f.up, f.gate, f.down].some((o) => o >= 0 && o % (f.dtype === 'f32' ? 8 : 4))) {
