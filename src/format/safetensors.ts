@@ -262,20 +262,14 @@ export function bytesFile(bytes: Uint8Array): RandomAccess {
 }
 
 /** One parsed safetensors file. */
-export class SafetensorsFile {
-  readonly header: SafetensorsHeader;
-  constructor(readonly name: string, readonly handle: RandomAccess) {
-    this.header = parseSafetensorsHeader(handle, name);
-  }
-  get tensors(): Map<string, SafetensorsEntry> {
-    return this.header.tensors;
-  }
-  get metadata(): Record<string, unknown> {
-    return this.header.metadata;
-  }
+/** One weights file of a checkpoint: its tensors as byte ranges of `handle` (safetensors, torch.save). */
+export abstract class WeightsFile {
+  abstract readonly tensors: Map<string, SafetensorsEntry>;
+  abstract readonly metadata: Record<string, unknown>;
+  constructor(readonly name: string, readonly handle: RandomAccess) {}
   /** The entry for `name` (any dtype), or undefined. */
   entry(name: string): SafetensorsEntry | undefined {
-    return this.header.tensors.get(name);
+    return this.tensors.get(name);
   }
   /** The readable tensor `name`; throws when absent or of an unsupported dtype. */
   tensor(name: string): TensorInfo {
@@ -288,6 +282,20 @@ export class SafetensorsFile {
   }
   close(): void {
     this.handle.close?.();
+  }
+}
+
+export class SafetensorsFile extends WeightsFile {
+  readonly header: SafetensorsHeader;
+  constructor(name: string, handle: RandomAccess) {
+    super(name, handle);
+    this.header = parseSafetensorsHeader(handle, name);
+  }
+  get tensors(): Map<string, SafetensorsEntry> {
+    return this.header.tensors;
+  }
+  get metadata(): Record<string, unknown> {
+    return this.header.metadata;
   }
 }
 
@@ -345,11 +353,20 @@ export interface SafetensorsCheckpoint {
 
 /**
  * Opens the safetensors weights of a checkpoint folder: `model.safetensors` when present (as
- * transformers does), else `model.safetensors.index.json` and its shards. Every referenced shard's
- * header is validated, and every index entry must exist in the shard it names.
+ * transformers does), else `model.safetensors.index.json` and its shards.
  */
 export function openSafetensorsCheckpoint(fs: CheckpointFS): SafetensorsCheckpoint {
-  const opened = new Map<string, SafetensorsFile>();
+  return openSharded(fs, { single: SINGLE_FILE, index: INDEX_FILE }, (label, h) => new SafetensorsFile(label, h));
+}
+
+/**
+ * Hugging Face's two layouts of a checkpoint's weights, for any file format: one file `single`
+ * when present, else an `index` ({"weight_map": tensor → shard}) and its shards. Every shard name
+ * is checked before any file is opened, every referenced shard is parsed by `open`, and every
+ * index entry must exist in the shard it names.
+ */
+export function openSharded(fs: CheckpointFS, names: { single: string; index: string }, open: (label: string, handle: RandomAccess) => WeightsFile): SafetensorsCheckpoint {
+  const opened = new Map<string, WeightsFile>();
   const closeAll = () => {
     for (const f of opened.values()) {
       try {
@@ -360,20 +377,20 @@ export function openSafetensorsCheckpoint(fs: CheckpointFS): SafetensorsCheckpoi
     }
     opened.clear();
   };
-  const openShard = (name: string, referencedBy?: string): SafetensorsFile => {
+  const openShard = (name: string, referencedBy?: string): WeightsFile => {
     let f = opened.get(name);
     if (f) return f;
     const h = fs.open(name);
     if (!h) {
       throw new CheckpointError(
         referencedBy
-          ? `missing shard file ${fs.label(name)} (listed in ${fs.label(INDEX_FILE)} for tensor "${referencedBy}")`
+          ? `missing shard file ${fs.label(name)} (listed in ${fs.label(names.index)} for tensor "${referencedBy}")`
           : `missing file ${fs.label(name)}`,
         { file: fs.label(name), tensor: referencedBy },
       );
     }
     try {
-      f = new SafetensorsFile(fs.label(name), h);
+      f = open(fs.label(name), h);
     } catch (e) {
       h.close?.();
       throw e;
@@ -383,28 +400,28 @@ export function openSafetensorsCheckpoint(fs: CheckpointFS): SafetensorsCheckpoi
   };
   try {
     const tensors = new Map<string, SafetensorsEntry>();
-    const fileOf = new Map<string, SafetensorsFile>();
+    const fileOf = new Map<string, WeightsFile>();
     let metadata: Record<string, unknown> = {};
-    const single = fs.open(SINGLE_FILE);
+    const single = fs.open(names.single);
     if (single) {
-      let f: SafetensorsFile;
+      let f: WeightsFile;
       try {
-        f = new SafetensorsFile(fs.label(SINGLE_FILE), single);
+        f = open(fs.label(names.single), single);
       } catch (e) {
         single.close?.();
         throw e;
       }
-      opened.set(SINGLE_FILE, f);
+      opened.set(names.single, f);
       for (const [k, v] of f.tensors) {
         tensors.set(k, v);
         fileOf.set(k, f);
       }
       metadata = f.metadata;
     } else {
-      const text = fs.readText(INDEX_FILE);
-      const idxLabel = fs.label(INDEX_FILE);
+      const text = fs.readText(names.index);
+      const idxLabel = fs.label(names.index);
       if (text === undefined) {
-        throw new CheckpointError(`no weights found: neither ${fs.label(SINGLE_FILE)} nor ${idxLabel} exists`, { file: idxLabel });
+        throw new CheckpointError(`no weights found: neither ${fs.label(names.single)} nor ${idxLabel} exists`, { file: idxLabel });
       }
       let idx: any;
       try {

@@ -16,15 +16,7 @@ import type { RandomAccess } from '../io/source.js';
 import type { DType } from './dtype.js';
 import { crc32 } from './crc32.js';
 import { PyGlobal, aType, isTuple, pyType, unpickle, type PicklePolicy, type PyValue } from './pickle.js';
-import {
-  CheckpointError,
-  SUPPORTED_DTYPES,
-  readRange,
-  readTensorBytes,
-  requireSupported,
-  type SafetensorsEntry,
-  type TensorInfo,
-} from './safetensors.js';
+import { CheckpointError, SUPPORTED_DTYPES, WeightsFile, readRange, type SafetensorsEntry } from './safetensors.js';
 import { readZipEntries } from './zip.js';
 
 /**
@@ -219,13 +211,14 @@ export function readTorchStateDict(pkl: Uint8Array, label: string): Map<string, 
 }
 
 /** One torch.save zip file, its tensors placed as absolute byte ranges (SafetensorsEntry). */
-export class TorchBinFile {
+export class TorchBinFile extends WeightsFile {
   readonly tensors = new Map<string, SafetensorsEntry>();
   /** The pickle's view of each tensor (stride, storage key and offset). */
   readonly refs: Map<string, TorchTensorRef>;
   readonly metadata: Record<string, unknown> = { format: 'pt' };
 
-  constructor(readonly name: string, readonly handle: RandomAccess) {
+  constructor(name: string, handle: RandomAccess) {
+    super(name, handle);
     const fail = (msg: string, tensor?: string): never => {
       throw new CheckpointError(`${name}: ${msg}`, { file: name, tensor });
     };
@@ -267,19 +260,5 @@ export class TorchBinFile {
         length,
       });
     }
-  }
-  entry(name: string): SafetensorsEntry | undefined {
-    return this.tensors.get(name);
-  }
-  tensor(name: string): TensorInfo {
-    const e = this.entry(name);
-    if (!e) throw new CheckpointError(`${this.name}: tensor "${name}" not found`, { file: this.name, tensor: name });
-    return requireSupported(e);
-  }
-  readTensor(name: string, dst?: Uint8Array): Uint8Array {
-    return readTensorBytes(this.handle, this.tensor(name), dst);
-  }
-  close(): void {
-    this.handle.close?.();
   }
 }
