@@ -15,6 +15,7 @@ export type { EngineOptions, MemoryReport, EngineHost } from './core/engine.js';
 export { instantiateEngine, setEngineBinaries } from './core/wasm.js';
 export type { EngineExports } from './core/wasm.js';
 export { Tokenizer } from './core/tokenizer.js';
+export { applyChatTemplate, chatTemplateOf, chatTemplateVariables, ChatTemplateError, NO_CHAT_TEMPLATE, strftimeNow, type ChatMessage, type ChatTemplateOptions } from './core/chat-template.js';
 export { Sampler } from './core/sampler.js';
 export type { SamplingOptions } from './core/sampler.js';
 export { readImageHeader, readTokenizerJson, section } from './format/image.js';

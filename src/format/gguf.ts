@@ -331,6 +331,13 @@ export function openGGUFCheckpoint(src: RandomAccess & { close(): void }, path: 
         model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabMap, merges },
       });
     }
+    // The chat template (tokenizer.chat_template; named ones as tokenizer.chat_template.NAME, listed
+    // in tokenizer.chat_templates) goes where tokenizer_config.json has it: chat_template.
+    const chat = m.get('tokenizer.chat_template'), chatNames = m.get('tokenizer.chat_templates');
+    const named = (Array.isArray(chatNames) ? chatNames : []).map((n) => ({ name: String(n), template: m.get(`tokenizer.chat_template.${String(n)}`) }))
+      .filter((t) => typeof t.template === 'string');
+    if (named.length > 0) tokenizerConfig = { ...tokenizerConfig, chat_template: [...(typeof chat === 'string' ? [{ name: 'default', template: chat }] : []), ...named] };
+    else if (typeof chat === 'string') tokenizerConfig = { ...tokenizerConfig, chat_template: chat };
     return {
       dir: path, origin: 'gguf', config, rawConfig: Object.fromEntries(m), tensors: modelTensors(config),
       tokenizerJson: tokenizerJson!, tokenizerConfig,

@@ -7,3 +7,4 @@ export type { WorkerLoadOptions } from './protocol.js';
 export type { Completion, GenerateOptions, GeneratedToken, GenerationStats, FlashStats, PerplexityOptions } from '../core/model.js';
 export type { RunOptions, ResolvedOptions, FfnMode, Device } from '../core/options.js';
 export { resolveOptions, parseMemory } from '../core/options.js';
+export { applyChatTemplate, chatTemplateOf, chatTemplateVariables, ChatTemplateError, NO_CHAT_TEMPLATE, strftimeNow, type ChatMessage, type ChatTemplateOptions } from '../core/chat-template.js';
