@@ -3,7 +3,7 @@
 import './node/engine-host.js';
 export { loadModel, loadTokenizer, DEFAULT_MODEL, cachedImage, cacheDir, resolveImage } from './node/load.js';
 export { Model } from './core/model.js';
-export type { LoadOptions, GenerateOptions, GeneratedToken, Completion, GenerationStats, FlashStats, PerplexityOptions } from './core/model.js';
+export type { LoadOptions, GenerateOptions, GeneratedToken, Completion, GenerationStats, FlashStats, PerplexityOptions, TokenLogprob } from './core/model.js';
 export { openModel } from './core/load.js';
 export type { ImageInfo } from './core/load.js';
 export { resolveOptions, parseMemory } from './core/options.js';
@@ -38,3 +38,5 @@ export { evaluatePredictor } from './predictor/evaluate.js';
 export { truncatePredictor, predictorBytesAt, pickRank } from './predictor/ladder.js';
 export { loadPredictor, savePredictor, predictorPath } from './node/predictor-file.js';
 export type { Predictor, PredictorRung, EnginePredictor } from './predictor/types.js';
+export { ChatSession, chatPrompt } from './core/session.js';
+export type { ChatOptions } from './core/session.js';

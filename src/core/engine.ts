@@ -47,6 +47,9 @@ export class Engine {
   /** What runs the forward pass's arithmetic (setDevice). */
   backend: Backend;
   private planView: Float64Array | undefined;
+  /** The tokens whose keys and values the KV cache holds, by position (checkStep keeps it). */
+  private readonly kvIds: Int32Array;
+  private kvLength = 0;
 
   private constructor(
     readonly header: ImageHeader,
@@ -71,6 +74,7 @@ export class Engine {
     this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
     this.cpu = new WasmBackend(wasm, simd ? 'wasm simd' : 'wasm');
     this.backend = this.cpu;
+    this.kvIds = new Int32Array(contextLength);
   }
 
   /** Opens an image file (path, through the host) or any FlashSource and loads the model into a fresh wasm instance. */
@@ -181,6 +185,7 @@ export class Engine {
     if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
     if (this.backend instanceof IoReplayBackend) throw new Error('an I/O replay (ioOnly) runs no arithmetic: there is no device to choose');
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
+    this.kvLength = 0;   // another backend's KV cache: nothing in it
     if (device === 'cpu') { opts.gpu?.device.destroy(); return 'cpu'; }
     let gpu: Gpu | null | undefined = opts.gpu;
     try {
@@ -254,6 +259,7 @@ export class Engine {
       b.ffnEnd(l);
     }
     await b.end(readLogits);
+    this.passDone(pos);
   }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
@@ -262,6 +268,7 @@ export class Engine {
     this.checkStep(token, pos);
     this.wasm.forward(token, pos);
     this.checkIo();
+    this.passDone(pos);
   }
 
   /** Whether the FFN is read from flash (naive, hybrid or sparse mode). */
@@ -303,6 +310,25 @@ export class Engine {
   private checkStep(token: number, pos: number): void {
     if (pos >= this.contextLength) throw new Error(`position ${pos} is past the context length ${this.contextLength}`);
     if (!(token >= 0 && token < this.config.vocab)) throw new Error(`token id ${token} is outside the vocabulary (${this.config.vocab})`);
+    // Position pos is being rewritten: it and later positions are stale until the pass completes (passDone).
+    this.kvIds[pos] = token;
+    this.kvLength = pos;
+  }
+
+  /** A pass at `pos` completed: the KV cache holds positions 0..pos. */
+  private passDone(pos: number): void {
+    this.kvLength = pos + 1;
+  }
+
+  /**
+   * How many leading tokens of `ids` the KV cache already holds (the same tokens at the same
+   * positions, run by an earlier request): a new request need only run the rest.
+   */
+  cachedPrefix(ids: ArrayLike<number>): number {
+    const n = Math.min(ids.length, this.kvLength);
+    let i = 0;
+    while (i < n && this.kvIds[i] === ids[i]) i++;
+    return i;
   }
 
   private checkIo(): void {

@@ -33,17 +33,32 @@ export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
   /** Stop at the end-of-sequence token (default true). */
   stopAtEos?: boolean;
+  /** Generation ends before any of these strings would appear in the text; the text excludes it. */
+  stop?: string | string[];
+  /** Ends the request: a waiting one rejects with an AbortError, a running one stops at the next token. */
   signal?: AbortSignal;
+}
+
+/** A token's natural-log probability under the distribution it was chosen from (after penalties, before temperature). */
+export interface TokenLogprob {
+  id: number;
+  /** The token's own text (decoded alone, special tokens included). */
+  token: string;
+  logprob: number;
 }
 
 export interface GeneratedToken {
   id: number;
-  /** Text this token completes (may be empty while a UTF-8 character is still incomplete). */
+  /** Text this token completes (may be empty while a UTF-8 character is still incomplete, or held back as the possible start of a stop string). */
   text: string;
+  /** With `logprobs: k`: the chosen token's log-probability and the k most likely tokens' (`top`). */
+  logprobs?: TokenLogprob & { top: TokenLogprob[] };
 }
 
 export interface GenerationStats extends FlashStats {
   prompt_tokens: number;
+  /** Prompt tokens run through the model; the rest were in the KV cache from an earlier request with the same prefix. */
+  prefill_tokens: number;
   tokens: number;
   prompt_ms: number;
   tokens_per_s: number;
@@ -80,6 +95,8 @@ export interface Completion {
   ids: number[];
   text: string;
   stats: GenerationStats;
+  /** With `logprobs: k`: one entry per generated id. */
+  logprobs?: (TokenLogprob & { top: TokenLogprob[] })[];
 }
 
 export interface PerplexityOptions {
@@ -109,6 +126,7 @@ export class Model {
    */
   checkPredictor(): void {
     if (this.engine.mode !== 'sparse') throw new Error('--check-predictor needs sparse mode');
+    this.assertIdle('checkPredictor');
     this.shadow ??= Engine.open((this.engine.source as { path?: string }).path ?? this.path);
     this.tally = Array.from({ length: this.config.nLayers }, () => ({ truth: 0, predicted: 0, hit: 0 }));
   }
@@ -140,65 +158,154 @@ export class Model {
 
   get config(): ModelConfig { return this.engine.config; }
 
+  // One engine (one KV cache, one neuron cache): requests take turns through a FIFO queue.
+  private busy = false;
+  private readonly waiters: Waiter[] = [];
+  /** Wakes the running generation when a request starts waiting (it then runs ahead of its reader). */
+  private onWaiter: (() => void) | undefined;
+
+  /** Resolves when the engine is this request's: every earlier one has ended or left the queue. */
+  private acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortError());
+    if (!this.busy) { this.busy = true; return Promise.resolve(); }
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        resolve, signal,
+        abort: () => { const i = this.waiters.indexOf(w); if (i >= 0) this.waiters.splice(i, 1); reject(abortError()); },
+      };
+      signal?.addEventListener('abort', w.abort, { once: true });
+      this.waiters.push(w);
+      this.onWaiter?.();
+    });
+  }
+
+  /** Hands the engine to the next waiting request, if any. */
+  private release(): void {
+    const w = this.waiters.shift();
+    if (!w) { this.busy = false; return; }
+    w.signal?.removeEventListener('abort', w.abort);
+    w.resolve();
+  }
+
+  /** Sync calls cannot wait their turn: they refuse while a request holds the engine. */
+  private assertIdle(what: string): void {
+    if (this.busy) throw new Error(`${what}() is synchronous and the model is running a request (generate, complete or perplexity): await it first`);
+  }
+
   tokenize(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
     return this.tokenizer.encode(text, opts);
   }
 
-  /** Streams generated tokens; the prompt is encoded with the tokenizer's special tokens (BOS). */
+  /**
+   * Streams generated tokens; the prompt is encoded with the tokenizer's special tokens (BOS).
+   * Requests on one model take turns (a FIFO queue): this one starts once the earlier ones end.
+   */
   async *generate(prompt: string | number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
     const ids = typeof prompt === 'string' ? this.tokenize(prompt) : prompt;
     if (ids.length === 0) throw new Error('the prompt encodes to no tokens (the tokenizer adds no BOS): give some text');
-    const maxTokens = opts.maxTokens ?? 128;
     const room = this.engine.contextLength - ids.length;
     if (room <= 0) throw new Error(`the prompt has ${ids.length} tokens; the context holds ${this.engine.contextLength}`);
     const sampler = new Sampler(this.config.vocab, opts);
-    const decoder = this.tokenizer.decoder({ skipSpecialTokens: true });
-    const eos = new Set(this.config.eosIds);
-    const out: number[] = [];
-    let text = '';
+    const stops = stopStrings(opts.stop);
+    const stream = new TokenStream();
+    this.produce(stream, ids, Math.min(opts.maxTokens ?? 128, room), sampler, stops, opts).then((c) => stream.end(c), (e) => stream.fail(e));
+    try {
+      for (;;) {
+        const t = await stream.take();
+        if (!t) return stream.result!;
+        yield t;
+      }
+    } finally {
+      stream.cancel();
+    }
+  }
 
-    // Greedy on a GPU that can chain tokens: prompt logits stay on the GPU, and so does the loop.
-    const b = this.engine.backend;
-    const chain = sampler.temperature === 0 && !this.shadow && b.canChain === true && b.greedy !== undefined;
-    const t0 = now();
-    this.engine.reset();
-    for (let p = 0; p < ids.length; p++) {
-      if (chain) await this.engine.forwardAsync(ids[p], p, false);
-      else await this.step(ids[p], p);
+  /**
+   * The engine loop of one generate() request, in its turn. It computes a token when the reader
+   * asks for one, or runs ahead into the stream while another request waits for the engine.
+   */
+  private async produce(s: TokenStream, ids: number[], limit: number, sampler: Sampler, stops: string[] | undefined, opts: GenerateOptions): Promise<Completion> {
+    await this.acquire(opts.signal);
+    const wake = () => s.kick();
+    this.onWaiter = wake;
+    opts.signal?.addEventListener('abort', wake);
+    try {
+      sampler.prime(ids);
+      const decoder = this.tokenizer.decoder({ skipSpecialTokens: true });
+      const eos = new Set(this.config.eosIds);
+      const out: number[] = [];
+      const lps: Completion['logprobs'] = sampler.logprobs > 0 ? [] : undefined;
+      let text = '', held = '', hit = false;
+
+      // Greedy on a GPU that can chain tokens: prompt logits stay on the GPU, and so does the loop.
+      const b = this.engine.backend;
+      const chain = sampler.plainGreedy && !this.shadow && b.canChain === true && b.greedy !== undefined;
+      const t0 = now();
+      this.engine.reset();
+      // Positions an earlier request ran with the same tokens keep their keys and values: only the
+      // rest is prefilled (the last prompt token always runs, for its logits). Not with a shadow
+      // engine checking the predictor: it has no such history.
+      const cached = this.shadow ? 0 : Math.min(this.engine.cachedPrefix(ids), ids.length - 1);
+      for (let p = cached; p < ids.length; p++) {
+        if (chain) await this.engine.forwardAsync(ids[p], p, false);
+        else await this.step(ids[p], p);
+      }
+      this.engine.resetStats();
+      const t1 = now();
+      // Next ids: chained on the GPU (in batches), or sampled here, each run through the model
+      // only when the loop asks for one more (the last one never is).
+      const next = limit <= 0 ? [] : chain ? flat(b.greedy!(ids.length, limit)) : this.sampled(sampler, ids.length);
+      for await (const id of next) {
+        if (opts.signal?.aborted || s.cancelled) break;
+        out.push(id);
+        let piece = decoder.push(id);
+        const lp = lps && this.logprobsOf(sampler, id);
+        if (lp) lps!.push(lp);
+        if ((opts.stopAtEos ?? true) && eos.has(id)) { text += piece; break; }
+        if (stops) {
+          const t = held + piece, at = findStop(t, stops);
+          hit = at >= 0;
+          const keep = hit ? at : t.length - heldBack(t, stops);
+          piece = t.slice(0, keep);
+          held = hit ? '' : t.slice(keep);
+        }
+        text += piece;
+        s.push(lp ? { id, text: piece, logprobs: lp } : { id, text: piece });
+        if (hit || out.length >= limit || !(await s.room(this.waiters, opts.signal))) break;
+      }
+      let rest = hit ? '' : held + decoder.flush();
+      if (stops && rest) { const at = findStop(rest, stops); if (at >= 0) rest = rest.slice(0, at); }
+      text += rest;
+      if (rest) s.push({ id: -1, text: rest });
+      const t2 = now();
+      const n = out.length;
+      // The last sampled token is not run through the model: n - 1 forward passes since t1.
+      const stats: GenerationStats = {
+        prompt_tokens: ids.length,
+        prefill_tokens: ids.length - cached,
+        tokens: n,
+        prompt_ms: round(t1 - t0),
+        tokens_per_s: round(n ? (1000 * n) / (t2 - t1) : 0),
+        memory_bytes: this.engine.memoryBytes,
+        simd: this.engine.simd,
+        ...this.flashStats(Math.max(1, n - 1), t2 - t1),
+        ms_per_token: round(n ? (t2 - t1) / n : 0),
+      };
+      this.lastStats = stats;
+      return lps ? { prompt_ids: ids, ids: out, text, stats, logprobs: lps } : { prompt_ids: ids, ids: out, text, stats };
+    } finally {
+      opts.signal?.removeEventListener('abort', wake);
+      this.onWaiter = undefined;
+      this.release();
     }
-    this.engine.resetStats();
-    const t1 = now();
-    const limit = Math.min(maxTokens, room);
-    // Next ids: chained on the GPU (in batches), or sampled here, each run through the model
-    // only when the loop asks for one more (the last one never is).
-    const next = limit <= 0 ? [] : chain ? flat(b.greedy!(ids.length, limit)) : this.sampled(sampler, ids.length);
-    for await (const id of next) {
-      if (opts.signal?.aborted) break;
-      out.push(id);
-      const piece = decoder.push(id);
-      text += piece;
-      if ((opts.stopAtEos ?? true) && eos.has(id)) break;
-      yield { id, text: piece };
-      if (out.length >= limit) break;
-    }
-    const rest = decoder.flush();
-    text += rest;
-    if (rest) yield { id: -1, text: rest };
-    const t2 = now();
-    const n = out.length;
-    // The last sampled token is not run through the model: n - 1 forward passes since t1.
-    const stats: GenerationStats = {
-      prompt_tokens: ids.length,
-      tokens: n,
-      prompt_ms: round(t1 - t0),
-      tokens_per_s: round(n ? (1000 * n) / (t2 - t1) : 0),
-      memory_bytes: this.engine.memoryBytes,
-      simd: this.engine.simd,
-      ...this.flashStats(Math.max(1, n - 1), t2 - t1),
-      ms_per_token: round(n ? (t2 - t1) / n : 0),
-    };
-    this.lastStats = stats;
-    return { prompt_ids: ids, ids: out, text, stats };
+  }
+
+  /** The sampler's log-probabilities of the token it just chose, as objects. */
+  private logprobsOf(s: Sampler, id: number): TokenLogprob & { top: TokenLogprob[] } {
+    const tok = (i: number) => this.tokenizer.decode([i]);
+    const top: TokenLogprob[] = [];
+    for (let i = 0; i < s.logprobs; i++) top.push({ id: s.topIds[i], token: tok(s.topIds[i]), logprob: s.topLogprobs[i] });
+    return { id, token: tok(id), logprob: s.logprob, top };
   }
 
   /** Ids sampled from the logits, each run through the model before the next is sampled. */
@@ -232,6 +339,16 @@ export class Model {
     const body = all[0] === bos ? all.slice(1) : all;
     const window = Math.min(opts.context ?? this.engine.contextLength, this.engine.contextLength);
     if (window < 2) throw new Error(`context must be at least 2 tokens (got ${window})`);
+    await this.acquire(opts.signal);
+    try {
+      return await this.score(body, window, opts);
+    } finally {
+      this.release();
+    }
+  }
+
+  private async score(body: number[], window: number, opts: PerplexityOptions): Promise<{ tokens: number; nll: number; ppl: number; stats: FlashStats }> {
+    const bos = this.config.bosId;
     this.engine.resetStats();
     const t0 = now();
     let passes = 0;
@@ -239,7 +356,7 @@ export class Model {
     const stride = Math.min(opts.stride ?? Math.max(1, span >> 1), span);
     let nll = 0, scored = 0, start = 0, scoredUpTo = 0;
     for (;;) {
-      if (opts.signal?.aborted) throw new Error('aborted');
+      if (opts.signal?.aborted) throw abortError();
       const end = Math.min(start + span, body.length);
       this.engine.reset();
       let prev = bos;
@@ -285,12 +402,86 @@ export class Model {
 
   /** Greedy next token after `ids` (a fresh sequence). */
   nextToken(ids: number[]): number {
+    this.assertIdle('nextToken');
     this.engine.reset();
     ids.forEach((id, p) => this.engine.forward(id, p));
     return argmax(this.engine.logits());
   }
 
   close(): void { this.engine.close(); this.shadow?.close(); }
+}
+
+interface Waiter { resolve: () => void; signal: AbortSignal | undefined; abort: () => void }
+
+function abortError(): Error {
+  const e = new Error('the request was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+/**
+ * A generation's tokens between its engine loop (writer) and its iterator (reader). The writer
+ * computes the next token while the reader waits for one, or while another request waits.
+ */
+class TokenStream {
+  cancelled = false;
+  result: Completion | undefined;
+  private buf: GeneratedToken[] = [];
+  private finished = false;
+  private failed = false;
+  private error: unknown;
+  private reader: (() => void) | undefined;
+  private writer: (() => void) | undefined;
+
+  push(t: GeneratedToken): void { this.buf.push(t); this.wakeReader(); }
+  end(c: Completion): void { this.result = c; this.finished = true; this.wakeReader(); }
+  fail(e: unknown): void { this.error = e; this.failed = this.finished = true; this.wakeReader(); }
+  /** The reader is gone: the writer stops at its next check. */
+  cancel(): void { this.cancelled = true; this.kick(); }
+  kick(): void { const w = this.writer; this.writer = undefined; w?.(); }
+  private wakeReader(): void { const r = this.reader; this.reader = undefined; r?.(); }
+
+  /** The next token, or undefined when the generation has ended (result holds it). */
+  async take(): Promise<GeneratedToken | undefined> {
+    for (;;) {
+      if (this.buf.length) return this.buf.shift();
+      if (this.finished) { if (this.failed) throw this.error; return undefined; }
+      await new Promise<void>((r) => { this.reader = r; this.kick(); });
+    }
+  }
+
+  /** Waits until a token is wanted; false when the generation should end instead. */
+  async room(waiters: readonly unknown[], signal: AbortSignal | undefined): Promise<boolean> {
+    while (!this.reader && !waiters.length && !this.cancelled && !signal?.aborted) await new Promise<void>((r) => (this.writer = r));
+    return !this.cancelled && !signal?.aborted;
+  }
+}
+
+function stopStrings(stop: string | string[] | undefined): string[] | undefined {
+  if (stop === undefined) return undefined;
+  const list = typeof stop === 'string' ? [stop] : stop;
+  if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || x.length === 0)) throw new Error('stop must be a non-empty string or an array of them');
+  return list.length ? list : undefined;
+}
+
+/** Where the first stop string starts in t, or -1. */
+function findStop(t: string, stops: string[]): number {
+  let at = -1;
+  for (const s of stops) { const i = t.indexOf(s); if (i >= 0 && (at < 0 || i < at)) at = i; }
+  return at;
+}
+
+/** Length of the longest end of t that begins some stop string (held back until it is decided). */
+function heldBack(t: string, stops: string[]): number {
+  let hold = 0;
+  for (const s of stops) {
+    for (let k = Math.min(s.length - 1, t.length); k > hold; k--) {
+      let j = 0;
+      while (j < k && t.charCodeAt(t.length - k + j) === s.charCodeAt(j)) j++;
+      if (j === k) { hold = k; break; }
+    }
+  }
+  return hold;
 }
 
 async function* flat<T>(batches: AsyncIterable<T[]>): AsyncGenerator<T, void> {

@@ -22,6 +22,7 @@ import { probeDevice, saveProfile } from './probe.js';
 import { SHAPES, synthImage } from './synth-file.js';
 import { DTYPE_BYTES, DType } from '../format/dtype.js';
 import type { RunOptions } from '../core/options.js';
+import { startServer } from './serve.js';
 
 type Flags = Record<string, string | boolean>;
 interface Command {
@@ -131,6 +132,43 @@ ${FLASH_FLAGS_HELP}`,
         if (!f.json) process.stdout.write(r.value.text);
       }
       model.close();
+    },
+  },
+  serve: {
+    usage: 'flashneuron serve [--model PATH] [--host H] [--port N] [--api-key KEY] [--chat-template FILE] [FLASH OPTIONS]',
+    help: `Serves the model over HTTP with OpenAI's API: POST /v1/chat/completions (messages rendered
+with the model's chat template), POST /v1/completions, GET /v1/models, GET /health. Answers whole
+or streamed (server-sent events); requests take turns on the model; a client that disconnects
+aborts its generation. Prints "listening on http://HOST:PORT (model ID)" on stderr when ready;
+Ctrl-C or SIGTERM stops it.
+
+${MODEL_FLAG}
+  --model-id ID       the id /v1/models lists (default: the model path's basename; requests
+                      may also name "default")
+  --host H            interface to listen on (default 127.0.0.1)
+  --port N            port (default 8080; 0: a free one, printed in the listening line)
+  --api-key KEY       require "Authorization: Bearer KEY" on /v1 requests (default:
+                      $FLASHNEURON_API_KEY; unset: no key needed)
+  --chat-template FILE  a Jinja chat template instead of the model's
+  --max-body BYTES    largest request body (default 1048576); larger ones get 413
+${FLASH_FLAGS_HELP}`,
+    flags: { model: 'string', 'model-id': 'string', host: 'string', port: 'number', 'api-key': 'string', 'chat-template': 'string', 'max-body': 'number', ...FLASH_FLAGS },
+    async run(args, f) {
+      if (args.length) throw new UsageError(`serve takes no arguments (got "${args.join(' ')}")`);
+      const port = num(f.port) ?? 8080, maxBody = num(f['max-body']);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535 (got ${f.port})`);
+      if (maxBody !== undefined && !(Number.isInteger(maxBody) && maxBody > 0)) throw new UsageError(`--max-body must be a positive number of bytes (got ${f['max-body']})`);
+      const template = str(f['chat-template']);
+      const chatTemplate = template === undefined ? undefined : readFileSync(template, 'utf8');
+      const apiKey = str(f['api-key']) ?? (process.env.FLASHNEURON_API_KEY || undefined);
+      const model = await load(f);
+      const modelId = str(f['model-id']) ?? basename((str(f.model) ?? DEFAULT_MODEL).replace(/[\\/]+$/, ''));
+      try {
+        const srv = await startServer(model, { host: str(f.host), port, apiKey, modelId, chatTemplate, maxBody });
+        process.stderr.write(`listening on ${srv.url} (model ${srv.modelId})\n`);
+        await new Promise<void>((resolve) => { process.once('SIGINT', () => resolve()); process.once('SIGTERM', () => resolve()); });
+        await srv.close();
+      } finally { model.close(); }
     },
   },
   tokenize: {
