@@ -243,9 +243,12 @@ export class Model {
       const t0 = now();
       this.engine.reset();
       // Positions an earlier request ran with the same tokens keep their keys and values: only the
-      // rest is prefilled (the last prompt token always runs, for its logits). Not with a shadow
-      // engine checking the predictor: it has no such history.
-      const cached = this.shadow ? 0 : Math.min(this.engine.cachedPrefix(ids), ids.length - 1);
+      // rest is prefilled (the last prompt token always runs, for its logits). Dense mode only:
+      // with the FFN on flash a neuron's contribution is summed in an order that depends on
+      // whether it was cached or read, so a prefill that starts from another request's neuron
+      // caches could answer differently from a fresh run. Not with a shadow engine checking the
+      // predictor either: it has no such history.
+      const cached = this.shadow || this.engine.flash ? 0 : Math.min(this.engine.cachedPrefix(ids), ids.length - 1);
       for (let p = cached; p < ids.length; p++) {
         if (chain) await this.engine.forwardAsync(ids[p], p, false);
         else await this.step(ids[p], p);
