@@ -23,6 +23,7 @@ import { SHAPES, synthImage } from './synth-file.js';
 import { DTYPE_BYTES, DType } from '../format/dtype.js';
 import type { RunOptions } from '../core/options.js';
 import { startServer } from './serve.js';
+import { ChatSession, chatRepl, CHAT_REPL_HELP } from './chat-repl.js';
 
 type Flags = Record<string, string | boolean>;
 interface Command {
@@ -132,6 +133,46 @@ ${FLASH_FLAGS_HELP}`,
         if (!f.json) process.stdout.write(r.value.text);
       }
       model.close();
+    },
+  },
+  chat: {
+    usage: 'flashneuron chat [--model PATH|ID] [--system TEXT] [--chat-template FILE] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stats] [FLASH OPTIONS]',
+    help: `An interactive conversation with the model (its chat template, or --chat-template's).
+Type a turn at the "> " prompt; the answer streams to stdout (prompt and notices go to stderr).
+A line ending in \\ goes on with the next; a pasted block is one turn. Ctrl-C stops an answer
+(the turn is dropped, the conversation kept); at an empty prompt it leaves (exit code 130), as
+do /exit and Ctrl-D (0). When stdin is not a terminal there is no prompt: each line is a turn
+and each answer goes to stdout followed by a newline.
+
+Commands:
+${CHAT_REPL_HELP.replace(/^/gm, '  ')}
+
+${MODEL_FLAG}
+  --system TEXT       the system prompt (kept by /reset)
+  --chat-template FILE  a Jinja chat template instead of the model's
+  --max-tokens N      tokens per answer at most (default 128)
+  --temperature T     0 = greedy; default 0.8
+  --top-k K           sample among the K most likely tokens (default 40, 0 = off)
+  --top-p P           nucleus sampling mass (default 0.95, 1 = off)
+  --seed S            RNG seed of every answer (default: random)
+  --stats             print each answer's stats on stderr (tokens, tokens/s, prefill/prompt
+                      tokens, flash figures); /stats toggles it
+  --no-stop           do not stop at the end-of-sequence token
+${FLASH_FLAGS_HELP}`,
+    flags: { model: 'string', system: 'string', 'chat-template': 'string', 'max-tokens': 'number', temperature: 'number', 'top-k': 'number', 'top-p': 'number', seed: 'number', stats: 'boolean', 'no-stop': 'boolean', ...FLASH_FLAGS },
+    async run(args, f) {
+      if (args.length) throw new UsageError(`chat takes no arguments (got "${args.join(' ')}"); type the turns at its prompt`);
+      const template = str(f['chat-template']) === undefined ? undefined : readFileSync(str(f['chat-template'])!, 'utf8');
+      const model = await load(f);
+      let code: number;
+      try {
+        const session = new ChatSession(model, { system: str(f.system), template });
+        code = await chatRepl(session, {
+          stats: !!f.stats,
+          generate: { maxTokens: num(f['max-tokens']), temperature: num(f.temperature), topK: num(f['top-k']), topP: num(f['top-p']), seed: num(f.seed), stopAtEos: !f['no-stop'] },
+        });
+      } finally { model.close(); }
+      if (code) process.exit(code);
     },
   },
   serve: {
