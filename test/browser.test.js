@@ -57,6 +57,27 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     }
   });
 
+  it('a chat session in the worker answers as ChatSession does in Node, turn after turn', async () => {
+    const template = '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}';
+    const greedy = { temperature: 0, maxTokens: 8, stopAtEos: false };
+    await page.evaluate(() => window.flashneuron.load({ model: 'opt-relu-mini', memory: '' }));
+    const inPage = await page.evaluate(async ({ template, greedy }) => {
+      const s = await window.flashneuron.session({ system: 'Be brief.', template });
+      const a = await s.reply('The meaning of the word', greedy);
+      const f = await s.fork();
+      const b = await f.reply('And then', greedy);
+      return { a: a.ids, b: b.ids, n: (await s.messages()).length, nf: (await f.messages()).length };
+    }, { template, greedy });
+    const { ChatSession } = await import('../dist/src/index.js');
+    const node = await loadModel(modelDir('opt-relu-mini'), { cacheDir: tmpDir('chatcache') });
+    try {
+      const s = new ChatSession(node, { system: 'Be brief.', template });
+      assert.deepEqual(inPage.a, (await s.reply('The meaning of the word', greedy)).ids);
+      assert.deepEqual(inPage.b, (await s.reply('And then', greedy)).ids);
+      assert.deepEqual([inPage.n, inPage.nf], [3, 5]);
+    } finally { node.close(); }
+  });
+
   it('WebGPU in the worker (SwiftShader): device auto stays on the wasm, gpu gives the golden ids, dense and sparse', async function () {
     const hasGpu = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
     if (!hasGpu) this.skip();

@@ -94,4 +94,10 @@ $('load').onclick = () => {
 $('go').onclick = () => generate().catch(() => {});
 $('stop').onclick = () => model.stop();
 
-window.flashneuron = { load, generate };
+/** A conversation in the worker (ChatSession): for scripts and tests. */
+async function session(options = {}) {
+  await ready;
+  return model.session(options);
+}
+
+window.flashneuron = { load, generate, session };

@@ -7,6 +7,7 @@ import type { MemoryReport } from '../core/engine.js';
 import type { ResolvedOptions } from '../core/options.js';
 import type { ModelConfig } from '../format/config.js';
 import type { ModelSpec } from './opfs.js';
+import type { ChatMessage } from '../core/chat-template.js';
 import type { Reply, Request, WorkerLoadOptions } from './protocol.js';
 
 /** What a loaded model is, as the worker reports it. */
@@ -26,10 +27,11 @@ type Listener = { progress?: (phase: string, done: number, total: number) => voi
   resolve: (v: unknown) => void; reject: (e: Error) => void };
 
 /** A request that does not fit the union as a literal (its id is added on send). */
-type Body = Request extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
+export type Body = Request extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
 
 export class WorkerModel {
   private next = 1;
+  private nextSession = 1;
   private readonly waiting = new Map<number, Listener>();
   /** The loaded model, after load(). */
   info: ModelInfo | undefined;
@@ -67,28 +69,43 @@ export class WorkerModel {
   }
 
   /** Streams generated tokens (the model's generate(), in the worker). Abort with options.signal or stop(). */
-  async *generate(prompt: string | number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
+  generate(prompt: string | number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
     const { signal, ...rest } = options;
+    return this.stream({ op: 'generate', prompt, options: rest }, signal);
+  }
+
+  /** A conversation held in the worker (ChatSession there): the Node API's ChatSession interface. */
+  async session(options: { system?: string; template?: string; messages?: ChatMessage[]; /** fork of this session */ from?: number } = {}): Promise<WorkerSession> {
+    const id = this.nextSession++;
+    await this.call({ op: 'session', session: id, options });
+    return new WorkerSession(this, id);
+  }
+
+  /** Streams the tokens of a request (generate, or a session's turn) until its result. */
+  stream(body: Body, signal?: AbortSignal): AsyncGenerator<GeneratedToken, Completion> {
     const queue: GeneratedToken[] = [];
     let wake: (() => void) | undefined, done = false, result: Completion | undefined, failure: Error | undefined;
     const onAbort = () => this.stop();
-    signal?.addEventListener('abort', onAbort);
-    this.call({ op: 'generate', prompt, options: rest }, { token: (t) => { queue.push(t); wake?.(); } })
-      .then((v) => { result = v as Completion; }, (e) => { failure = e; })
-      .finally(() => { done = true; wake?.(); });
-    try {
-      for (;;) {
-        while (queue.length) yield queue.shift()!;
-        if (done) break;
-        await new Promise<void>((r) => { wake = r; });
-        wake = undefined;
+    const self = this;
+    return (async function* () {
+      signal?.addEventListener('abort', onAbort);
+      self.call(body, { token: (t) => { queue.push(t); wake?.(); } })
+        .then((v) => { result = v as Completion; }, (e) => { failure = e; })
+        .finally(() => { done = true; wake?.(); });
+      try {
+        for (;;) {
+          while (queue.length) yield queue.shift()!;
+          if (done) break;
+          await new Promise<void>((r) => { wake = r; });
+          wake = undefined;
+        }
+        if (failure) throw failure;
+        self.lastStats = result!.stats;
+        return result!;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
       }
-      if (failure) throw failure;
-      this.lastStats = result!.stats;
-      return result!;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    })();
   }
 
   /** Runs generate() to the end. */
@@ -119,11 +136,45 @@ export class WorkerModel {
     this.info = undefined;
   }
 
-  private call(body: Body, on: Omit<Listener, 'resolve' | 'reject'> = {}, transfer: Transferable[] = []): Promise<unknown> {
+  /** Sends a request and settles with its result. */
+  call(body: Body, on: Omit<Listener, 'resolve' | 'reject'> = {}, transfer: Transferable[] = []): Promise<unknown> {
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { ...on, resolve, reject });
       this.worker.postMessage({ ...body, id } as Request, transfer);
     });
+  }
+}
+
+/** A conversation on a WorkerModel: send / reply / fork / reset / messages, as ChatSession in Node. */
+export class WorkerSession {
+  constructor(private readonly model: WorkerModel, readonly id: number) {}
+
+  /** Streams the answer to `content`; once it ends, the turn is part of the conversation. */
+  send(content: string, options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
+    const { signal, ...rest } = options;
+    return this.model.stream({ op: 'send', session: this.id, content, options: rest }, signal);
+  }
+
+  async reply(content: string, options: GenerateOptions = {}): Promise<Completion> {
+    const it = this.send(content, options);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** The conversation so far. */
+  messages(): Promise<ChatMessage[]> {
+    return this.model.call({ op: 'messages', session: this.id }) as Promise<ChatMessage[]>;
+  }
+
+  reset(): Promise<void> {
+    return this.model.call({ op: 'reset', session: this.id }).then(() => {});
+  }
+
+  /** A session that continues from here on its own. */
+  fork(): Promise<WorkerSession> {
+    return this.model.session({ from: this.id });
   }
 }

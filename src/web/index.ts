@@ -1,6 +1,6 @@
 // flashneuron in a browser page: the engine runs in a dedicated worker (flashneuron/worker) over
 // a model kept in OPFS; WorkerModel talks to it with the Node API's Model interface.
-export { WorkerModel } from './client.js';
+export { WorkerModel, WorkerSession } from './client.js';
 export type { ModelInfo } from './client.js';
 export type { ModelSpec } from './opfs.js';
 export type { WorkerLoadOptions } from './protocol.js';

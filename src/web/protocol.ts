@@ -3,6 +3,7 @@
 // one error, under that id.
 import type { LoadOptions, GenerateOptions, PerplexityOptions, GeneratedToken } from '../core/model.js';
 import type { ModelSpec } from './opfs.js';
+import type { ChatMessage } from '../core/chat-template.js';
 
 /** Load options that can travel to a worker (no functions, no tokenizer object). */
 export type WorkerLoadOptions = Omit<LoadOptions, 'onProgress' | 'tokenizer' | 'predictor' | 'planner'>;
@@ -13,6 +14,10 @@ export type Request =
   | { id: number; op: 'generate'; prompt: string | number[]; options: Omit<GenerateOptions, 'signal'> }
   | { id: number; op: 'tokenize'; text: string; options: { addSpecialTokens?: boolean } }
   | { id: number; op: 'perplexity'; text: string; options: Omit<PerplexityOptions, 'signal' | 'onProgress'> }
+  | { id: number; op: 'session'; session: number; options: { system?: string; template?: string; messages?: ChatMessage[]; from?: number } }
+  | { id: number; op: 'send'; session: number; content: string; options: Omit<GenerateOptions, 'signal'> }
+  | { id: number; op: 'messages'; session: number }
+  | { id: number; op: 'reset'; session: number }
   | { id: number; op: 'stop' }
   | { id: number; op: 'close' };
 

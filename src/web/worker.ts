@@ -3,6 +3,7 @@
 // CLI and the Node API), and the model's own generate / tokenize / perplexity. Requests and
 // replies: protocol.ts.
 import { openModel } from '../core/load.js';
+import { ChatSession } from '../core/session.js';
 import type { Model } from '../core/model.js';
 import { setEngineBinaries } from '../core/wasm.js';
 import { readImageHeader } from '../format/image.js';
@@ -13,6 +14,14 @@ import type { Reply, Request } from './protocol.js';
 const post = (m: Reply) => (self as unknown as Worker).postMessage(m);
 let model: Model | undefined;
 let stop: AbortController | undefined;
+/** The conversations the page holds on the loaded model (ChatSession, the same as in Node). */
+const sessions = new Map<number, ChatSession>();
+
+function sessionOf(id: number): ChatSession {
+  const s = sessions.get(id);
+  if (!s) throw new Error('no such session (the model was loaded again or closed)');
+  return s;
+}
 
 self.onmessage = async (ev: MessageEvent<Request>) => {
   const m = ev.data;
@@ -30,8 +39,17 @@ async function handle(m: Request): Promise<unknown> {
     case 'generate': return generate(m.id, m);
     case 'tokenize': return loaded().tokenize(m.text, m.options);
     case 'perplexity': return loaded().perplexity(m.text, { ...m.options, onProgress: (done, total, phase) => post({ id: m.id, type: 'progress', phase, done, total }) });
+    case 'session': {
+      // A new conversation, or (from) a fork of one the worker holds.
+      const base = m.options.from !== undefined ? sessionOf(m.options.from) : undefined;
+      sessions.set(m.session, base ? base.fork() : new ChatSession(loaded(), m.options));
+      return null;
+    }
+    case 'send': return generate(m.id, m);
+    case 'messages': return sessionOf(m.session).messages;
+    case 'reset': sessionOf(m.session).reset(); return null;
     case 'stop': stop?.abort(); return null;
-    case 'close': model?.close(); model = undefined; return null;
+    case 'close': model?.close(); model = undefined; sessions.clear(); return null;
   }
 }
 
@@ -43,6 +61,7 @@ function loaded(): Model {
 async function load(id: number, m: Extract<Request, { op: 'load' }>): Promise<unknown> {
   model?.close();
   model = undefined;
+  sessions.clear();
   const progress = (phase: string, done: number, total: number) => post({ id, type: 'progress', phase, done, total });
   const predictorBytes = await storeModel(m.spec, progress);
   const src = await openOpfs(m.spec.name, { parallel: m.options.io === 'async' });
@@ -59,10 +78,12 @@ async function load(id: number, m: Extract<Request, { op: 'load' }>): Promise<un
   return { name: m.spec.name, mode: e.mode, model_bytes: src.size, memory: e.memory, config: e.config, simd: e.simd, device: e.backend.name, options: model.options };
 }
 
-async function generate(id: number, m: Extract<Request, { op: 'generate' }>): Promise<unknown> {
+/** A generation (or a session's turn), its tokens streamed to the page. */
+async function generate(id: number, m: Extract<Request, { op: 'generate' | 'send' }>): Promise<unknown> {
   const mdl = loaded();
   stop = new AbortController();
-  const it = mdl.generate(m.prompt, { ...m.options, signal: stop.signal });
+  const opts = { ...m.options, signal: stop.signal };
+  const it = m.op === 'send' ? sessionOf(m.session).send(m.content, opts) : mdl.generate(m.prompt, opts);
   const t0 = performance.now();
   let n = 0;
   for (;;) {
