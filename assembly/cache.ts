@@ -1,6 +1,6 @@
 // The preallocated neuron cache of one FFN layer ("LLM in a flash", §3.3).
 //
-// Rows hold whole bundles (up | gate | down | bias, see src/image.ts); row r holds neuron
+// Rows hold whole bundles (up | gate | down | bias, see src/format/image.ts); row r holds neuron
 // pointers[r]. Rows 0..count-1 are live and contiguous, so the FFN kernel walks them in order.
 //
 //   rows      (capacity, bundleBytes)   bundle bytes, row-major

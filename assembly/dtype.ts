@@ -1,4 +1,4 @@
-// Storage types of weight matrices. Values match the image format (src/image.ts DType).
+// Storage types of weight matrices. Values match the image format (src/format/dtype.ts DType).
 export const DT_F32: i32 = 0;
 export const DT_F16: i32 = 1;
 export const DT_BF16: i32 = 2;

@@ -1,5 +1,5 @@
 // How the engine reaches flash: WASI preview1 file descriptors. The host preopens a directory
-// (node:wasi in Node/Deno/Bun) or provides the same calls over OPFS or memory (wasi/shim.ts);
+// (node:wasi in Node/Deno/Bun) or provides the same calls over OPFS or memory (src/io/wasi-shim.ts);
 // the engine only ever opens a file by name and reads it with fd_pread at explicit offsets.
 
 @external("wasi_snapshot_preview1", "path_open")

@@ -3,7 +3,7 @@
 // sparse.ts (predicted, cached, read in rounds that planner.ts lays out); what that computes
 // goes through the same neuron lists (neuronList) into the same accumulator (yp).
 //
-// The host (src/engine.ts) calls, once per model:
+// The host (src/core/engine.ts, loader.ts) calls, once per model:
 //   model_config(...)            the blueprint
 //   model_features(...)          what sets the families apart (norm, parallel blocks, rotary dims,
 //                                sliding window, the activation's parameter); model_rope_llama3

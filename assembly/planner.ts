@@ -34,7 +34,7 @@ let roundBytes: f64 = 0;   // bytes the last planned round reads
 // Read by sparse.ts (ffn_begin fills missing, round_done takes the items); written only here.
 export { missing, missCursor, missCached, items, itemId, itemPtr };
 
-// Cost of one more read operation vs bytes read through (host-measured, see src/probe.ts).
+// Cost of one more read operation vs bytes read through (host-measured, see src/io/profile.ts).
 let opUs: f64 = 0;          // default: minimise bytes (buffered reads of unknown cache state)
 let byteUs: f64 = 1;
 let gapNeurons: i32 = 0;   // merge misses closer than this many neurons

@@ -1,6 +1,6 @@
 // Predictor training kernels (a separate wasm module: build/train.wasm).
 //
-// The sparsity predictor of one FFN layer (src/predictor.ts drives the training):
+// The sparsity predictor of one FFN layer (src/predictor/train.ts drives the training):
 //   a = W1 · x + b1      h = relu(a)      z = W2 · h + b2      neuron i predicted active when z_i > t
 // trained with positive-weighted binary cross-entropy on z against the true activity bits, Adam.
 //

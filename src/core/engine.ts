@@ -162,7 +162,7 @@ export class Engine {
     if (fd < 0) throw new Error(`${src.name}: cannot open through WASI (${errnoName(-fd)})`);
     e.flash_set_fd(fd);
     try {
-      readWeights(e, src, header, plan, weights, fd, wasi, opts.onProgress);
+      readWeights(e, src, header, layout, plan, weights, fd, wasi, opts.onProgress);
     } catch (err) {
       e.flash_close(fd);
       throw err;
@@ -274,8 +274,6 @@ export class Engine {
   /** Whether the FFN is read from flash (naive, hybrid or sparse mode). */
   get flash(): boolean { return this.mode !== 'dense'; }
 
-  /** Whether planned FFN reads go through a PlanReader (io 'async', 'thread' or direct) rather than WASI. */
-  get batched(): boolean { return this.flash && !!this.reader; }
 
   /** Oracle/host predictions: the neurons of layer l wanted at the next token (ascending ids). */
   predict(l: number, ids: ArrayLike<number>): void {

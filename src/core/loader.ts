@@ -55,9 +55,6 @@ export interface WeightBuffers {
   denseFfn: number[];
   denseFfnBytes: number;
   predictorBytes: number;
-  ffnInMemory: FfnLayout;
-  matrix: boolean;
-  ioOnly: boolean;
 }
 
 /** Allocates the weights' buffers, sets the wasm's weight pointers, and places the predictor. */
@@ -96,14 +93,14 @@ export function allocateWeights(e: EngineExports, header: ImageHeader, layout: E
     });
     predictorBytes = e.alloc(0, 16) - before;
   }
-  return { resident, scratch, denseFfn, denseFfnBytes: denseFfn.length * ffnLen, predictorBytes, ffnInMemory: layout.ffnInMemory, matrix: layout.matrix, ioOnly: layout.ioOnly };
+  return { resident, scratch, denseFfn, denseFfnBytes: denseFfn.length * ffnLen, predictorBytes };
 }
 
 /** Reads the resident section and (dense) every FFN section into the buffers, verifying checksums. */
-export function readWeights(e: EngineExports, src: FlashSource, header: ImageHeader, plan: MemoryPlan, b: WeightBuffers, fd: number,
+export function readWeights(e: EngineExports, src: FlashSource, header: ImageHeader, layout: EngineLayout, plan: MemoryPlan, b: WeightBuffers, fd: number,
   wasi: WasiProvider, onProgress?: Progress): void {
   const f = header.ffn, emb = plan.embedOnFlash;
-  const sections = [...(b.ioOnly ? [] : ['resident']), ...b.denseFfn.map((_, l) => `ffn.${l}`)];
+  const sections = [...(layout.ioOnly ? [] : ['resident']), ...b.denseFfn.map((_, l) => `ffn.${l}`)];
   const totalBytes = sections.reduce((a, n) => a + section(header, n).length, 0);
   let done = 0;
   // Reads a section, verifying its checksum; bytes in `skip` (left on flash) pass through the
@@ -130,13 +127,13 @@ export function readWeights(e: EngineExports, src: FlashSource, header: ImageHea
     if (crc !== s.crc32) throw new Error(`${src.name}: checksum mismatch in section ${name} (file is corrupted)`);
   };
 
-  if (!b.ioOnly) {
+  if (!layout.ioOnly) {
     const skip = emb ? { from: emb.offset, to: emb.offset + tensorBytes(emb.dtype, emb.shape) } : undefined;
     readSection('resident', b.resident, skip, plan.residentDtype === 'q8_0' ? quantSink(e, b.resident, plan) : undefined);
   }
   b.denseFfn.forEach((ptr, l) => {
     readSection(`ffn.${l}`, ptr);
-    if (b.matrix) toMatrices(e.memory, ptr, f, b.ffnInMemory, header.config.ffn);
+    if (layout.matrix) toMatrices(e.memory, ptr, f, layout.ffnInMemory, header.config.ffn);
   });
 }
 

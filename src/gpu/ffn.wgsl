@@ -1,4 +1,4 @@
-// The FFN over neuron bundles (see src/image.ts): rows of the layer's neuron-cache mirror W, or
+// The FFN over neuron bundles (see src/format/image.ts): rows of the layer's neuron-cache mirror W, or
 // of the stream area S for neurons read this token with no room in the cache (row >= cap).
 // Dense: rows 0..n-1 of W (the whole layer). Sparse: the rows named in `list`.
 //   act:      h[k] = act(gate . x) * (up . x)  or  act(up . x + b)      one workgroup per row

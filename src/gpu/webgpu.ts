@@ -1,5 +1,5 @@
 // The WebGPU backend: the forward pass's arithmetic on the GPU (src/gpu/*.wgsl), the wasm
-// still deciding which neurons to read and reading them (src/backend.ts has the step order).
+// still deciding which neurons to read and reading them (src/core/backend.ts has the step order).
 //
 // At load the resident weights are copied from wasm memory into GPU buffers once. Dense mode
 // runs a whole token in one submission and reads back only the logits. With the FFN on flash
@@ -368,7 +368,7 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  // ---- the steps (src/backend.ts) ----
+  // ---- the steps (src/core/backend.ts) ----
 
   begin(token: number, pos: number): void {
     const w = this.w;

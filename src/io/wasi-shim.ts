@@ -19,10 +19,7 @@ export interface WasiProvider {
   lastError?: Error;
 }
 
-export interface WasiShim extends WasiProvider {
-  /** Lets calls reach the instance's memory (start() does so too). */
-  bind(memory: WebAssembly.Memory): void;
-}
+export type WasiShim = WasiProvider;
 
 export function createWasiShim(files: FlashSource[]): WasiShim {
   let memory: WebAssembly.Memory | undefined;
@@ -70,7 +67,6 @@ export function createWasiShim(files: FlashSource[]): WasiShim {
   };
   const shim: WasiShim = {
     imports,
-    bind: (m) => { memory = m; },
     start(instance) {
       const e = instance.exports as { memory: WebAssembly.Memory; _initialize(): void };
       memory = e.memory;

@@ -5,7 +5,7 @@
 //   W1 (rank, d)  b1 (rank)  W2 (ffn, rank)  b2 (ffn)
 //
 // "Active" is what the engine reports: ReLU output > 0 (OPT fc1), relu(gate_proj · x) > 0 (Llama).
-// Trained here, in TypeScript + build/train.wasm (assembly/train.ts), per layer:
+// Trained here, in TypeScript + build/train.wasm (assembly/train/), per layer:
 //   1. initialisation from the data-aware truncated SVD of the deciding weights W (fc1 / gate_proj):
 //      the rank-r PCA of the pre-activations u = W x + b over the training inputs, with the relu
 //      units offset into their linear range (pcaInit) — on these models this alone is the best
