@@ -245,7 +245,7 @@ export class Engine {
               const done = reader.wait();
               if (done) await done;
             } catch (e) {
-              w.flash_reset();
+              this.reset();
               throw new Error(`${(e as Error).message}; the neuron cache was reset`);
             }
             w.add_io(w.plan_bytes(), n, performance.now() - t0);
@@ -287,9 +287,30 @@ export class Engine {
     return new Int32Array(this.wasm.memory.buffer, this.wasm.predicted_ptr(l), this.wasm.predicted_count(l));
   }
 
-  /** Starts a new sequence: the neuron caches and the window are emptied. */
+  /**
+   * Starts a new sequence: the neuron caches and the window are emptied. With the FFN on flash
+   * the KV cache's positions are forgotten too: what ran after them shaped the neuron caches.
+   */
   reset(): void {
-    if (this.flash) this.wasm.flash_reset();
+    if (!this.flash) return;
+    this.wasm.flash_reset();
+    this.kvLength = 0;
+  }
+
+  /**
+   * Where a request over `ids` starts: positions the KV cache holds with the same tokens keep
+   * their keys and values, and only the rest runs (the last id always does, for its logits).
+   * With the FFN on flash a neuron's contribution is summed in an order that depends on the
+   * neuron caches' history, so reuse is exact only when everything run since the last reset is
+   * a prefix of `ids`: the caches then hold what a fresh run would hold at that position, and
+   * continuing is that fresh run. Otherwise the sequence restarts from position 0.
+   */
+  startAt(ids: ArrayLike<number>): number {
+    const k = Math.min(this.cachedPrefix(ids), ids.length - 1);
+    if (!this.flash) return k;
+    if (k > 0 && k === this.kvLength) return k;
+    this.reset();
+    return 0;
   }
 
   /** Counters since the last resetStats(): flash traffic and where the time went (ms). */
@@ -332,7 +353,7 @@ export class Engine {
   private checkIo(): void {
     const err = this.flash ? this.wasm.io_error() : 0;
     if (err) {
-      this.wasm.flash_reset();
+      this.reset();
       const cause = err === -1 ? 'short read: file truncated?' : err === -2 ? 'staging buffer too small' : ioCause(err, this.wasi);
       throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);
     }

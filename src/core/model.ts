@@ -95,6 +95,11 @@ export interface Completion {
   ids: number[];
   text: string;
   stats: GenerationStats;
+  /**
+   * Why generation ended: `stop` (end-of-sequence token or a stop string), `length` (maxTokens),
+   * `context` (the KV cache is full: fewer tokens than asked for), `abort` (signal or reader gone).
+   */
+  finish_reason: 'stop' | 'length' | 'context' | 'abort';
   /** With `logprobs: k`: one entry per generated id. */
   logprobs?: (TokenLogprob & { top: TokenLogprob[] })[];
 }
@@ -201,14 +206,16 @@ export class Model {
    * Requests on one model take turns (a FIFO queue): this one starts once the earlier ones end.
    */
   async *generate(prompt: string | number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
-    const ids = typeof prompt === 'string' ? this.tokenize(prompt) : prompt;
+    const ids = typeof prompt === 'string' ? this.tokenize(prompt) : checkIds(prompt, this.config.vocab);
     if (ids.length === 0) throw new Error('the prompt encodes to no tokens (the tokenizer adds no BOS): give some text');
     const room = this.engine.contextLength - ids.length;
     if (room <= 0) throw new Error(`the prompt has ${ids.length} tokens; the context holds ${this.engine.contextLength}`);
     const sampler = new Sampler(this.config.vocab, opts);
     const stops = stopStrings(opts.stop);
     const stream = new TokenStream();
-    this.produce(stream, ids, Math.min(opts.maxTokens ?? 128, room), sampler, stops, opts).then((c) => stream.end(c), (e) => stream.fail(e));
+    const asked = opts.maxTokens ?? 128;
+    if (!Number.isInteger(asked) || asked < 0) throw new Error(`maxTokens must be an integer ≥ 0 (got ${asked})`);
+    this.produce(stream, ids, Math.min(asked, room), asked > room, sampler, stops, opts).then((c) => stream.end(c), (e) => stream.fail(e));
     try {
       for (;;) {
         const t = await stream.take();
@@ -224,7 +231,7 @@ export class Model {
    * The engine loop of one generate() request, in its turn. It computes a token when the reader
    * asks for one, or runs ahead into the stream while another request waits for the engine.
    */
-  private async produce(s: TokenStream, ids: number[], limit: number, sampler: Sampler, stops: string[] | undefined, opts: GenerateOptions): Promise<Completion> {
+  private async produce(s: TokenStream, ids: number[], limit: number, capped: boolean, sampler: Sampler, stops: string[] | undefined, opts: GenerateOptions): Promise<Completion> {
     await this.acquire(opts.signal);
     const wake = () => s.kick();
     this.onWaiter = wake;
@@ -235,20 +242,16 @@ export class Model {
       const eos = new Set(this.config.eosIds);
       const out: number[] = [];
       const lps: Completion['logprobs'] = sampler.logprobs > 0 ? [] : undefined;
-      let text = '', held = '', hit = false;
+      let text = '', held = '', hit = false, finish: Completion['finish_reason'] = 'abort';
 
       // Greedy on a GPU that can chain tokens: prompt logits stay on the GPU, and so does the loop.
       const b = this.engine.backend;
       const chain = sampler.plainGreedy && !this.shadow && b.canChain === true && b.greedy !== undefined;
       const t0 = now();
-      this.engine.reset();
-      // Positions an earlier request ran with the same tokens keep their keys and values: only the
-      // rest is prefilled (the last prompt token always runs, for its logits). Dense mode only:
-      // with the FFN on flash a neuron's contribution is summed in an order that depends on
-      // whether it was cached or read, so a prefill that starts from another request's neuron
-      // caches could answer differently from a fresh run. Not with a shadow engine checking the
-      // predictor either: it has no such history.
-      const cached = this.shadow || this.engine.flash ? 0 : Math.min(this.engine.cachedPrefix(ids), ids.length - 1);
+      // Positions an earlier request ran with the same tokens keep their keys and values (see
+      // Engine.startAt); not with a shadow engine checking the predictor: it has no such history.
+      if (this.shadow) this.engine.reset();
+      const cached = this.shadow ? 0 : this.engine.startAt(ids);
       for (let p = cached; p < ids.length; p++) {
         if (chain) await this.engine.forwardAsync(ids[p], p, false);
         else await this.step(ids[p], p);
@@ -259,12 +262,12 @@ export class Model {
       // only when the loop asks for one more (the last one never is).
       const next = limit <= 0 ? [] : chain ? flat(b.greedy!(ids.length, limit)) : this.sampled(sampler, ids.length);
       for await (const id of next) {
-        if (opts.signal?.aborted || s.cancelled) break;
+        if (opts.signal?.aborted || s.cancelled) { finish = 'abort'; break; }
         out.push(id);
         let piece = decoder.push(id);
         const lp = lps && this.logprobsOf(sampler, id);
         if (lp) lps!.push(lp);
-        if ((opts.stopAtEos ?? true) && eos.has(id)) { text += piece; break; }
+        if ((opts.stopAtEos ?? true) && eos.has(id)) { text += piece; finish = 'stop'; break; }
         if (stops) {
           const t = held + piece, at = findStop(t, stops);
           hit = at >= 0;
@@ -274,8 +277,11 @@ export class Model {
         }
         text += piece;
         s.push(lp ? { id, text: piece, logprobs: lp } : { id, text: piece });
-        if (hit || out.length >= limit || !(await s.room(this.waiters, opts.signal))) break;
+        if (hit) { finish = 'stop'; break; }
+        if (out.length >= limit) { finish = capped ? 'context' : 'length'; break; }
+        if (!(await s.room(this.waiters, opts.signal))) { finish = 'abort'; break; }
       }
+      if (limit <= 0) finish = capped ? 'context' : 'length';
       let rest = hit ? '' : held + decoder.flush();
       if (stops && rest) { const at = findStop(rest, stops); if (at >= 0) rest = rest.slice(0, at); }
       text += rest;
@@ -295,7 +301,9 @@ export class Model {
         ms_per_token: round(n ? (t2 - t1) / n : 0),
       };
       this.lastStats = stats;
-      return lps ? { prompt_ids: ids, ids: out, text, stats, logprobs: lps } : { prompt_ids: ids, ids: out, text, stats };
+      const c: Completion = { prompt_ids: ids, ids: out, text, stats, finish_reason: finish };
+      if (lps) c.logprobs = lps;
+      return c;
     } finally {
       opts.signal?.removeEventListener('abort', wake);
       this.onWaiter = undefined;
@@ -340,8 +348,9 @@ export class Model {
     const all = this.tokenize(text);
     const bos = this.config.bosId;
     const body = all[0] === bos ? all.slice(1) : all;
+    if (body.length === 0) throw new Error('perplexity needs text: it encodes to no tokens to score');
     const window = Math.min(opts.context ?? this.engine.contextLength, this.engine.contextLength);
-    if (window < 2) throw new Error(`context must be at least 2 tokens (got ${window})`);
+    if (!Number.isInteger(window) || window < 2) throw new Error(`context must be at least 2 tokens (got ${window})`);
     await this.acquire(opts.signal);
     try {
       return await this.score(body, window, opts);
@@ -356,6 +365,7 @@ export class Model {
     const t0 = now();
     let passes = 0;
     const span = window - 1; // tokens of text per window after BOS
+    if (opts.stride !== undefined && (!Number.isInteger(opts.stride) || opts.stride < 1)) throw new Error(`stride must be an integer ≥ 1 (got ${opts.stride})`);
     const stride = Math.min(opts.stride ?? Math.max(1, span >> 1), span);
     let nll = 0, scored = 0, start = 0, scoredUpTo = 0;
     for (;;) {
@@ -415,6 +425,15 @@ export class Model {
 }
 
 interface Waiter { resolve: () => void; signal: AbortSignal | undefined; abort: () => void }
+
+/** Token ids from a caller: integers the vocabulary has, or a one-line error. */
+function checkIds(ids: number[], vocab: number): number[] {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`token id ${id} at position ${i} is not in the vocabulary (integers 0..${vocab - 1})`);
+  }
+  return ids;
+}
 
 function abortError(): Error {
   const e = new Error('the request was aborted');
