@@ -78,6 +78,38 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     } finally { node.close(); }
   });
 
+  it('the demo in chat mode: typed turns stream into the log, each equal to ChatSession in Node', async () => {
+    await page.evaluate(() => window.flashneuron.load({ model: 'opt-relu-mini', memory: '' }));
+    await page.check('#task-chat');
+    assert.equal(await page.textContent('#go'), 'Send');
+    await page.fill('#system', 'Be brief.');
+    await page.fill('#max', '8');
+    await page.fill('#temp', '0');
+    await page.fill('#msg', 'The meaning of the word');
+    await page.press('#msg', 'Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#log .turn-stats').length === 1);
+    await page.fill('#msg', 'And then');
+    await page.click('#go');
+    await page.waitForFunction(() => document.querySelectorAll('#log .turn-stats').length === 2);
+    const turns = await page.$$eval('#log .turn', (ns) => ns.map((n) => [n.className.replace(/ ?live/, ''), n.textContent]));
+    const stats = await page.$$eval('#log .turn-stats', (ns) => ns.map((n) => n.textContent));
+    assert.match(await page.textContent('#chat-note'), /no chat template.*ChatML/);
+    const template = await page.evaluate(() => window.flashneuron.CHATML);
+    const { ChatSession } = await import('../dist/src/index.js');
+    const node = await loadModel(modelDir('opt-relu-mini'), { cacheDir: tmpDir('chatcache') });
+    try {
+      const s = new ChatSession(node, { system: 'Be brief.', template });
+      const greedy = { temperature: 0, maxTokens: 8 };
+      const a = await s.reply('The meaning of the word', greedy), b = await s.reply('And then', greedy);
+      assert.deepEqual(turns, [['turn user', 'The meaning of the word'], ['turn assistant', a.text], ['turn user', 'And then'], ['turn assistant', b.text]]);
+      // The second turn ran only what the first had not (dense: the KV cache kept the rest).
+      const [, prompt, ran] = stats[1].match(/prompt (\d+) tokens, (\d+) run/);
+      assert.equal(Number(prompt), b.stats.prompt_tokens);
+      assert.ok(Number(ran) < Number(prompt) / 2, stats[1]);
+    } finally { node.close(); }
+    await page.check('#task-complete');
+  });
+
   it('WebGPU in the worker (SwiftShader): device auto stays on the wasm, gpu gives the golden ids, dense and sparse', async function () {
     const hasGpu = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
     if (!hasGpu) this.skip();

@@ -36,7 +36,8 @@ function failed(e) {
 
 async function load(opts = {}) {
   await ready;
-  $('error').textContent = ''; $('go').disabled = true; info = null;
+  $('error').textContent = ''; $('go').disabled = true; info = null; chat = null;
+  if ($('log')) $('log').innerHTML = '';
   // The page passes what the user chose; the engine decides the rest (resolveOptions), as the CLI does.
   const options = { memory: (opts.memory ?? $('memory').value) || undefined };
   const w = opts.window ?? $('window').value;
@@ -91,8 +92,92 @@ $('load').onclick = () => {
   if (kind === 'folder') { const fs = [...$('folder').files]; if (!fs.length) $('folder').click(); else load({ files: fs }).catch(() => {}); return; }
   load({}).catch(() => {});
 };
-$('go').onclick = () => generate().catch(() => {});
+// ---- Chat: a conversation held in the worker (ChatSession over the model's chat template) ----
+
+// For models that ship no chat template (the embedded ones are plain language models): ChatML,
+// said so on the page.
+const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+let chat = null;
+
+function chatMode() { return $('task-chat').checked; }
+
+function showTask() {
+  const c = chatMode();
+  $('complete-ui').hidden = c; $('out-card').hidden = c;
+  $('chat-ui').hidden = !c; $('new-chat').hidden = !c;
+  $('go').textContent = c ? 'Send' : 'Generate';
+}
+
+/** Starts a conversation (the system prompt from the page unless given); the log is cleared. */
+async function newChat(opts = {}) {
+  await ready;
+  if (!info) throw new Error('load a model first');
+  const system = (opts.system ?? $('system').value) || undefined;
+  $('log').innerHTML = ''; $('chat-note').textContent = '';
+  try {
+    chat = await model.session({ system });
+  } catch (e) {
+    if (!/chat template/.test(e.message)) throw e;
+    chat = await model.session({ system, template: CHATML });
+    $('chat-note').textContent = 'This model ships no chat template: its turns are written in ChatML.';
+  }
+  return chat;
+}
+
+function turn(role, text) {
+  const d = document.createElement('div');
+  d.className = `turn ${role}`; d.textContent = text;
+  $('log').append(d);
+  $('log').scrollTop = $('log').scrollHeight;
+  return d;
+}
+
+/** Sends a message (the page's box unless given) and streams the answer into the log. */
+async function say(opts = {}) {
+  const text = opts.text ?? $('msg').value;
+  if (!text.trim()) return undefined;
+  if (!chat) await newChat();
+  $('msg').value = '';
+  turn('user', text);
+  const a = turn('assistant', ''); a.classList.add('live');
+  $('go').disabled = true; $('stop').disabled = false;
+  const t0 = performance.now();
+  let n = 0;
+  try {
+    const it = chat.send(text, { maxTokens: opts.maxTokens ?? Number($('max').value),
+      temperature: opts.temperature ?? Number($('temp').value), stopAtEos: opts.stopAtEos, seed: opts.seed });
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        const s = r.value.stats;
+        a.classList.remove('live');
+        const note = document.createElement('div');
+        note.className = 'turn-stats';
+        note.textContent = `${s.tokens} tokens, ${s.tokens_per_s.toFixed(0)} tokens/s; prompt ${s.prompt_tokens} tokens, ${s.prefill_tokens} run (the rest kept from the last turn)`;
+        a.after(note);
+        $('tps').textContent = s.tokens_per_s.toFixed(0);
+        if (info.mode !== 'dense') $('bpt').textContent = kib(s.bytes_read_per_token);
+        $('go').disabled = false; $('stop').disabled = true;
+        return r.value;
+      }
+      a.textContent += r.value.text;
+      $('log').scrollTop = $('log').scrollHeight;
+      $('tps').textContent = ((1000 * ++n) / (performance.now() - t0)).toFixed(0);
+    }
+  } catch (e) {
+    a.classList.remove('live');
+    return failed(e);
+  }
+}
+
+for (const r of ['task-complete', 'task-chat']) $(r).onchange = showTask;
+$('go').onclick = () => (chatMode() ? say() : generate()).catch(() => {});
 $('stop').onclick = () => model.stop();
+$('new-chat').onclick = () => newChat().catch((e) => { $('error').textContent = e.message; });
+$('msg').onkeydown = (e) => {
+  if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); if (!$('go').disabled) say().catch(() => {}); }
+};
 
 /** A conversation in the worker (ChatSession): for scripts and tests. */
 async function session(options = {}) {
@@ -100,4 +185,4 @@ async function session(options = {}) {
   return model.session(options);
 }
 
-window.flashneuron = { load, generate, session };
+window.flashneuron = { load, generate, session, newChat, say, CHATML };
