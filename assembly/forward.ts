@@ -258,6 +258,7 @@ export function forward(token: i32, pos: i32): void {
       for (let n = plan_round(l); n > 0; n = plan_round(l)) {
         if (!exec_plan_sync(n)) return;   // io_error() says why; the host resets the caches
         round_done(l);
+        if (ioError) return;              // a bundle failed its checksum
       }
     }
     layer_end(l);
@@ -277,6 +278,7 @@ export function embed_on_flash(offset: u64, rowBytes: usize): void {
 /** Token embedding (+ learned position for OPT, whose position ids start at posOffset). */
 export function forward_begin(token: i32, pos: i32): void {
   const t0 = now();
+  nonFinite = -1;
   if (embedRowBytes) {
     // Token embeddings left on flash: read this token's row.
     const got = flash_read(flashFd, embedBuf, embedRowBytes, embedOff + <u64>token * <u64>embedRowBytes);
@@ -329,7 +331,28 @@ export function layer_end(l: i32): void {
   if (flash) ffnOut(l, WDT(l, L_FFN), xb2);
   vadd(xb2, x, d);
   if (l == captureLayer) memory.copy(capture, x, <usize>d << 2);
+  if (checkLayers && nonFinite < 0 && !allFinite(x, d)) nonFinite = l;
   computeSince(t0);
+}
+
+// Non-finite values (NaN, ±Inf: a corrupted or overflowing weight) never pass silently: the
+// logits are checked every token, the hidden state after each layer when checkLayers is on.
+// non_finite() = the first layer whose output was not finite, nLayers for the logits, -1 if fine.
+let checkLayers = false;
+let nonFinite: i32 = -1;
+export function set_check_layers(on: bool): void { checkLayers = on; }
+export function non_finite(): i32 { return nonFinite; }
+
+/** Whether n f32 at p are all finite: x * 0 is NaN exactly for NaN and ±Inf. */
+function allFinite(p: usize, n: i32): bool {
+  let a: f32 = 0, b: f32 = 0, c: f32 = 0, e: f32 = 0, i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const q = p + (<usize>i << 2);
+    a += load<f32>(q) * 0; b += load<f32>(q, 4) * 0; c += load<f32>(q, 8) * 0; e += load<f32>(q, 12) * 0;
+  }
+  for (; i < n; i++) a += load<f32>(p + (<usize>i << 2)) * 0;
+  const s = a + b + c + e;
+  return s == s;
 }
 
 /** Layer l's FFN over its resident bundles (the dense mode of forward()). */
@@ -346,6 +369,7 @@ export function forward_end(): void {
   matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), rowBytes(GDT(G_LM_HEAD), d), xb, xp, logits, vocab, d);
   const headB = G(G_LM_HEAD_B);
   if (headB) vadd(headB, logits, vocab);
+  if (nonFinite < 0 && !allFinite(logits, vocab)) nonFinite = nLayers;
   computeSince(t0);
 }
 

@@ -22,6 +22,7 @@ export {
   x_ptr, xb_ptr, rope_cos_ptr, rope_sin_ptr, logits_ptr, activations_ptr, ffn_input_ptr,
   capture_ptr, set_capture_layer, embed_on_flash,
   forward, forward_begin, layer_attention, ffn_dense, layer_end, forward_end,
+  set_check_layers, non_finite,
 } from "./forward";
 export {
   WANT_HOST, WANT_PREDICTOR, WANT_ALL, WINDOW_FOREVER, WINDOW_LRU,
@@ -30,6 +31,7 @@ export {
   ffn_begin, ffn_hits, round_done, cache_rows, cache_capacity,
   set_host_compute, moved_ptr, moved_count, hit_rows_ptr, hit_count, landed_first, landed_cached,
   landed_items, item_ids_ptr, item_ptrs_ptr, cache_rows_ptr, cache_pointers_ptr,
+  VERIFY_OFF, VERIFY_FIRST, VERIFY_ALWAYS, IO_BAD_BUNDLE, flash_verify_init, bad_bundle,
 } from "./sparse";
 export {
   planner_costs, set_max_op_bytes, plan_round, plan_ptr, plan_capacity, plan_bytes, exec_plan_sync,

@@ -16,6 +16,7 @@ import { vadd } from "./kernels/vec";
 import { nLayers, d, ffn, bundleBytes, xb, xp, yp, hAct, listRows, listIds, L_FFN, WDT, neuron, neuronList } from "./forward";
 import { missing, missCursor, missCached, items, itemId, itemPtr, plannerInit, plannerReset, planMisses, endRound } from "./planner";
 import { now, set_io_error, memSince, computeSince, predictSince, addMemMs, addComputeMs } from "./stats";
+import { crc32 } from "./flash";
 
 export const WANT_HOST: i32 = 0;       // the host fills predicted_ptr(l) (oracle, tests)
 export const WANT_PREDICTOR: i32 = 1;  // the low-rank predictor
@@ -79,6 +80,45 @@ export function item_ptrs_ptr(): usize { return itemPtr; }
 export function cache_rows_ptr(l: i32): usize { return caches[l].rows; }
 export function cache_pointers_ptr(l: i32): usize { return caches[l].pointers; }
 
+// Integrity of what lands from flash: the CRC-32 of every neuron's bundle as the cache holds it
+// (the image's "ffn.crc" section). VERIFY_FIRST checks each neuron the first time it is read — a
+// corrupted file is caught there, and a bitmap remembers who passed; VERIFY_ALWAYS checks every
+// read (faulty transfers too). A mismatch stops the layer with io_error() = IO_BAD_BUNDLE and
+// bad_bundle() = layer * ffn + neuron; the host then resets the caches.
+export const VERIFY_OFF: i32 = 0;
+export const VERIFY_FIRST: i32 = 1;
+export const VERIFY_ALWAYS: i32 = 2;
+export const IO_BAD_BUNDLE: i32 = -3;
+let verify: i32 = VERIFY_OFF;
+let crcTable: usize = 0;   // (nLayers, ffn) u32
+let crcSeen: usize = 0;    // (nLayers * ffn) bits: passed once
+let badBundle: i32 = -1;
+
+/** Turns verification on (mode VERIFY_*); returns where the host puts the (nLayers, ffn) CRCs. */
+export function flash_verify_init(mode: i32): usize {
+  const n = <usize>(nLayers * ffn);
+  verify = mode;
+  crcTable = alloc(n << 2, 16);
+  crcSeen = alloc(((n + 31) >> 5) << 2, 16);
+  memory.fill(crcSeen, 0, ((n + 31) >> 5) << 2);
+  return crcTable;
+}
+
+export function bad_bundle(): i32 { return badBundle; }
+
+/** Whether neuron id of layer l, its bundle at p, is as written; a mismatch sets the error. */
+function bundleOk(l: i32, id: i32, p: usize): bool {
+  if (verify == VERIFY_OFF) return true;
+  const k = <usize>(l * ffn + id), word = crcSeen + ((k >> 5) << 2), bit: u32 = 1 << <u32>(k & 31);
+  if (verify == VERIFY_FIRST && (load<u32>(word) & bit) != 0) return true;
+  if (crc32(0, p, bundleBytes) != load<u32>(crcTable + (k << 2))) {
+    set_io_error(IO_BAD_BUNDLE); badBundle = <i32>k;
+    return false;
+  }
+  store<u32>(word, load<u32>(word) | bit);
+  return true;
+}
+
 /** Moves the FFN to flash. window: tokens a neuron stays cached after use (0 = no reuse). */
 export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, maxOps_: i32, align_: u32): usize {
   const start = heap.alloc(0);
@@ -141,7 +181,7 @@ export function predictor_layer(l: i32, w1: usize, b1: usize, w2: usize, b2: usi
 /** Forgets the sequence: empty caches and window (a new prompt, or after a read error). */
 export function flash_reset(): void {
   for (let l = 0; l < caches.length; l++) caches[l].clear();
-  step = 0; set_io_error(0); plannerReset();
+  step = 0; set_io_error(0); plannerReset(); badBundle = -1;
 }
 
 /** Starts the next token's FFN traffic without the embedding (the host's I/O replay). */
@@ -292,9 +332,22 @@ export function round_done(l: i32): void {
   for (let k = 0; k < items && landedBefore + k < missCached; k++) {
     const row = c.rowPtr(c.insert(load<i32>(itemId + (<usize>k << 2))));
     const ptrs = itemPtr + (<usize>k << 4);
-    if (load<usize>(ptrs) == row) { cachedNow++; continue; }   // read in place
-    for (let p = 0; p < nParts; p++) memory.copy(row + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
+    if (load<usize>(ptrs) != row) {   // else read in place
+      for (let p = 0; p < nParts; p++) memory.copy(row + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
+    }
     cachedNow++;
+    if (!bundleOk(l, load<i32>(itemId + (<usize>k << 2)), row)) { endRound(); return; }
+  }
+  // Streamed neurons (no room in the cache) are checked where they lie: in staging, or (split
+  // layouts) assembled in the scratch row.
+  for (let k = cachedNow; k < items && verify != VERIFY_OFF; k++) {
+    const id = load<i32>(itemId + (<usize>k << 2)), ptrs = itemPtr + (<usize>k << 4);
+    let p = load<usize>(ptrs);
+    if (nParts > 1) {
+      for (let q = 0; q < nParts; q++) memory.copy(scratchRow + PR(q), load<usize>(ptrs + (<usize>q << 2)), PL(q));
+      p = scratchRow;
+    }
+    if (!bundleOk(l, id, p)) { endRound(); return; }
   }
   const t1 = now();
   addMemMs(t1 - t0);

@@ -88,6 +88,12 @@ const MODES = [
   { name: 'dense_rq8', mode: 'dense', residentDtype: 'q8_0' },
   { name: 'sparse_rq8', mode: 'sparse', residentDtype: 'q8_0' },
   { name: 'sparse_rq8_thread', mode: 'sparse', residentDtype: 'q8_0', io: 'thread', warmOnly: true },
+  // What checking bundles against their CRC-32s costs: every row above runs the default (each
+  // neuron checked the first time it is read); these check never or at every read.
+  { name: 'sparse_verify_off', mode: 'sparse', verify: 'off', warmOnly: true },
+  { name: 'sparse_verify_always', mode: 'sparse', verify: 'always', warmOnly: true },
+  { name: 'naive_verify_off', mode: 'naive', verify: 'off', warmOnly: true },
+  { name: 'naive_verify_always', mode: 'naive', verify: 'always', warmOnly: true },
 ];
 const SETTINGS = {
   warm: { io: 'wasi' },
@@ -115,7 +121,7 @@ const promptText = calib.slice(from, from + 4000);
 function modeOptions(m, setting, memory, predictor) {
   return {
     mode: m.mode, ...SETTINGS[setting], ...(m.io ? { io: m.io } : {}), ...(m.residentDtype ? { residentDtype: m.residentDtype } : {}),
-    ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}),
+    ...(m.mode === 'dense' ? {} : { memory }), ...(m.window !== undefined ? { window: m.window } : {}), ...(m.verify ? { verify: m.verify } : {}), ...(m.mode === 'sparse' ? { predictorPath: predictor } : {}),
   };
 }
 
@@ -215,7 +221,8 @@ for (const [name, requested] of Object.entries(MODELS)) {
   }
   // Warm ratios, interleaved: the cells above are minutes apart, and this VM drifts by ±20 %
   // over minutes; here every config runs once per round, rounds alternate, medians compared.
-  const INTER = ['dense', 'sparse', 'sparse_thread', 'sparse_stored', 'dense_rq8', 'sparse_rq8', 'sparse_rq8_thread'];
+  const INTER = ['dense', 'sparse', 'sparse_thread', 'sparse_stored', 'dense_rq8', 'sparse_rq8', 'sparse_rq8_thread',
+    'naive', 'sparse_verify_off', 'sparse_verify_always', 'naive_verify_off', 'naive_verify_always'];
   if (hasPredictor) {
     const open2 = [];
     for (const n of INTER) {
@@ -236,9 +243,13 @@ for (const [name, requested] of Object.entries(MODELS)) {
     res.warm_interleaved = {
       rounds: ROUNDS, ms_per_token_median: med, ms_per_token_runs: ms,
       over_dense: Object.fromEntries(Object.keys(med).filter((n) => n !== 'dense').map((n) => [n, r3(med[n] / med.dense)])),
+      // Bundle checks: the default ('first') and 'always' over none, same mode.
+      verify_cost: Object.fromEntries(['sparse', 'naive'].flatMap((b) => [[`${b}_first`, med[b] / med[`${b}_verify_off`]], [`${b}_always`, med[`${b}_verify_always`] / med[`${b}_verify_off`]]])
+        .filter(([, v]) => Number.isFinite(v)).map(([k, v]) => [k, r3(v)])),
       ...(med.dense_rq8 ? { over_dense_rq8: Object.fromEntries(['sparse_rq8', 'sparse_rq8_thread'].filter((n) => med[n]).map((n) => [n, r3(med[n] / med.dense_rq8)])) } : {}),
     };
-    console.log(`${name} warm interleaved (${ROUNDS} rounds), ÷ dense:`, JSON.stringify(res.warm_interleaved.over_dense), '÷ dense_rq8:', JSON.stringify(res.warm_interleaved.over_dense_rq8));
+    console.log(`${name} warm interleaved (${ROUNDS} rounds), ÷ dense:`, JSON.stringify(res.warm_interleaved.over_dense), '÷ dense_rq8:', JSON.stringify(res.warm_interleaved.over_dense_rq8),
+      'bundle checks ÷ none:', JSON.stringify(res.warm_interleaved.verify_cost));
   }
   const ok = (c) => c && c.ms_per_token !== undefined;
   const { warm, cold } = res;
@@ -334,7 +345,8 @@ function chart(o) {
 function selected(setting, m) {
   const only = arg('--only');
   if (only === undefined) return true;
-  const INTER = ['dense', 'sparse', 'sparse_thread', 'sparse_stored', 'dense_rq8', 'sparse_rq8', 'sparse_rq8_thread'];
+  const INTER = ['dense', 'sparse', 'sparse_thread', 'sparse_stored', 'dense_rq8', 'sparse_rq8', 'sparse_rq8_thread',
+    'naive', 'sparse_verify_off', 'sparse_verify_always', 'naive_verify_off', 'naive_verify_always'];
   return only.split(',').some((t) => t === setting || t === m.name || t === `${setting}:${m.name}` || (t === 'interleaved' && setting === 'warm' && INTER.includes(m.name)));
 }
 

@@ -14,7 +14,7 @@ import { loadModel } from '../dist/src/index.js';
 import { trainPredictor } from '../dist/src/predictor/train.js';
 import { predictorBytes } from '../dist/src/predictor/format.js';
 import { predictorBytesAt } from '../dist/src/predictor/ladder.js';
-import { savePredictor, loadPredictor, predictorPath } from '../dist/src/node/predictor-file.js';
+import { savePredictor, loadPredictor, sidecarPredictorPath } from '../dist/src/node/predictor-file.js';
 import { machine } from './machine.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -62,7 +62,7 @@ for (const name of models) {
       },
     });
     process.stderr.write('\n');
-    const path = predictorPath(dir);
+    const path = sidecarPredictorPath(dir);
     savePredictor(path, p);
     // validate before reporting: the file as written, evaluated again by the scalar reference
     const back = loadPredictor(path, p.fingerprint);

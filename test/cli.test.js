@@ -67,7 +67,7 @@ describe('cli', () => {
     const bad = [
       [['generate', '--model', '/no/such/model', 'x'], 1, /model not found/],
       [['generate'], 2, /needs a PROMPT/],
-      [['generate', '--top-k', 'many', 'x'], 2, /--top-k needs a number/],
+      [['generate', '--top-k', 'many', 'x'], 2, /--top-k must be an integer ≥ 0 \(got "many"\)/],
       [['frobnicate'], 2, /unknown command/],
       [['tokenize', '--model', join(ROOT, 'package.json'), 'x'], 1, /not a flashneuron image/],
     ];

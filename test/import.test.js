@@ -190,7 +190,7 @@ describe('import: synthetic checkpoints', () => {
   function synth(rawCfg, { extra = {}, prefix, drop = [] } = {}) {
     const dir = tmpDir('synth');
     writeFileSync(join(dir, 'config.json'), JSON.stringify(rawCfg));
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ version: '1.0', model: { type: 'BPE' } }));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ version: '1.0', model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } }));
     const cfg = parseHFConfig(rawCfg);
     const tensors = {};
     for (const s of requiredTensors(modelTensors(cfg, prefix))) if (!drop.includes(s.name)) tensors[s.name] = { dtype: 'F32', shape: s.shape };
@@ -388,11 +388,11 @@ describe('import: safetensors parsing (in memory)', () => {
     throwsCk(() => parse(h({ dtype: 'F32', shape: [4], data_offsets: [0, 8] })), 'byte length 8 does not match shape [4]');
     throwsCk(() => parse(h({ dtype: 'F32', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 8] })), 'does not match shape');
     // Known but unsupported dtypes parse; reading them is refused.
-    const parsed = parse(h({ dtype: 'F64', shape: [2], data_offsets: [0, 16] }));
+    const parsed = parse(encodeRawSafetensors({ t: { dtype: 'F64', shape: [2], data_offsets: [0, 16] } }, new Uint8Array(16)));
     assert.equal(parsed.tensors.get('t').dtype, null);
     throwsCk(() => readTensorBytes(bytesFile(new Uint8Array(0)), parsed.tensors.get('t')), 'unsupported dtype F64 for tensor "t"');
   });
-  it('rejects overlapping tensors, allows empty tensors and gaps', () => {
+  it('rejects overlapping tensors and gaps, allows empty tensors', () => {
     throwsCk(() => parse(encodeRawSafetensors({
       a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
       b: { dtype: 'F32', shape: [2], data_offsets: [12, 20] },
@@ -404,9 +404,15 @@ describe('import: safetensors parsing (in memory)', () => {
     const h = parse(encodeRawSafetensors({
       e: { dtype: 'F32', shape: [0, 3], data_offsets: [4, 4] },
       a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
-      c: { dtype: 'BF16', shape: [2], data_offsets: [8, 12] },
-    }, new Uint8Array(16)));
+      c: { dtype: 'BF16', shape: [2], data_offsets: [4, 8] },
+    }, new Uint8Array(8)));
     assert.equal(h.tensors.size, 3);
+    // The tensors tile the data region: a gap, or bytes after the last, shift nothing silently.
+    throwsCk(() => parse(encodeRawSafetensors({
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      c: { dtype: 'BF16', shape: [2], data_offsets: [8, 12] },
+    }, new Uint8Array(12))), 'belong to no tensor');
+    throwsCk(() => parse(encodeRawSafetensors({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(8))), 'tile the data region');
   });
   it('never throws anything but CheckpointError on corrupted headers', () => {
     const base = ok();
@@ -497,7 +503,7 @@ describe('import: hostile checkpoint folders', () => {
     const name = 'model.decoder.layers.1.fc1.bias';
     patchHeader(shardOf(dir, name), (h) => {
       const [b] = h[name].data_offsets;
-      h[name] = { dtype: 'I8', shape: [1536], data_offsets: [b, b + 1536] };
+      h[name] = { dtype: 'I8', shape: [3072], data_offsets: [b, b + 3072] };
     });
     await rejectsCk(openHFCheckpoint(dir), `tensor ${name} has dtype I8, supported: F32, F16, BF16`);
   });

@@ -58,7 +58,7 @@ describe('resolveOptions: the one place a budget is resolved', function () {
   it('refuses what it cannot do, in one line', () => {
     for (const [o, re] of [[{ mode: 'turbo' }, /mode must be/], [{ window: -1 }, /window must be/], [{ window: 1.5 }, /window must be/],
       [{ kvDtype: 'f8' }, /kvDtype must be/], [{ threshold: 2 }, /threshold must be/], [{ hybridShare: 2 }, /hybridShare must be/],
-      [{ memory: '0%' }, /memory budget/], [{ memory: 'lots' }, /neither bytes/], [{ contextLength: 3.7 }, /context length/],
+      [{ memory: '0%' }, /memory budget/], [{ memory: 'lots' }, /neither bytes/], [{ contextLength: 3.7 }, /contextLength must be an integer ≥ 1/],
       [{ queueDepth: 0 }, /queueDepth/], [{ io: 'mmap' }, /io must be/], [{ device: 'tpu' }, /device must be/]]) {
       assert.throws(() => resolveOptions(o, facts()), re, JSON.stringify(o));
     }

@@ -12,7 +12,7 @@ import { collectSamples, ffnGateWeights, predictorSplits } from '../dist/src/pre
 import { evaluatePredictor } from '../dist/src/predictor/evaluate.js';
 import { predictorBytes, modelFingerprint, roundF16 } from '../dist/src/predictor/format.js';
 import { truncatePredictor, predictorBytesAt, rankForBytes } from '../dist/src/predictor/ladder.js';
-import { savePredictor, loadPredictor, predictorPath } from '../dist/src/node/predictor-file.js';
+import { savePredictor, loadPredictor, sidecarPredictorPath } from '../dist/src/node/predictor-file.js';
 import { f16ToF32, f32ToF16 } from '../dist/src/format/dtype.js';
 import { crc32 } from '../dist/src/format/crc32.js';
 import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
@@ -272,9 +272,9 @@ describe('predictor: short training run and the file format', () => {
     });
   });
 
-  it('predictorPath', () => {
-    assert.equal(predictorPath('/m/opt'), join('/m/opt', 'flashneuron.fnpred'));
-    assert.equal(predictorPath('/c/opt-1234.fnimg'), '/c/opt-1234.fnpred');
+  it('sidecarPredictorPath', () => {
+    assert.equal(sidecarPredictorPath('/m/opt'), join('/m/opt', 'flashneuron.fnpred'));
+    assert.equal(sidecarPredictorPath('/c/opt-1234.fnimg'), '/c/opt-1234.fnpred');
   });
 });
 
@@ -358,7 +358,7 @@ describe('predictor: training on images of every dtype and FFN layout', function
 for (const name of MODELS) {
   describe(`shipped predictor: ${name}`, () => {
     it('loads for its model and reaches recall ≥ 0.97 at ratio ≤ 2.0 on every layer of golden text', async function () {
-      const path = predictorPath(modelDir(name));
+      const path = sidecarPredictorPath(modelDir(name));
       assert.ok(existsSync(path), `${path} is missing: run node bench/predictor.js`);
       const model = await loadModel(modelDir(name));
       try {

@@ -25,9 +25,8 @@ import {
 
 const REPLICAS = fileURLToPath(new URL('./fixtures/replicas/', import.meta.url));
 
-/** Asserts `fn` throws a one-line CheckpointError matching every pattern, quickly. */
+/** Asserts `fn` throws a one-line CheckpointError matching every pattern (a refusal that hangs fails by the suite's timeout). */
 function refuses(fn, ...patterns) {
-  const t0 = performance.now();
   let err;
   try {
     fn();
@@ -40,7 +39,6 @@ function refuses(fn, ...patterns) {
   for (const p of patterns) {
     assert.ok(p instanceof RegExp ? p.test(err.message) : err.message.includes(p), `message ${JSON.stringify(err.message)} lacks ${p}`);
   }
-  assert.ok(performance.now() - t0 < 5000, 'refusal took too long');
   return err;
 }
 

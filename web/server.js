@@ -28,15 +28,25 @@ export async function startServer({ port = 8080, host = '127.0.0.1', cacheDir } 
     res.writeHead(200, { ...headers, 'Content-Type': TYPES[extname(path)] ?? 'application/octet-stream', 'Content-Length': statSync(path).size });
     createReadStream(path).pipe(res);
   });
-  await new Promise((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve); });
+  await new Promise((resolve, reject) => {
+    server.once('error', (e) => reject(e.code === 'EADDRINUSE' ? Object.assign(new Error(`port ${port} is in use (--port N to choose another)`), { code: e.code }) : e));
+    server.listen(port, host, resolve);
+  });
   const { port: actual } = server.address();
   return { url: `http://${host}:${actual}/`, close: () => new Promise((r) => server.close(r)) };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const i = process.argv.indexOf('--port');
-  const port = i > 0 ? Number(process.argv[i + 1]) : 8080;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) { console.error('--port needs a port number'); process.exit(2); }
-  const { url } = await startServer({ port });
-  console.log(`flashneuron demo at ${url}`);
+  const v = i > 0 ? process.argv[i + 1] : '8080';
+  const port = /^\d+$/.test(v ?? '') ? Number(v) : NaN;
+  if (!(port <= 65535)) { console.error(`--port must be an integer from 0 to 65535 (got ${v === undefined ? 'nothing' : `"${v}"`})`); process.exit(2); }
+  try {
+    const { url } = await startServer({ port });
+    console.log(`flashneuron demo at ${url}`);
+  } catch (e) {
+    // One line, no stack: a busy port or a model that does not convert is the user's to fix.
+    console.error(`flashneuron demo: ${e.message}`);
+    process.exit(1);
+  }
 }

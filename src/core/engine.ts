@@ -6,11 +6,12 @@
 import type { ModelConfig } from '../format/config.js';
 import { DTYPE_CODE } from '../format/dtype.js';
 import { readImageHeader, readTokenizerJson, section, type FfnLayout, type ImageHeader, type Progress } from '../format/image.js';
-import type { FlashSource } from '../io/source.js';
+import { readExact, type FlashSource } from '../io/source.js';
 import { BatchReader, type PlanReader } from '../io/plan-reader.js';
 import { createWasiShim, PREOPEN_FD, type WasiProvider } from '../io/wasi-shim.js';
 import type { EnginePredictor } from '../predictor/types.js';
 import { instantiateEngine, type EngineExports } from './wasm.js';
+import { ABI } from './abi.js';
 import { IoReplayBackend, WasmBackend, type Backend } from './backend.js';
 import { openGpu, WebGpuBackend, type Gpu } from '../gpu/webgpu.js';
 import { fmtBytes, planLayout, planMemory, type WasmSizes } from './plan.js';
@@ -118,6 +119,11 @@ export class Engine {
     // view of it, nor in the token loop.
     configureModel(e, cfg, layout.contextLength, layout.mode);
     e.set_kv_dtype(DTYPE_CODE[layout.kvDtype]);
+    // The KV cache and the rotary tables grow with the context: refused here, not as a wasm trap.
+    const kvNeeds = 2 * cfg.nLayers * layout.contextLength * cfg.nKvHeads * cfg.headDim * (layout.kvDtype === 'f16' ? 2 : 4) + 4 * layout.contextLength * cfg.headDim;
+    if (kvNeeds > 2 ** 32 - e.memory.buffer.byteLength - (64 << 20)) {
+      throw new Error(`a context of ${layout.contextLength} tokens needs a ${fmtBytes(kvNeeds)} KV cache, more than wasm32's 4 GiB of memory holds: give a shorter context (--context N)`);
+    }
     e.model_init();
     const m = layout.ffnInMemory;
     e.ffn_layout(m.bundle_bytes, m.up, Math.max(m.gate, 0), m.down, m.bias);
@@ -126,7 +132,13 @@ export class Engine {
     const name = new TextEncoder().encode(src.name);
     const namePtr = e.alloc(name.length, 16);
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
+    if (opts.check) e.set_check_layers(1);
     const flashState = layout.flash ? e.flash_init(layout.want, layout.window, layout.staging, layout.maxOps, layout.align) : 0;
+    // Per-neuron checksums of the FFN on flash (older images have none: unverified).
+    const verify = opts.verify ?? 'first';
+    if (!['first', 'always', 'off'].includes(verify)) throw new Error(`verify must be first, always or off (got ${opts.verify})`);
+    const crcSec = layout.flash && verify !== 'off' ? header.sections.find((x) => x.name === 'ffn.crc') : undefined;
+    const crcPtr = crcSec ? e.flash_verify_init(verify === 'always' ? ABI.VERIFY_ALWAYS : ABI.VERIFY_FIRST) : 0;
     if (batched) e.set_max_op_bytes(opts.maxReadBytes ?? 256 << 10);
 
     const f = header.ffn;
@@ -166,6 +178,10 @@ export class Engine {
     } catch (err) {
       e.flash_close(fd);
       throw err;
+    }
+    if (crcSec) {
+      readExact(src, new Uint8Array(e.memory.buffer, crcPtr, crcSec.length), crcSec.offset, 'section ffn.crc');
+      if (e.crc32(0, crcPtr, crcSec.length) !== crcSec.crc32) throw new Error(`${src.name}: checksum mismatch in section ffn.crc (file is corrupted)`);
     }
     if (e.memory.buffer.byteLength + hostBytes !== total) throw new Error('internal error: wasm memory grew after allocation');
 
@@ -251,6 +267,7 @@ export class Engine {
             w.add_io(w.plan_bytes(), n, performance.now() - t0);
           }
           b.ffnLanded(l);
+          if (w.io_error()) break;   // a bundle failed its checksum
           n = w.plan_round(l);
           if (reader && n > 0) reader.begin(w.memory, plan, n);
         }
@@ -259,6 +276,7 @@ export class Engine {
       b.ffnEnd(l);
     }
     await b.end(readLogits);
+    this.checkFinite(pos, b === this.cpu || readLogits);
     this.passDone(pos);
   }
 
@@ -268,6 +286,7 @@ export class Engine {
     this.checkStep(token, pos);
     this.wasm.forward(token, pos);
     this.checkIo();
+    this.checkFinite(pos, true);
     this.passDone(pos);
   }
 
@@ -350,9 +369,32 @@ export class Engine {
     return i;
   }
 
+  /**
+   * A pass whose hidden state or logits hold NaN or ±Inf is an error, never a token: the wasm
+   * checks its logits every pass (and each layer's output with `check`); logits another backend
+   * produced are checked here when they were read back.
+   */
+  private checkFinite(pos: number, logitsRead: boolean): void {
+    let at = this.wasm.non_finite();
+    if (at < 0 && this.backend !== this.cpu && logitsRead) {
+      const v = this.logits();
+      let acc = 0;
+      for (let i = 0; i < v.length; i++) acc += v[i] * 0;
+      if (acc !== acc) at = this.config.nLayers;
+    }
+    if (at < 0) return;
+    if (at < this.config.nLayers) throw new Error(`${this.source.name}: non-finite values (NaN or Inf) after layer ${at} at position ${pos}: the weights hold NaN/Inf or overflow`);
+    throw new Error(`${this.source.name}: non-finite values (NaN or Inf) in the logits at position ${pos}: the weights hold NaN/Inf or overflow (the check option finds the first layer)`);
+  }
+
   private checkIo(): void {
     const err = this.flash ? this.wasm.io_error() : 0;
     if (err) {
+      if (err === ABI.IO_BAD_BUNDLE) {
+        const k = this.wasm.bad_bundle(), n = this.config.ffn;
+        this.reset();
+        throw new Error(`${this.source.name}: FFN bundle of layer ${Math.floor(k / n)}, neuron ${k % n} read from flash fails its checksum (file is corrupted or the read was); the neuron cache was reset`);
+      }
       this.reset();
       const cause = err === -1 ? 'short read: file truncated?' : err === -2 ? 'staging buffer too small' : ioCause(err, this.wasi);
       throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);

@@ -48,7 +48,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
       gpu: gpu ? (gpu.fallback ? 'software' : 'hardware') : 'none',
       // What the WebGPU backend runs: f32/f16/bf16 weights of the families its kernels cover.
       gpuWeights: ['f32', 'f16', 'bf16'].includes(header.ffn.dtype) && !gpuLacks(header.config, header.config.maxPositions),
-      jobTokens: opts.jobTokens, profile: info.profile,
+      jobTokens: opts.jobTokens, profile: info.profile, bundleChecksums: header.sections.some((s) => s.name === 'ffn.crc'),
     });
   } catch (e) {
     gpu?.device.destroy();
@@ -61,7 +61,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
     engine = Engine.open(info.image, {
       ...opts, mode: r.mode, memoryBytes: r.memoryBytes, contextLength: r.contextLength, kvDtype: r.kvDtype, residentDtype: r.residentDtype,
       window: r.window, threshold: r.threshold, predictorDtype: r.predictorDtype, hybridShare: r.hybridShare, io: r.io, direct: r.direct,
-      queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor,
+      queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor, verify: r.verify,
     });
   } catch (e) {
     gpu?.device.destroy();
@@ -70,7 +70,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
   try {
     if (r.device === 'gpu') await engine.setDevice(device === 'gpu' ? 'gpu' : 'auto', { gpu: gpu ?? undefined, shaderF16: opts.shaderF16, maxBindingBytes: opts.gpuMaxBindingBytes });
     else gpu?.device.destroy();
-    const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as TokenizerConfig | undefined);
+    const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as TokenizerConfig | undefined, { vocab: engine.header.config.vocab });
     return new Model(engine, tokenizer, info.label, r);
   } catch (e) {
     engine.close();

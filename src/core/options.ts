@@ -18,6 +18,12 @@ export const MODES: readonly FfnMode[] = ['dense', 'naive', 'hybrid', 'sparse'];
 
 /** KV cache length under a budget when neither the user nor the job says (perplexity windows, chat). */
 export const BUDGET_CONTEXT = 128;
+/**
+ * The longest KV cache a model gets without being asked (its own context when shorter): a
+ * 128k-token context's KV cache alone outgrows wasm32's 4 GiB, as llama.cpp likewise defaults
+ * to a few thousand tokens.
+ */
+export const DEFAULT_CONTEXT_CAP = 8192;
 
 /**
  * What the engine takes (Engine.open): every mechanism explicit, with neutral defaults (dense,
@@ -72,6 +78,14 @@ export interface EngineOptions {
   residentDtype?: 'q8_0' | 'stored' | 'auto';
   /** Sparse: probability above which the predictor marks a neuron (default: its calibrated per-layer thresholds). */
   threshold?: number;
+  /**
+   * Checks of FFN bundles read from flash against the image's per-neuron CRC-32s: 'first'
+   * (default) the first time each neuron is read, 'always' every read (faulty transfers too),
+   * 'off'. Images made before these checksums load unverified, with a note.
+   */
+  verify?: 'first' | 'always' | 'off';
+  /** Check each layer's output for NaN/Inf (the logits are checked every token regardless). */
+  check?: boolean;
   /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
   stagingBytes?: number;
   /** Planner costs: µs per read operation and per byte, and the merge gap in bytes. */
@@ -126,6 +140,8 @@ export interface RunOptions {
   direct?: boolean;
   queueDepth?: number;
   device?: Device;
+  /** Checks of FFN bundles read from flash: 'first' (default), 'always' or 'off' (EngineOptions.verify). */
+  verify?: 'first' | 'always' | 'off';
 }
 
 /** What the options depend on besides the user. */
@@ -143,6 +159,8 @@ export interface RunFacts {
   jobTokens?: number;
   /** The flash device's profile, for planning host-issued reads (default: the built-in one). */
   profile?: DeviceProfile;
+  /** Whether the image carries per-neuron checksums of its FFN (images made before them do not). */
+  bundleChecksums?: boolean;
 }
 
 /** Every decision the engine needs, made. */
@@ -164,8 +182,45 @@ export interface ResolvedOptions {
   /** Read-planner costs (host-issued reads), from the device profile. */
   planner: { opUs: number; byteUs: number; gapBytes: number } | undefined;
   device: 'cpu' | 'gpu';
+  verify: 'first' | 'always' | 'off';
   /** Things the user should know about the choices made (printed by the CLI). */
   notes: string[];
+}
+
+/** A numeric option's accepted values: whole or not, inclusive (min, max) or exclusive (above, below) bounds. */
+export interface Range { int?: boolean; min?: number; max?: number; above?: number; below?: number }
+
+/**
+ * The accepted values of the numeric run options. The CLI checks its flags against the same
+ * ranges (src/node/args.ts), so both refuse a value with the same words.
+ */
+export const RANGES = {
+  /** Tokens; 0 = no reuse across tokens. */
+  window: { int: true, min: 0, max: 2 ** 24 - 1 },
+  threshold: { above: 0, below: 1 },
+  predictorRank: { int: true, min: 1, max: 4096 },
+  hybridShare: { min: 0, max: 1 },
+  contextLength: { int: true, min: 1 },
+  /** The parallel reader's limit (src/node/reader.ts). */
+  queueDepth: { int: true, min: 1, max: 4096 },
+} satisfies Record<string, Range>;
+
+export function inRange(v: number, r: Range): boolean {
+  return Number.isFinite(v) && (!r.int || Number.isInteger(v)) && !(r.min !== undefined && v < r.min) && !(r.max !== undefined && v > r.max) &&
+    !(r.above !== undefined && v <= r.above) && !(r.below !== undefined && v >= r.below);
+}
+
+/** "an integer ≥ 1", "a number from 0 to 1", "a number > 0 and < 1". */
+export function describeRange(r: Range): string {
+  const what = r.int ? 'an integer' : 'a number';
+  if (r.min !== undefined && r.max !== undefined) return `${what} from ${r.min} to ${r.max}`;
+  const parts = [r.min !== undefined && `≥ ${r.min}`, r.above !== undefined && `> ${r.above}`, r.max !== undefined && `≤ ${r.max}`, r.below !== undefined && `< ${r.below}`];
+  const b = parts.filter((x): x is string => typeof x === 'string');
+  return b.length ? `${what} ${b.join(' and ')}` : what;
+}
+
+function checkRange(name: string, v: unknown, r: Range): void {
+  if (v !== undefined && !(typeof v === 'number' && inRange(v, r))) throw new Error(`${name} must be ${describeRange(r)} (got ${v})`);
 }
 
 /** Resolves what the user asked for into the engine's options. Throws a one-line error for anything invalid. */
@@ -179,19 +234,27 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   if (o.mode === undefined && mode === 'hybrid') notes.push('no sparsity predictor for this model: the FFN runs in hybrid mode (train one with train-predictor for sparse mode)');
   if (mode === 'sparse' && !facts.hasPredictor) throw new Error('sparse mode needs a sparsity predictor for this model: train one with "flashneuron train-predictor", or use mode naive or hybrid');
 
-  const contextLength = Math.min(cfg.maxPositions, o.contextLength ?? (memoryBytes === undefined ? cfg.maxPositions : facts.jobTokens ?? BUDGET_CONTEXT));
-  if (!(Number.isInteger(contextLength) && contextLength >= 1)) throw new Error(`context length must be a whole number of tokens ≥ 1 (got ${o.contextLength})`);
+  checkRange('contextLength', o.contextLength, RANGES.contextLength);
+  const contextLength = Math.min(cfg.maxPositions, o.contextLength ?? (memoryBytes === undefined ? DEFAULT_CONTEXT_CAP : facts.jobTokens ?? BUDGET_CONTEXT));
+  if (o.contextLength === undefined && memoryBytes === undefined && cfg.maxPositions > DEFAULT_CONTEXT_CAP) {
+    notes.push(`the KV cache holds ${DEFAULT_CONTEXT_CAP} tokens of the model's ${cfg.maxPositions} (--context N for more)`);
+  }
   oneOf('kvDtype', o.kvDtype, ['f32', 'f16']);
   oneOf('residentDtype', o.residentDtype, ['q8_0', 'stored', 'auto']);
   oneOf('predictorDtype', o.predictorDtype, ['q8_0', 'f16']);
   oneOf('io', o.io, ['wasi', 'async', 'thread']);
   oneOf('device', o.device, ['cpu', 'gpu', 'auto']);
   const window = o.window ?? 'lru';
-  if (window !== 'lru' && !(Number.isInteger(window) && window >= 0 && window < 1 << 24)) throw new Error(`window must be a whole number of tokens ≥ 0 or 'lru' (got ${o.window})`);
-  if (o.threshold !== undefined && !(o.threshold > 0 && o.threshold < 1)) throw new Error(`threshold must be a probability between 0 and 1 (got ${o.threshold})`);
-  if (o.hybridShare !== undefined && !(o.hybridShare >= 0 && o.hybridShare <= 1)) throw new Error(`hybridShare must be a share between 0 and 1 (got ${o.hybridShare})`);
+  if (window !== 'lru' && !(typeof window === 'number' && inRange(window, RANGES.window))) throw new Error(`window must be ${describeRange(RANGES.window)} or 'lru' (got ${o.window})`);
+  checkRange('threshold', o.threshold, RANGES.threshold);
+  checkRange('hybridShare', o.hybridShare, RANGES.hybridShare);
+  checkRange('predictorRank', o.predictorRank, RANGES.predictorRank);
+  checkRange('queueDepth', o.queueDepth, RANGES.queueDepth);
+  oneOf('verify', o.verify, ['first', 'always', 'off']);
+  if (mode !== 'dense' && facts.bundleChecksums === false && o.verify !== 'off') {
+    notes.push('this image has no per-neuron checksums (made by an older flashneuron): FFN bundles read from flash are not verified; convert it again to have them');
+  }
   const queueDepth = o.queueDepth ?? 32;
-  if (!(Number.isInteger(queueDepth) && queueDepth >= 1)) throw new Error(`queueDepth must be a whole number ≥ 1 (got ${o.queueDepth})`);
 
   // WebGPU where asked for, or ('auto') where a hardware adapter is present and runs these weights.
   const wanted = o.device ?? 'auto';
@@ -209,7 +272,7 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   return {
     memoryBytes, mode, contextLength, kvDtype: o.kvDtype ?? (memoryBytes === undefined ? 'f32' : 'f16'), residentDtype, window,
     threshold: o.threshold, predictorRank: o.predictorRank, predictorDtype: o.predictorDtype ?? 'q8_0', hybridShare: o.hybridShare,
-    io, direct, queueDepth, planner, device,
+    io, direct, queueDepth, planner, device, verify: o.verify ?? 'first',
     notes,
   };
 }
@@ -221,21 +284,30 @@ function oneOf<T>(name: string, v: T | undefined, allowed: readonly T[]): void {
 let builtIn: DeviceProfile | undefined;
 const defaultProfileLazy = () => (builtIn ??= defaultProfile());
 
-/** "60%" of the model's bytes, "300MB", "1.5GiB", "123456" or a number of bytes. */
+/** The message of a budget string without a unit (a bare number is ambiguous: bytes, MB or a share?). */
+const UNITS = 'a share of the model (60%) or bytes with a unit (600MB, 2GiB)';
+
+/**
+ * A memory budget in bytes: a number of bytes, or a string — a share of the model's bytes
+ * ("60%") or bytes with a unit ("300MB", "1.5GiB", "4096B"; K, M, G are powers of 1024). A
+ * string without a unit is refused: "60" has been meant as 60% and as 60 MB, never as 60 bytes.
+ */
 export function parseMemory(v: number | string, modelBytes: number): number {
   if (typeof v === 'number') {
-    if (!(v > 0)) throw new Error(`memory budget must be positive (got ${v})`);
+    if (!(Number.isFinite(v) && v >= 1)) throw new Error(`memory budget must be a positive number of bytes (got ${v})`);
     return Math.floor(v);
   }
-  const m = /^\s*([0-9]*\.?[0-9]+)\s*(%|[kmg]i?b?|b)?\s*$/i.exec(v);
+  if (typeof v !== 'string') throw new Error(`memory budget must be a number of bytes or a string such as 60% or 600MB (got ${typeof v})`);
+  if (/^\s*[0-9]*\.?[0-9]+\s*$/.test(v)) throw new Error(`memory budget "${v}" has no unit: give ${UNITS}`);
+  const m = /^\s*([0-9]*\.?[0-9]+)\s*(%|[kmg]i?b?|b)\s*$/i.exec(v);
   if (!m) throw new Error(`memory budget "${v}" is neither bytes (e.g. 300MB, 1.5GiB) nor a share of the model (e.g. 60%)`);
-  const x = Number(m[1]), unit = (m[2] ?? 'b').toLowerCase();
+  const x = Number(m[1]), unit = m[2].toLowerCase();
   if (unit === '%') {
-    if (!(x > 0 && x <= 100)) throw new Error(`memory budget ${v} must be a share between 0 and 100%`);
-    return Math.floor(modelBytes * x / 100);
+    if (!(x > 0 && x <= 100)) throw new Error(`memory budget "${v}" must be a share over 0% and at most 100%`);
+    return Math.max(1, Math.floor(modelBytes * x / 100));
   }
   const scale = unit.startsWith('k') ? 1 << 10 : unit.startsWith('m') ? 1 << 20 : unit.startsWith('g') ? 1 << 30 : 1;
   const bytes = Math.floor(x * scale);
-  if (!(bytes > 0)) throw new Error(`memory budget must be positive (got ${v})`);
+  if (!(bytes >= 1)) throw new Error(`memory budget "${v}" must be at least 1 byte`);
   return bytes;
 }

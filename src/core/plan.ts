@@ -233,6 +233,6 @@ export function shareRows(total: number, weights: number[], cap: number, floor =
 }
 
 export function fmtBytes(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : n >= 10240 ? `${(n / 1024).toFixed(0)} KiB` : `${n} bytes`;
 }
 

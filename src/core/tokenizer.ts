@@ -28,6 +28,8 @@
 // do; ByteLevel matched Rust on 80,000 random id sequences.
 
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
+import { tokenizerConfigProblem, tokenizerJsonProblem } from '../format/tokenizer-files.js';
+import { nestedDeeper } from '../format/image-check.js';
 
 export interface EncodeOptions {
   /** Add the post-processor's special tokens (e.g. BOS). Default true. */
@@ -383,7 +385,11 @@ export class Tokenizer {
   readonly #prefix: number[];
   readonly #suffix: number[];
 
-  private constructor(file: Json, config: TokenizerConfig | undefined) {
+  private constructor(file: Json, config: TokenizerConfig | undefined, modelVocab: number | undefined) {
+    // The pipeline is walked recursively below and by the library: no depth that overflows the stack.
+    if (nestedDeeper([file.normalizer, file.pre_tokenizer, file.post_processor, file.decoder, file.added_tokens, config], 32)) throw malformed('the pipeline nests deeper than 32 levels');
+    const configProblem = config && tokenizerConfigProblem(config);
+    if (configProblem) throw new Error(`Malformed tokenizer_config.json: ${configProblem}`);
     const json = asTransformersLlama(file, config);
     checkModel(json.model);
     checkNormalizer(json.normalizer);
@@ -398,27 +404,27 @@ export class Tokenizer {
         throw malformed(`bad added token ${JSON.stringify(t)}`);
       if (t.single_word === true) throw unsupported(`added token single_word (${JSON.stringify(t.content)})`);
     }
+    // Ids, merges and unk_token before anything is sized or looked up by them (tokenizer-files.ts).
+    const problem = tokenizerJsonProblem(json, modelVocab);
+    if (problem) throw malformed(problem);
     const addedTokens = added as AddedTokenJson[];
     const { prefix, suffix } = postProcessorIds(json.post_processor);
+    const limit = modelVocab ?? Object.keys((json.model as Json).vocab as Json).length + added.length;
+    for (const id of [...prefix, ...suffix]) if (!(id >= 0 && id < limit)) throw malformed(`post_processor adds token id ${id} (an id below ${limit})`);
 
-    // Encoding goes through @huggingface/tokenizers, minus the post-processor (applied below).
-    this.#hf = new HFTokenizer(
-      {
-        ...json,
-        normalizer: json.normalizer ?? null,
-        pre_tokenizer: json.pre_tokenizer ?? null,
-        post_processor: null,
-        added_tokens: addedTokens,
-      },
-      {},
-    );
+    // Encoding goes through @huggingface/tokenizers, minus the post-processor (applied below); what
+    // it still refuses (a bad Split regex...) is named as this file's fault, in one line.
+    try {
+      this.#hf = new HFTokenizer({ ...json, normalizer: json.normalizer ?? null, pre_tokenizer: json.pre_tokenizer ?? null, post_processor: null, added_tokens: addedTokens }, {});
+    } catch (e) {
+      throw malformed(`${String((e as Error)?.message ?? e).split('\n')[0]} (as the tokenizers library reads it)`);
+    }
 
     // id -> token string: the model vocabulary, with added tokens taking precedence (as in Rust).
     const vocab = (json.model as Json).vocab as Record<string, unknown>;
     const idToToken: string[] = [];
     const tokenToId = new Map<string, number>();
     for (const [tok, id] of Object.entries(vocab)) {
-      if (!Number.isInteger(id) || (id as number) < 0) throw malformed(`vocab id of ${JSON.stringify(tok)} is not an index`);
       idToToken[id as number] = tok;
       tokenToId.set(tok, id as number);
     }
@@ -472,9 +478,10 @@ export class Tokenizer {
 
   /**
    * Build from tokenizer.json (text or parsed object) and, optionally, tokenizer_config.json's contents.
-   * Throws an Error naming any tokenizer.json feature that is not implemented.
+   * Throws an Error naming any tokenizer.json feature that is not implemented. With `vocab` (the
+   * model's embedding rows) every token id must be below it.
    */
-  static fromJSON(json: string | object, config?: TokenizerConfig): Tokenizer {
+  static fromJSON(json: string | object, config?: TokenizerConfig, opts: { vocab?: number } = {}): Tokenizer {
     let obj: unknown = json;
     if (typeof json === 'string') {
       try {
@@ -485,7 +492,7 @@ export class Tokenizer {
     }
     if (!isObj(obj)) throw malformed('top level must be a JSON object');
     if (config !== undefined && config !== null && !isObj(config)) throw new Error('tokenizer config must be an object');
-    return new Tokenizer(obj, config ?? undefined);
+    return new Tokenizer(obj, config ?? undefined, opts.vocab);
   }
 
   encode(text: string, opts?: EncodeOptions): number[] {

@@ -5,6 +5,7 @@
 
 import type { Activation, ModelConfig, RopeScaling } from './config.js';
 import { CheckpointError } from './safetensors.js';
+import { LIMITS } from './check.js';
 
 export const SUPPORTED_ARCHITECTURES = [
   'OPTForCausalLM', 'LlamaForCausalLM', 'MistralForCausalLM', 'SparseLlamaForCausalLM', 'BambooForCausalLM', 'FalconForCausalLM', 'PhiForCausalLM',
@@ -38,16 +39,23 @@ const cfgErr = (msg: string) => new CheckpointError(`config.json: ${msg}`, { fil
 const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v));
 const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
 
+/** Upper limit of a count key (check.ts LIMITS): it bounds the loops and allocations it drives. */
+const KEY_LIMIT: Record<string, number> = {
+  num_hidden_layers: LIMITS.layers, n_layer: LIMITS.layers, vocab_size: LIMITS.vocab, max_position_embeddings: LIMITS.context,
+  num_attention_heads: LIMITS.heads, n_head: LIMITS.heads, num_key_value_heads: LIMITS.heads, num_kv_heads: LIMITS.heads, n_head_kv: LIMITS.heads,
+};
+
 function posInt(j: any, key: string, def?: number): number {
-  const v = j[key] ?? def;
+  const v = j[key] ?? def, max = KEY_LIMIT[key] ?? LIMITS.dim;
   if (v === undefined) throw cfgErr(`missing "${key}"`);
-  if (!Number.isSafeInteger(v) || v <= 0) throw cfgErr(`"${key}" must be a positive integer, got ${show(j[key])}`);
+  if (!Number.isSafeInteger(v) || v <= 0 || v > max) throw cfgErr(`"${key}" must be a positive integer up to ${max}, got ${show(j[key] ?? v)}`);
   return v;
 }
 
-function posNum(j: any, key: string, def: number): number {
+/** A positive number of at most `max` (an epsilon: at most 1). */
+function posNum(j: any, key: string, def: number, max = 1): number {
   const v = j[key] ?? def;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw cfgErr(`"${key}" must be a positive number, got ${show(j[key])}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > max) throw cfgErr(`"${key}" must be a positive number up to ${max}, got ${show(j[key])}`);
   return v;
 }
 
@@ -106,6 +114,13 @@ export function parseHFConfig(json: any): ModelConfig {
   if (mt && json.model_type != null && json.model_type !== mt) {
     throw unsupported(`unsupported model_type ${show(json.model_type)} for ${architecture} (expected "${mt}")`);
   }
+  const cfg = parseArchitecture(json, architecture);
+  // The attention width is heads × head dim (head_dim may be given apart from hidden_size).
+  if (cfg.nHeads * cfg.headDim > LIMITS.dim) throw cfgErr(`${cfg.nHeads} heads of ${cfg.headDim} dimensions exceed ${LIMITS.dim}`);
+  return cfg;
+}
+
+function parseArchitecture(json: any, architecture: string): ModelConfig {
   switch (architecture) {
     case 'OPTForCausalLM':
       return parseOPT(json, architecture);

@@ -6,6 +6,7 @@ import { widenToF32 } from './dtype.js';
 import type { HFCheckpoint } from './hf.js';
 import type { Predictor } from '../predictor/types.js';
 import { shippedPredictor } from '../predictor/shipped.js';
+import { LIMITS } from './check.js';
 
 /** The checkpoint's shipped predictor, or undefined when it has none. */
 export function checkpointPredictor(ckpt: HFCheckpoint, fingerprint: string): Predictor | undefined {
@@ -18,6 +19,7 @@ export function checkpointPredictor(ckpt: HFCheckpoint, fingerprint: string): Pr
     for (const part of ['fc1', 'fc2']) if (!has(`${base}${part}.weight`)) throw new Error(`${where}: layer ${l} has no ${base}${part}.weight (a shipped predictor needs fc1 and fc2 in every layer)`);
     const fc1 = ckpt.tensor(`${base}fc1.weight`), fc2 = ckpt.tensor(`${base}fc2.weight`);
     rank ||= fc1.shape[0];
+    if (!(rank >= 1 && rank <= LIMITS.dim)) throw new Error(`${where}: ${base}fc1.weight has shape [${fc1.shape}]: a predictor rank from 1 to ${LIMITS.dim} is expected`);
     const shape = (t: { shape: number[] }, want: number[], n: string) => {
       if (t.shape.length !== 2 || t.shape[0] !== want[0] || t.shape[1] !== want[1]) throw new Error(`${where}: ${n} has shape [${t.shape}], expected [${want}]`);
     };

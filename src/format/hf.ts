@@ -12,6 +12,7 @@ import {
 } from './safetensors.js';
 import { openWeights } from './weights.js';
 import { readCheckpointTokenizer } from './tokenizer-files.js';
+import { duplicateKey } from './check.js';
 
 export { CheckpointError } from './safetensors.js';
 export type { TensorInfo, SafetensorsEntry } from './safetensors.js';
@@ -222,6 +223,10 @@ function parseJsonObject(text: string, path: string): any {
     throw new CheckpointError(`${path}: not valid JSON (${(e as Error).message})`, { file: path });
   }
   if (j === null || typeof j !== 'object' || Array.isArray(j)) throw new CheckpointError(`${path}: must be a JSON object`, { file: path });
+  // JSON.parse keeps the last of two equal keys; transformers would read the same, but a file
+  // that says two things is not trusted to mean either.
+  const dup = duplicateKey(text);
+  if (dup !== undefined) throw new CheckpointError(`${path}: the key ${dup} appears twice (each key once)`, { file: path });
   return j;
 }
 

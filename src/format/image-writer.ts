@@ -4,6 +4,12 @@ import type { ModelConfig } from './config.js';
 import { convertDtype, DType, DTYPE_BYTES, QUANTIZED, quantize, rowBytes, tensorBytes, widenToF32 } from './dtype.js';
 import { readSpec, specInfo, type HFCheckpoint, type TensorSpec } from './hf.js';
 import { crc32 } from './crc32.js';
+
+/**
+ * What this writer puts in an image beyond what VERSION promises, for caches of converted images:
+ * 2 = per-neuron checksums of the FFN ("ffn.crc"). Readers accept every revision.
+ */
+export const WRITER_REVISION = 2;
 import { FfnLayout, ImageHeader, MAGIC, PREFIX_BYTES, Progress, Section, SECTION_ALIGN, TensorEntry, VERSION } from './image.js';
 
 const TENSOR_ALIGN = 64;
@@ -83,7 +89,7 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
     }
     const tokBytes = new TextEncoder().encode(ckpt.tokenizerJson);
     const ffnLen = cfg.ffn * (split ? ffn.parts!.reduce((a, p) => a + p.len, 0) : ffn.bundle_bytes);
-    const total = tokBytes.length + residentLen + cfg.nLayers * ffnLen;
+    const total = tokBytes.length + residentLen + cfg.nLayers * ffnLen + 4 * cfg.nLayers * cfg.ffn;
     let done = 0;
     const progress = (n: number, phase: string) => { done += n; onProgress?.(done, total, phase); };
 
@@ -111,6 +117,9 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
       pos = alignUp(pos + at, SECTION_ALIGN);
     }
 
+    // Each neuron's bundle CRC-32 (as the neuron cache holds it, whatever the layout), checked
+    // as bundles land from flash. Little-endian u32, layer by layer.
+    const bundleCrc = new Uint32Array(cfg.nLayers * cfg.ffn);
     for (let l = 0; l < cfg.nLayers; l++) {
       const L = spec.layers[l];
       // Quantized bundles quantize each part per neuron (the down column too): from f32.
@@ -121,8 +130,10 @@ export function writeImage(ckpt: HFCheckpoint, write: (bytes: Uint8Array, pos: n
       const bias = L.upB ? widenToF32(ckpt.readTensor(L.upB.name), ckpt.tensor(L.upB.name).dtype) : undefined;
       const b = bundle(cfg, ffn, q ? 4 : DTYPE_BYTES[ffnDtype], up, gate, down, bias);
       if (split) (ffn.bundled_crc32 ??= []).push(crc32(b));
+      for (let i = 0; i < cfg.ffn; i++) bundleCrc[l * cfg.ffn + i] = crc32(b.subarray(i * ffn.bundle_bytes, (i + 1) * ffn.bundle_bytes));
       writeSection(`ffn.${l}`, split ? unbundle(b, ffn, cfg.ffn) : b);
     }
+    writeSection('ffn.crc', new Uint8Array(bundleCrc.buffer));
 
     const header: ImageHeader = {
       format: 'flashneuron', version: VERSION, config: cfg,

@@ -31,6 +31,7 @@ import type { ModelConfig } from './config.js';
 import { DType, DTYPE_BYTES, QUANTIZED, rowBytes, tensorBytes } from './dtype.js';
 import { type FlashSource, readExact } from '../io/source.js';
 import { crc32 } from './crc32.js';
+import { checkImageHeader, MAX_HEADER_BYTES } from './image-check.js';
 
 export const MAGIC = 'FLASHNRN';
 export const VERSION = 1;
@@ -82,11 +83,16 @@ export function readImageHeader(src: FlashSource): ImageHeader {
   if (headerOff + headerLen > src.size || headerLen === 0) {
     throw new Error(`${src.name}: image is truncated (header at ${headerOff}+${headerLen}, file has ${src.size} bytes)`);
   }
+  if (headerLen > MAX_HEADER_BYTES) throw new Error(`${src.name}: invalid image: header of ${headerLen} bytes (at most ${MAX_HEADER_BYTES})`);
+  if (headerOff < PREFIX_BYTES) throw new Error(`${src.name}: invalid image: header at ${headerOff}, inside the prefix (after the sections)`);
   const raw = new Uint8Array(headerLen);
   readExact(src, raw, headerOff, 'image header');
   if (crc32(raw) !== headerCrc) throw new Error(`${src.name}: image header checksum mismatch (file is corrupted)`);
-  let h: ImageHeader;
-  try { h = JSON.parse(new TextDecoder().decode(raw)); } catch { throw new Error(`${src.name}: image header is not valid JSON`); }
+  let parsed: unknown;
+  try { parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw)); } catch { throw new Error(`${src.name}: image header is not valid JSON`); }
+  // The CRC says the bytes are as written; checkImageHeader that what they say makes sense.
+  checkImageHeader(parsed, headerOff, src.name);
+  const h = parsed as ImageHeader;
   validateHeader(h, headerOff, src.name);
   return h;
 }

@@ -166,9 +166,15 @@ export function unpickle(data: Uint8Array, label: string, policy: PicklePolicy):
     if (!(v instanceof Map)) fail(`${OPNAMES[op]} at offset ${opAt} sets items on ${aType(v)}, not a dict`);
     return v as Map<PyValue, PyValue>;
   };
+  // A key set twice: Python keeps the last silently; a state dict never does it, so one tensor
+  // hiding another is refused.
+  const setKey = (d: Map<PyValue, PyValue>, k: PyValue, v: PyValue) => {
+    if ((typeof k === 'string' || typeof k === 'number') && d.has(k)) fail(`${OPNAMES[op]} at offset ${opAt} sets the dict key ${JSON.stringify(String(k).slice(0, 80))} twice`);
+    d.set(k, v);
+  };
   const setItems = (d: Map<PyValue, PyValue>, kv: PyValue[]) => {
     if (kv.length % 2) fail(`${OPNAMES[op]} at offset ${opAt} has an odd number of items`);
-    for (let i = 0; i < kv.length; i += 2) d.set(kv[i], kv[i + 1]);
+    for (let i = 0; i < kv.length; i += 2) setKey(d, kv[i], kv[i + 1]);
   };
   const long = (b: Uint8Array): number => {
     // Little-endian two's complement; torch only stores small ints this way (sizes, offsets).
@@ -230,7 +236,7 @@ export function unpickle(data: Uint8Array, label: string, policy: PicklePolicy):
       case 0x65: { const items = popMark(); const l = asList(top()); for (const v of items) l.push(v); break; } // APPENDS
       case 0x7d: push(new Map()); break; // EMPTY_DICT
       case 0x64: { const d = new Map<PyValue, PyValue>(); setItems(d, popMark()); push(d); break; } // DICT
-      case 0x73: { const v = pop(), k = pop(); asDict(top()).set(k, v); break; } // SETITEM
+      case 0x73: { const v = pop(), k = pop(); setKey(asDict(top()), k, v); break; } // SETITEM
       case 0x75: { const kv = popMark(); setItems(asDict(top()), kv); break; } // SETITEMS
       case 0x71: put(u8()); break; // BINPUT
       case 0x72: put(u32()); break; // LONG_BINPUT

@@ -9,6 +9,7 @@
 
 import type { DType } from './dtype.js';
 import { readFully, type RandomAccess } from '../io/source.js';
+import { duplicateKey } from './check.js';
 
 /** Errors from the importer; `file` / `tensor` name what was being read when it failed. */
 export class CheckpointError extends Error {
@@ -144,6 +145,11 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     fail(`header must be a JSON object, got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : typeof json}`);
   }
+  // The format puts "{" first and allows only trailing spaces as padding.
+  if (text.charCodeAt(0) !== 0x7b) fail(`header must begin with "{" (it begins with ${describe(text.slice(0, 1))})`);
+  // JSON.parse keeps the last of two equal keys: one tensor would silently hide another.
+  const dup = duplicateKey(text);
+  if (dup !== undefined) fail(`header has the key ${dup} twice (each key once)`);
   const dataStart = 8 + n;
   const dataLength = size - dataStart;
   let metadata: Record<string, unknown> = {};
@@ -152,6 +158,9 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
     if (name === '__metadata__') {
       if (raw === null) continue;
       if (typeof raw !== 'object' || Array.isArray(raw)) fail(`"__metadata__" must be an object, got ${describe(raw)}`);
+      for (const [k, v] of Object.entries(raw as object)) {
+        if (typeof v !== 'string') fail(`"__metadata__" entry "${k}" is ${describe(v)} (the format maps strings to strings)`);
+      }
       metadata = raw as Record<string, unknown>;
       continue;
     }
@@ -205,15 +214,31 @@ export function parseSafetensorsHeader(f: RandomAccess, fileName: string): Safet
   // Overlaps: sort non-empty tensors by start and compare with the furthest end seen so far.
   const spans = [...tensors.values()].filter((t) => t.length > 0).sort((a, b) => a.offset - b.offset);
   let prev: SafetensorsEntry | undefined;
+  const at = (t: SafetensorsEntry) => `[${t.offset - dataStart},${t.offset - dataStart + t.length}]`;
   for (const s of spans) {
     if (prev && s.offset < prev.offset + prev.length) {
-      fail(
-        `tensors "${prev.name}" and "${s.name}" overlap (data_offsets [${prev.offset - dataStart},${prev.offset - dataStart + prev.length}] ` +
-          `and [${s.offset - dataStart},${s.offset - dataStart + s.length}]); model is corrupted`,
-        s.name,
-      );
+      fail(`tensors "${prev.name}" and "${s.name}" overlap (data_offsets ${at(prev)} and ${at(s)}); model is corrupted`, s.name);
     }
     if (!prev || s.offset + s.length > prev.offset + prev.length) prev = s;
+  }
+  // As the format requires, the tensors tile the data region: no gap, nothing after the last. A
+  // header length off by a few bytes (JSON padded with spaces still parses) shifts every tensor;
+  // only this catches it.
+  let end = 0;
+  const all = [...tensors.values()].sort((a, b) => a.offset - b.offset || a.length - b.length);
+  for (const s of all) {
+    const begin = s.offset - dataStart;
+    if (begin < end) fail(`tensor "${s.name}" (data_offsets ${at(s)}) lies inside another tensor's bytes; model is corrupted`, s.name);
+    if (begin > end) {
+      fail(`bytes [${end},${begin}) of the data region belong to no tensor ("${s.name}" begins at ${begin}); tensors must tile the data region`, s.name);
+    }
+    end = begin + s.length;
+  }
+  if (end !== dataLength) {
+    fail(
+      `the tensors end at byte ${end} of the data region, which holds ${dataLength} bytes (header length ${n}: ` +
+        `${end < dataLength ? 'wrong, or bytes follow the last tensor' : 'wrong'}); tensors must tile the data region`,
+    );
   }
   return { file: fileName, headerLength: n, dataStart, dataLength, metadata, tensors };
 }
@@ -432,6 +457,8 @@ export function openSharded(fs: CheckpointFS, names: { single: string; index: st
       if (idx === null || typeof idx !== 'object' || Array.isArray(idx)) {
         throw new CheckpointError(`${idxLabel}: must be a JSON object`, { file: idxLabel });
       }
+      const dup = duplicateKey(text);
+      if (dup !== undefined) throw new CheckpointError(`${idxLabel}: the key ${dup} appears twice (each key once)`, { file: idxLabel });
       const wm = idx.weight_map;
       if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) {
         throw new CheckpointError(`${idxLabel}: "weight_map" must be an object mapping tensor names to shard files, got ${describe(wm)}`, {
@@ -453,6 +480,17 @@ export function openSharded(fs: CheckpointFS, names: { single: string; index: st
         }
         tensors.set(tensor, e);
         fileOf.set(tensor, f);
+      }
+      // A tensor in two shards: which one a loader takes is arbitrary, so neither is.
+      const holder = new Map<string, string>();
+      for (const [shard, f] of opened) {
+        for (const t of f.tensors.keys()) {
+          const other = holder.get(t);
+          if (other !== undefined) {
+            throw new CheckpointError(`tensor "${t}" is stored in two shards, ${fs.label(other)} and ${fs.label(shard)} (each tensor in one)`, { file: f.name, tensor: t });
+          }
+          holder.set(t, shard);
+        }
       }
       if (idx.metadata && typeof idx.metadata === 'object' && !Array.isArray(idx.metadata)) metadata = idx.metadata;
     }

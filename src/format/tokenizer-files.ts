@@ -14,6 +14,88 @@ import { CheckpointError, type CheckpointFS } from './safetensors.js';
 
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const show = (v: unknown): string => {
+  let s: string;
+  try { s = JSON.stringify(v) ?? String(v); } catch { s = typeof v; } // a value nested too deep for the stack
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+};
+
+/**
+ * What is wrong with the fields of tokenizer_config.json the tokenizer reads, or undefined (null
+ * stands for absent, as transformers writes it).
+ */
+export function tokenizerConfigProblem(config: unknown): string | undefined {
+  if (!isObj(config)) return `it is ${show(config)} (an object)`;
+  for (const k of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
+    const v = config[k];
+    if (v != null && typeof v !== 'string' && !(isObj(v) && typeof v.content === 'string')) return `${k} is ${show(v)} (a token string, {"content": string} or null)`;
+  }
+  for (const k of ['add_bos_token', 'add_eos_token', 'legacy', 'add_prefix_space']) {
+    if (config[k] != null && typeof config[k] !== 'boolean') return `${k} is ${show(config[k])} (true, false or null)`;
+  }
+  if (config.tokenizer_class != null && typeof config.tokenizer_class !== 'string') return `tokenizer_class is ${show(config.tokenizer_class)} (a class name)`;
+  const extra = config.additional_special_tokens;
+  if (extra != null && !Array.isArray(extra)) return `additional_special_tokens is ${show(extra)} (a list)`;
+  const dec = config.added_tokens_decoder;
+  if (dec != null && !isObj(dec)) return `added_tokens_decoder is ${show(dec)} (an object of id: token)`;
+  for (const [id, t] of Object.entries(dec ?? {})) {
+    if (!/^\d{1,9}$/.test(id) || !isObj(t) || typeof t.content !== 'string') return `added_tokens_decoder entry ${show(id)} is ${show(t)} (an id: {"content": string})`;
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with a tokenizer.json's ids, merges and model options, or undefined. Ids are
+ * integers below `vocab` (the model's embedding rows) or, without it, below the file's own count of
+ * tokens, so that no table is sized by an id; one id per token within the vocabulary and within
+ * added_tokens. Merges are all "a b" strings or all [a, b] pairs of vocabulary tokens whose join is
+ * one too, as the Rust library requires (the JS one splits whatever it gets). unk_token is null or
+ * a token of the file: the JS library gives no id for an unknown one.
+ */
+export function tokenizerJsonProblem(json: Json, vocab?: number): string | undefined {
+  const model = json.model, added = json.added_tokens ?? [];
+  if (!isObj(model) || !isObj(model.vocab) || !Array.isArray(model.merges)) return 'model needs a vocab object and a merges list';
+  if (!Array.isArray(added)) return `added_tokens is ${show(added)} (a list)`;
+  const v = model.vocab, entries = Object.entries(v);
+  const limit = vocab ?? entries.length + added.length;
+  const below = vocab === undefined ? `an integer below ${limit}, the count of tokens in the file` : `an integer below ${limit}, the model's vocabulary`;
+  const byId = new Map<number, string>();
+  for (const [tok, id] of entries) {
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= limit) return `vocab id of ${show(tok)} is ${show(id)} (${below})`;
+    const other = byId.get(id as number);
+    if (other !== undefined) return `vocab ids of ${show(other)} and ${show(tok)} are both ${id} (one id per token)`;
+    byId.set(id as number, tok);
+  }
+  const addedById = new Map<number, string>(), addedNames = new Set<string>();
+  for (const t of added as unknown[]) {
+    if (!isObj(t) || typeof t.content !== 'string' || t.content === '') return `added token ${show(t)} (an object with a non-empty content)`;
+    if (!Number.isSafeInteger(t.id) || (t.id as number) < 0 || (t.id as number) >= limit) return `added token ${show(t.content)} has id ${show(t.id)} (${below})`;
+    const other = addedById.get(t.id as number);
+    if (other !== undefined && other !== t.content) return `added tokens ${show(other)} and ${show(t.content)} both have id ${t.id} (one id per token)`;
+    for (const k of ['special', 'single_word', 'lstrip', 'rstrip', 'normalized']) {
+      if (t[k] != null && typeof t[k] !== 'boolean') return `added token ${show(t.content)} has ${k} ${show(t[k])} (true or false)`;
+    }
+    addedById.set(t.id as number, t.content);
+    addedNames.add(t.content);
+  }
+  for (const k of ['byte_fallback', 'ignore_merges', 'fuse_unk']) {
+    if (model[k] != null && typeof model[k] !== 'boolean') return `model.${k} is ${show(model[k])} (true, false or null)`;
+  }
+  const unk = model.unk_token;
+  if (unk != null && (typeof unk !== 'string' || (!Object.hasOwn(v, unk) && !addedNames.has(unk)))) return `model.unk_token is ${show(unk)} (null or a token of the file)`;
+  const merges = model.merges as unknown[], pairs = Array.isArray(merges[0]);
+  for (let i = 0; i < merges.length; i++) {
+    const m = merges[i];
+    const ab = pairs ? (Array.isArray(m) && m.length === 2 ? m : []) : typeof m === 'string' ? m.split(' ') : [];
+    if (ab.length !== 2 || typeof ab[0] !== 'string' || typeof ab[1] !== 'string') {
+      return `merge ${i} is ${show(m)} (${pairs ? 'a pair [a, b] of tokens, as merge 0' : 'a string "a b": two tokens and one space, as merge 0'})`;
+    }
+    for (const t of [ab[0], ab[1], ab[0] + ab[1]]) {
+      if (!Object.hasOwn(v, t)) return `merge ${i} ${show(ab)} needs ${show(t)}, which is not in the vocabulary (merges join two vocabulary tokens into a third)`;
+    }
+  }
+  return undefined;
+}
 
 /** The tokenizer files of a folder that were found: text files as text, tokenizer.model as bytes. */
 export interface TokenizerFiles {
@@ -59,14 +141,19 @@ function parseObject(text: string, file: string, label: (f: string) => string): 
  * Builds the tokenizer from the files found (see TokenizerFiles): tokenizer.json when present,
  * else vocab.json + merges.txt, else tokenizer.model. `label` names files in errors.
  */
-export function tokenizerFromFiles(files: TokenizerFiles, label: (file: string) => string = (f) => f, dir = label('')): BuiltTokenizer {
+export function tokenizerFromFiles(files: TokenizerFiles, label: (file: string) => string = (f) => f, dir = label(''), modelVocab?: number): BuiltTokenizer {
   const N = TOKENIZER_FILE_NAMES;
   const tc = files.tokenizerConfig === undefined ? undefined : parseObject(files.tokenizerConfig, N.tokenizerConfig, label);
   const stm = files.specialTokensMap === undefined ? undefined : parseObject(files.specialTokensMap, N.specialTokensMap, label);
   // transformers reads special_tokens_map.json after tokenizer_config.json; its entries win.
   let config: Json | undefined = tc || stm ? { ...tc, ...stm } : undefined;
+  const cp = config && tokenizerConfigProblem(config);
+  if (cp) throw new CheckpointError(`${label(N.tokenizerConfig)}: ${cp}`, { file: label(N.tokenizerConfig) });
   if (files.tokenizerJson !== undefined) {
-    parseObject(files.tokenizerJson, N.tokenizerJson, label);
+    const j = parseObject(files.tokenizerJson, N.tokenizerJson, label);
+    // Other model types are named by the Tokenizer as unsupported.
+    const problem = isObj(j.model) && j.model.type === 'BPE' ? tokenizerJsonProblem(j, modelVocab) : undefined;
+    if (problem) throw new CheckpointError(`${label(N.tokenizerJson)}: ${problem}`, { file: label(N.tokenizerJson) });
     return { tokenizerJson: files.tokenizerJson, tokenizerConfig: config, source: 'tokenizer.json' };
   }
   const wrap = <T>(file: string, f: () => T): T => {
@@ -74,19 +161,21 @@ export function tokenizerFromFiles(files: TokenizerFiles, label: (file: string) 
       return f();
     } catch (e) {
       if (e instanceof CheckpointError) throw e;
-      throw new CheckpointError(`${label(file)}: ${(e as Error).message}`, { file: label(file) });
+      // A message that starts with another file's name is about that file (vocab.json, the config's added tokens).
+      const m = /^(vocab\.json|tokenizer_config\.json): (.*)$/.exec((e as Error).message), at = label(m ? m[1] : file);
+      throw new CheckpointError(`${at}: ${m ? m[2] : (e as Error).message}`, { file: at });
     }
   };
   if (files.vocabJson !== undefined && files.mergesTxt !== undefined) {
     const vocab = parseObject(files.vocabJson, N.vocabJson, label);
-    const json = wrap(N.mergesTxt, () => gpt2TokenizerJson(vocab, files.mergesTxt!, config));
+    const json = wrap(N.mergesTxt, () => gpt2TokenizerJson(vocab, files.mergesTxt!, config, modelVocab));
     return { tokenizerJson: json, tokenizerConfig: config, source: 'vocab.json+merges.txt' };
   }
   if (files.tokenizerModel !== undefined) {
     const spm = wrap(N.tokenizerModel, () => parseSentencePieceModel(files.tokenizerModel!));
     // A model without the dummy prefix: transformers' add_prefix_space (default true) follows it here.
     if (!spm.addDummyPrefix && config?.add_prefix_space === undefined) config = { ...config, add_prefix_space: false };
-    const json = wrap(N.tokenizerModel, () => sentencePieceTokenizerJson(spm, config));
+    const json = wrap(N.tokenizerModel, () => sentencePieceTokenizerJson(spm, config, modelVocab));
     return { tokenizerJson: json, tokenizerConfig: config, source: 'tokenizer.model' };
   }
   const half = files.vocabJson !== undefined ? ' (vocab.json is there, merges.txt is not)' : files.mergesTxt !== undefined ? ' (merges.txt is there, vocab.json is not)' : '';
@@ -97,7 +186,7 @@ export function tokenizerFromFiles(files: TokenizerFiles, label: (file: string) 
 }
 
 /** Reads the tokenizer files of a checkpoint folder and builds its tokenizer (see tokenizerFromFiles). */
-export function readCheckpointTokenizer(fs: CheckpointFS, dir = fs.label('')): BuiltTokenizer {
+export function readCheckpointTokenizer(fs: CheckpointFS, dir = fs.label(''), modelVocab?: number): BuiltTokenizer {
   const N = TOKENIZER_FILE_NAMES;
   const files: TokenizerFiles = {};
   const text = (k: Exclude<keyof TokenizerFiles, 'tokenizerModel'>) => {
@@ -125,7 +214,7 @@ export function readCheckpointTokenizer(fs: CheckpointFS, dir = fs.label('')): B
       }
     }
   }
-  return tokenizerFromFiles(files, (f) => fs.label(f), dir);
+  return tokenizerFromFiles(files, (f) => fs.label(f), dir, modelVocab);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,10 +294,11 @@ function specialRef(config: Json | undefined, key: string, flag: boolean, added:
  * the special tokens tokenizer_config.json names (for OPT only `</s>` and `<pad>`: a literal `<s>`
  * in the text is ordinary text), `add_bos_token` / `add_eos_token` as a template.
  */
-export function gpt2TokenizerJson(vocab: Json, mergesTxt: string, config?: Json): string {
-  const ids = new Map<string, number>();
+export function gpt2TokenizerJson(vocab: Json, mergesTxt: string, config?: Json, modelVocab?: number): string {
+  const ids = new Map<string, number>(), n = modelVocab ?? Object.keys(vocab).length;
   for (const [tok, id] of Object.entries(vocab)) {
     if (!Number.isInteger(id) || (id as number) < 0) throw new Error(`vocab.json: id of ${JSON.stringify(tok)} is not an index`);
+    if ((id as number) >= n) throw new Error(`vocab.json: id of ${show(tok)} is ${id} (below ${n}, the ${modelVocab ? "model's vocabulary" : 'count of tokens'})`);
     ids.set(tok, id as number);
   }
   const lines = mergesTxt.split(/\r?\n/);
@@ -218,13 +308,15 @@ export function gpt2TokenizerJson(vocab: Json, mergesTxt: string, config?: Json)
     if (line === '') return;
     const parts = line.split(' ');
     if (parts.length !== 2) throw new Error(`line ${i + 2} is not two tokens separated by one space: ${JSON.stringify(line)}`);
+    const missing = [parts[0], parts[1], parts[0] + parts[1]].find((t) => !ids.has(t));
+    if (missing !== undefined) throw new Error(`line ${i + 2} needs ${show(missing)}, which is not in vocab.json (merges join two tokens into a third)`);
     merges.push([parts[0], parts[1]]);
   });
   const added = configAddedTokens(ids, config, []);
   const bos = specialRef(config, 'bos_token', config?.add_bos_token === true, added);
   const eos = specialRef(config, 'eos_token', config?.add_eos_token === true, added);
   const prefixSpace = config?.add_prefix_space === true;
-  return JSON.stringify({
+  return checkedJson({
     version: '1.0', truncation: null, padding: null, added_tokens: addedTokensJson(added), normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: prefixSpace, trim_offsets: true, use_regex: true },
     post_processor: templateJson(bos, eos),
@@ -233,7 +325,15 @@ export function gpt2TokenizerJson(vocab: Json, mergesTxt: string, config?: Json)
       type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
       fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges,
     },
-  });
+  }, modelVocab);
+}
+
+/** The tokenizer.json text of what was built, its ids checked (the config's added tokens included). */
+function checkedJson(json: Json, modelVocab: number | undefined): string {
+  const problem = tokenizerJsonProblem(json, modelVocab);
+  // Added tokens past the file's own come from tokenizer_config.json (its ids are checked as vocabulary first).
+  if (problem) throw new Error(`${problem.startsWith('added token') ? 'tokenizer_config.json: ' : ''}${problem}`);
+  return JSON.stringify(json);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,6 +441,7 @@ export function parseSentencePieceModel(bytes: Uint8Array): SentencePieceModel {
         else p.skip(k.wire);
       }
       if (piece.piece === '') p.fail('empty piece');
+      if (Number.isNaN(piece.score)) p.fail('score is not a number'); // merges would sort in no defined order
       m.pieces.push(piece);
     } else if (field === 2 && wire === 2) {
       const t = new Proto(top.bytes(), 'trainer_spec');
@@ -381,14 +482,23 @@ export function parseSentencePieceModel(bytes: Uint8Array): SentencePieceModel {
 export function mergesFromScores(pieces: readonly { piece: string; score: number }[]): [string, string][] {
   const ids = new Map<string, number>();
   pieces.forEach((p, i) => { if (!ids.has(p.piece)) ids.set(p.piece, i); });
+  // Splits are found through rolling hashes of each piece's prefixes and suffixes (linear in its
+  // length; trying every split is quadratic, and a hostile piece can be long), then verified.
+  const P = 67108859, B = 65599, hashes = new Set<number>();
+  for (const k of ids.keys()) { let h = 0; for (let i = 0; i < k.length; i++) h = (h * B + k.charCodeAt(i)) % P; hashes.add(h); }
   const all: { l: string; r: string; score: number; ll: number; lr: number }[] = [];
   for (const { piece, score } of pieces) {
-    const cps = Array.from(piece);
+    const n = piece.length, pre = [0], pw = [1];
+    for (let i = 0; i < n; i++) { pre.push((pre[i] * B + piece.charCodeAt(i)) % P); pw.push((pw[i] * B) % P); }
+    let cps = 0;
+    for (const _ of piece) cps++;
     const local: { l: string; r: string; il: number; ir: number; ll: number; lr: number }[] = [];
-    for (let i = 1; i < cps.length; i++) {
-      const l = cps.slice(0, i).join(''), r = cps.slice(i).join('');
-      const il = ids.get(l), ir = ids.get(r);
-      if (il !== undefined && ir !== undefined) local.push({ l, r, il, ir, ll: i, lr: cps.length - i });
+    for (let o = 0, i = 0; ;) {
+      o += piece.codePointAt(o)! > 0xffff ? 2 : 1;
+      if (++i >= cps) break;
+      if (!hashes.has(pre[o]) || !hashes.has((((pre[n] - pre[o] * pw[n - o]) % P) + P) % P)) continue;
+      const l = piece.slice(0, o), r = piece.slice(o), il = ids.get(l), ir = ids.get(r);
+      if (il !== undefined && ir !== undefined) local.push({ l, r, il, ir, ll: i, lr: cps - i });
     }
     local.sort((a, b) => a.il - b.il || a.ir - b.ir);
     for (const x of local) all.push({ l: x.l, r: x.r, score, ll: x.ll, lr: x.lr });
@@ -406,7 +516,7 @@ export function mergesFromScores(pieces: readonly { piece: string; score: number
  * add_eos_token (default false). `config` is tokenizer_config.json; legacy defaults to true and
  * add_prefix_space to the model's add_dummy_prefix.
  */
-export function sentencePieceTokenizerJson(model: SentencePieceModel, config?: Json): string {
+export function sentencePieceTokenizerJson(model: SentencePieceModel, config?: Json, modelVocab?: number): string {
   if (model.modelType !== 2) {
     throw new Error(`Unsupported tokenizer.model feature: model_type ${MODEL_TYPES[model.modelType] ?? model.modelType} (only BPE is converted)`);
   }
@@ -429,7 +539,7 @@ export function sentencePieceTokenizerJson(model: SentencePieceModel, config?: J
   const bos = specialRef(config, 'bos_token', config?.add_bos_token !== false, added, piece(model.bosId));
   const eos = specialRef(config, 'eos_token', config?.add_eos_token === true, added, piece(model.eosId));
   const unk = piece(model.unkId);
-  return JSON.stringify({
+  return checkedJson({
     version: '1.0', truncation: null, padding: null, added_tokens: addedTokensJson(added),
     normalizer: legacy
       ? { type: 'Sequence', normalizers: [...(prefix ? [{ type: 'Prepend', prepend: '▁' }] : []), { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] }
@@ -447,7 +557,7 @@ export function sentencePieceTokenizerJson(model: SentencePieceModel, config?: J
       type: 'BPE', dropout: null, unk_token: unk ?? null, continuing_subword_prefix: null, end_of_word_suffix: null,
       fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: mergesFromScores(model.pieces),
     },
-  });
+  }, modelVocab);
 }
 
 /**

@@ -82,6 +82,12 @@ function torchPolicy(label: string): PicklePolicy {
     throw new CheckpointError(`${label}: ${msg}`, { file: label });
   };
   const storages = new Map<string, StorageRef>();
+  // requires_grad and backward hooks: torch.save always writes a bool and an empty OrderedDict
+  // (hooks are not saved); anything else is not a state dict this reader understands.
+  const extras = (fn: string, requiresGrad: PyValue, hooks: PyValue) => {
+    if (typeof requiresGrad !== 'boolean') fail(`${fn}: requires_grad is ${aType(requiresGrad)}, not a bool`);
+    if (!(hooks instanceof Map) || hooks.size > 0) fail(`${fn}: backward hooks are ${hooks instanceof Map ? `a dict of ${hooks.size}` : aType(hooks)}, not an empty OrderedDict`);
+  };
   return {
     global(module, name) {
       if ((module === 'collections' && name === 'OrderedDict') || (module === 'torch._utils' && REBUILDERS.has(name))) {
@@ -111,6 +117,15 @@ function torchPolicy(label: string): PicklePolicy {
           if (!isObj(storage, 'storage')) fail(`${fn.qualified}: the storage argument is ${aType(storage)}, not a storage`);
           if (!isInt(offset) || offset < 0) fail(`${fn.qualified}: storage offset must be a non-negative integer, got ${aType(offset)}`);
           if (!isTuple(size) || !isTuple(stride)) fail(`${fn.qualified}: size and stride must be tuples, got ${pyType(size)} and ${pyType(stride)}`);
+          if (fn.name === '_rebuild_tensor_v2') {
+            extras(fn.qualified, args[4], args[5]);
+            // torch appends metadata only when a tensor's conj or neg bit is set: its bytes then
+            // do not hold its values.
+            const md = args[6];
+            if (md !== undefined && md !== null && !(md instanceof Map && [...md.values()].every((v) => v === false))) {
+              fail(`${fn.qualified}: the tensor carries metadata ${md instanceof Map ? `{${[...md.keys()].map(String).join(', ')}}` : aType(md)} (a conjugate or negative view), which this reader does not apply; re-save it with .resolve_conj().resolve_neg()`);
+            }
+          }
           const t: TensorDesc = { kind: 'tensor', storage: storage as StorageRef, storageOffset: offset as number, shape: size as PyValue[], stride: stride as PyValue[] };
           return t;
         }
@@ -118,6 +133,7 @@ function torchPolicy(label: string): PicklePolicy {
         case '_rebuild_parameter_with_state':
           arity(fn.name === '_rebuild_parameter' ? 3 : 4);
           if (!isObj(args[0], 'tensor')) fail(`${fn.qualified}: data is ${aType(args[0])}, not a tensor`);
+          extras(fn.qualified, args[1], args[2]);
           return args[0];
         default:
           return fail(`${fn.qualified} is called directly; a storage class only appears inside a persistent id`);
@@ -245,9 +261,10 @@ export class TorchBinFile extends WeightsFile {
     for (const [t, r] of this.refs) {
       const se = zip.get(`${folder}data/${r.storageKey}`);
       if (!se) fail(`tensor "${t}": its storage ${folder}data/${r.storageKey} is missing from the archive`, t);
+      // torch.save writes each storage whole: its entry holds exactly numel × element size bytes.
       const need = r.storageNumel * r.elemBytes;
-      if (se!.size < need) {
-        fail(`tensor "${t}": storage ${se!.name} holds ${se!.size} bytes, shorter than its ${r.storageNumel} × ${r.storageType} (${need} bytes); the file is truncated or corrupted`, t);
+      if (se!.size !== need) {
+        fail(`tensor "${t}": storage ${se!.name} holds ${se!.size} bytes, ${se!.size < need ? 'shorter' : 'longer'} than its ${r.storageNumel} × ${r.storageType} (${need} bytes); the file is truncated or corrupted`, t);
       }
       const length = r.shape.reduce((a, b) => a * b, 1) * r.elemBytes;
       this.tensors.set(t, {

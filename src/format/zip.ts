@@ -82,6 +82,7 @@ export function readZipEntries(f: RandomAccess, label: string): Map<string, ZipE
   let cdSize: number = tv.getUint32(at + 12, true);
   let cdOffset: number = tv.getUint32(at + 16, true);
   if (tv.getUint16(at + 4, true) !== 0 || tv.getUint16(at + 6, true) !== 0) fail('multi-disk zip archives are not supported');
+  if (tv.getUint16(at + 8, true) !== count) fail(`end record counts ${tv.getUint16(at + 8, true)} entries on its disk and ${count} in all (corrupted archive)`);
   let cdEnd = eocdPos;
 
   // zip64: a locator right before the end record points to the zip64 end record.
@@ -97,6 +98,7 @@ export function readZipEntries(f: RandomAccess, label: string): Map<string, ZipE
       const zv = new DataView(z.buffer);
       if (zv.getUint32(0, true) !== Z64_EOCD_SIG) fail(`no zip64 end record at offset ${z64Pos} (corrupted archive)`);
       count = u64(zv, 32, 'entry count', fail);
+      if (u64(zv, 24, 'entry count', fail) !== count) fail(`zip64 end record counts ${zv.getBigUint64(24, true)} entries on its disk and ${count} in all (corrupted archive)`);
       cdSize = u64(zv, 40, 'central directory size', fail);
       cdOffset = u64(zv, 48, 'central directory offset', fail);
       cdEnd = z64Pos;
@@ -114,6 +116,7 @@ export function readZipEntries(f: RandomAccess, label: string): Map<string, ZipE
   const utf8 = new TextDecoder('utf-8', { fatal: false });
   const entries = new Map<string, ZipEntry>();
   const lfh = new Uint8Array(LFH_FIXED);
+  const spans: [number, number, string][] = [];
   const lv = new DataView(lfh.buffer);
   let p = 0;
   for (let i = 0; i < count; i++) {
@@ -167,12 +170,23 @@ export function readZipEntries(f: RandomAccess, label: string): Map<string, ZipE
     readRange(f, lfh, localOff, label, `local header of "${name}"`);
     if (lv.getUint32(0, true) !== LFH_SIG) fail(`entry "${name}": no local header at offset ${localOff} (corrupted central directory)`);
     if (lv.getUint16(8, true) !== 0) fail(`entry "${name}" is compressed per its local header; only stored entries are read`);
+    // The local header must name the same entry: a reader that walks local headers sees these bytes.
+    const localName = new Uint8Array(lv.getUint16(26, true));
+    if (localName.length !== nameLen) fail(`entry "${name}": its local header names another entry (corrupted central directory)`);
+    readRange(f, localName, localOff + LFH_FIXED, label, `local header of "${name}"`);
+    if (localName.some((b, j) => b !== cd[p + CDH_FIXED + j])) fail(`entry "${name}": its local header names another entry (corrupted central directory)`);
     const dataOffset = localOff + LFH_FIXED + lv.getUint16(26, true) + lv.getUint16(28, true);
     if (dataOffset + usize > cdOffset) {
       fail(`entry "${name}": ${usize} bytes at offset ${dataOffset} run past the archive's data (ends at ${cdOffset}); the file is truncated or corrupted`);
     }
     entries.set(name, { name, dataOffset, size: usize, crc32: crc });
+    spans.push([localOff, dataOffset + usize, name]);
     p = next;
+  }
+  // Two entries sharing bytes: a storage would alias a pickle or another storage.
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) fail(`entries "${spans[i - 1][2]}" and "${spans[i][2]}" overlap (corrupted central directory)`);
   }
   return entries;
 }

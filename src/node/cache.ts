@@ -7,11 +7,14 @@
 //   $XDG_CACHE_HOME/flashneuron, else ~/.cache/flashneuron): one image per source (and layout),
 //   replaced when the source's files change, with a small JSON record beside it saying what it
 //   was made from. `flashneuron cache ls|rm|clear` manages it.
+// - Predictors train-predictor makes go there too (trainedPredictorPath), never over the one
+//   shipped beside a model.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from '../format/crc32.js';
 import { VERSION } from '../format/image.js';
+import { WRITER_REVISION } from '../format/image-writer.js';
 
 export function cacheDir(opts: { cacheDir?: string } = {}): string {
   return opts.cacheDir ?? process.env.FLASHNEURON_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'flashneuron');
@@ -53,6 +56,8 @@ export interface CacheRecord {
   /** The source files' names, sizes and dates when converted: a change means converting again. */
   stamp: string;
   version: number;
+  /** The writer's revision (image-writer.ts); absent: 1. An older one is converted again. */
+  writer?: number;
   created: string;
 }
 
@@ -67,11 +72,12 @@ export async function cachedConversion(source: string, kind: CacheRecord['kind']
   const name = `${basename(full).replace(/\.gguf$/i, '')}-${key}${layout === 'split' ? '-split' : ''}.fnimg`;
   const out = join(dir, name), meta = `${out}.json`;
   const record = readRecord(meta);
-  if (existsSync(out) && record?.stamp === stamp && record.version === VERSION) return out;
+  removeStaleTemps(dir, { cache: true });
+  if (existsSync(out) && record?.stamp === stamp && record.version === VERSION && (record.writer ?? 1) >= WRITER_REVISION) return out;
   mkdirSync(dir, { recursive: true });
   removeImage(out);
   await convert(out);
-  const rec: CacheRecord = { source: full, kind, layout, stamp, version: VERSION, created: new Date().toISOString() };
+  const rec: CacheRecord = { source: full, kind, layout, stamp, version: VERSION, writer: WRITER_REVISION, created: new Date().toISOString() };
   writeFileSync(meta, JSON.stringify(rec, null, 2) + '\n');
   return out;
 }
@@ -107,21 +113,78 @@ export function removeFromCache(what: string, opts: { cacheDir?: string } = {}):
   const full = existsSync(what) ? resolve(what) : undefined;
   const gone = listCache(opts).filter((e) => basename(e.image) === what || basename(e.image) === `${what}.fnimg` || (full !== undefined && e.record?.source === full));
   for (const e of gone) removeImage(e.image);
+  const trained = full === undefined ? undefined : trainedPredictorPath(full, opts);
+  if (trained !== undefined && existsSync(trained)) { rmSync(trained, { force: true }); return [...gone.map((e) => e.image), trained]; }
   return gone.map((e) => e.image);
 }
 
-/** Removes every cached image (the device profile, device.json, stays). */
+/** Removes every cached image and trained predictor (the device profile, device.json, stays). */
 export function clearCache(opts: { cacheDir?: string } = {}): string[] {
   const all = listCache(opts);
   for (const e of all) removeImage(e.image);
-  const dir = cacheDir(opts);
-  if (existsSync(dir)) for (const f of readdirSync(dir)) if (/\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { force: true });
-  return all.map((e) => e.image);
+  const trained = listTrained(opts).map((t) => t.path);
+  for (const t of trained) rmSync(t, { force: true });
+  removeStaleTemps(cacheDir(opts), { cache: true });
+  return [...all.map((e) => e.image), ...trained];
 }
 
-/** An image with its predictor sidecar and record. */
+/** An image with its predictor sidecar, its trained predictor and its record. */
 function removeImage(image: string): void {
-  for (const p of [image, `${image}.json`, image.replace(/\.fnimg$/, '.fnpred')]) rmSync(p, { force: true });
+  for (const p of [image, `${image}.json`, image.replace(/\.fnimg$/, '.fnpred'), trainedPredictorPath(image, { cacheDir: dirname(image) })]) rmSync(p, { force: true });
+}
+
+const TRAINED = '.trained.fnpred';
+
+/** The predictors train-predictor wrote into the cache. */
+export function listTrained(opts: { cacheDir?: string } = {}): { path: string; bytes: number }[] {
+  const dir = cacheDir(opts);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith(TRAINED)).map((f) => ({ path: join(dir, f), bytes: statSync(join(dir, f)).size }));
+}
+
+/**
+ * Where train-predictor puts the predictor it trains for `modelPath` (a Hugging Face folder or
+ * an image file: what loading asks predictorPath about) unless given --out: in the conversion
+ * cache, named after the model and keyed by its full path, so the predictor shipped beside the
+ * model is never replaced.
+ */
+export function trainedPredictorPath(modelPath: string, opts: { cacheDir?: string } = {}): string {
+  const full = resolve(modelPath);
+  const key = crc32(new TextEncoder().encode(full)).toString(16).padStart(8, '0');
+  return join(cacheDir(opts), `${basename(full).replace(/\.(fnimg|gguf)$/i, '')}-${key}${TRAINED}`);
+}
+
+/** Files this package writes; in folders that are not the cache only their temporaries are touched. */
+const OURS = /\.(fnimg|fnpred|gguf|json)$/i;
+
+/**
+ * Removes the temporaries (NAME.tmp-PID) that writers killed mid-way left in `dir` — a write
+ * goes to such a file and is renamed when complete — whose process is gone. In the cache every
+ * one counts (opts.cache, or the default cache folder); elsewhere only those of files this package writes (or `name`, the one about to be
+ * written). A live writer's file stays (signal 0 reaches its process, or is refused: EPERM).
+ */
+export function removeStaleTemps(dir: string, opts: { cache?: boolean; name?: string } = {}): string[] {
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return []; }
+  const all = opts.cache ?? resolve(dir) === resolve(cacheDir());
+  const gone: string[] = [];
+  for (const f of names) {
+    const m = /^(.*)\.tmp-(\d+)$/.exec(f);
+    if (!m || !(all || OURS.test(m[1]) || m[1] === opts.name) || alive(Number(m[2]))) continue;
+    try { rmSync(join(dir, f), { force: true }); gone.push(join(dir, f)); } catch { /* not ours to remove after all (permissions) */ }
+  }
+  return gone;
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // Only ESRCH says there is no such process; anything else (EPERM, a runtime without signals) counts as alive.
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }
 
 function readRecord(path: string): CacheRecord | undefined {

@@ -1,6 +1,6 @@
 // Images as files: reading a header by path, converting a Hugging Face folder, writing atomically.
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { readImageHeader, type ImageHeader, type Progress } from '../format/image.js';
 import { writeImage, type ConvertOptions } from '../format/image-writer.js';
 import type { HFCheckpoint } from '../format/hf.js';
@@ -8,7 +8,8 @@ import { openHFCheckpoint } from './checkpoint-fs.js';
 import { FileSource } from './file-source.js';
 import { checkpointPredictor } from '../format/hf-predictor.js';
 import { modelFingerprint } from '../predictor/format.js';
-import { predictorPath, savePredictor } from './predictor-file.js';
+import { sidecarPredictorPath, savePredictor } from './predictor-file.js';
+import { removeStaleTemps } from './cache.js';
 
 /** The header of the image file at `path` (opened and closed here). */
 export function readImageHeaderFile(path: string): ImageHeader {
@@ -26,7 +27,7 @@ export async function convertHF(dir: string, out: string, onProgress?: Progress,
   try {
     const header = writeImageFile(ckpt, out, onProgress, opts);
     const predictor = checkpointPredictor(ckpt, modelFingerprint(header));
-    if (predictor) savePredictor(predictorPath(out), predictor);
+    if (predictor) savePredictor(sidecarPredictorPath(out), predictor);
     return header;
   } finally {
     ckpt.close();
@@ -44,6 +45,8 @@ export function writeImageFile(ckpt: HFCheckpoint, out: string, onProgress?: Pro
  */
 export function writeFileAtomically<T>(out: string, fill: (write: (bytes: Uint8Array, pos: number) => void) => T): T {
   mkdirSync(dirname(out), { recursive: true });
+  // A write killed mid-way (Ctrl-C, OOM) left its temporary behind: clear those of gone writers.
+  removeStaleTemps(dirname(out), { name: basename(out) });
   const tmp = `${out}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {

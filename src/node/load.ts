@@ -12,7 +12,7 @@ import type { Predictor } from '../predictor/types.js';
 import { FileSource } from './file-source.js';
 import { convertHF, readImageHeaderFile, writeImageFile } from './image-file.js';
 import { isGGUF, openGGUFCheckpoint, readGGUFPredictor } from './gguf-file.js';
-import { loadPredictor, predictorPath, savePredictor } from './predictor-file.js';
+import { loadPredictor, predictorPath, savePredictor, sidecarPredictorPath } from './predictor-file.js';
 import { loadProfile } from './probe.js';
 import { cachedConversion, fileStamp, folderStamp, resolveModelPath } from './cache.js';
 import './engine-host.js';
@@ -56,7 +56,7 @@ export async function loadTokenizer(path: string = DEFAULT_MODEL, opts: LoadOpti
   const src = new FileSource(image);
   try {
     const h = readImageHeader(src);
-    return Tokenizer.fromJSON(readTokenizerJson(src, h), h.tokenizer_config as TokenizerConfig | undefined);
+    return Tokenizer.fromJSON(readTokenizerJson(src, h), h.tokenizer_config as TokenizerConfig | undefined, { vocab: h.config.vocab });
   } finally { src.close(); }
 }
 
@@ -72,7 +72,7 @@ export async function resolveImage(path: string, opts: LoadOptions = {}): Promis
     try { writeImageFile(ckpt, out, opts.onProgress); } finally { ckpt.close(); }
     // A PowerInfer-style file's predictor becomes the image's sidecar, where sparse mode finds it.
     const predictor = readGGUFPredictor(path, modelFingerprint(readImageHeaderFile(out)));
-    if (predictor) savePredictor(predictorPath(out), predictor);
+    if (predictor) savePredictor(sidecarPredictorPath(out), predictor);
   });
 }
 

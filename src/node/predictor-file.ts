@@ -1,14 +1,29 @@
 // Predictor files on Node: where a model's predictor lives, and reading / writing .fnpred files
 // (the byte format is src/predictor/format.ts).
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { removeStaleTemps, trainedPredictorPath } from './cache.js';
 import { decodePredictor, encodePredictor } from '../predictor/format.js';
 import type { Predictor } from '../predictor/types.js';
 
 export { decodePredictor, encodePredictor, modelFingerprint } from '../predictor/format.js';
 
-/** Where a model's predictor lives: an HF folder → <folder>/flashneuron.fnpred; x.fnimg → x.fnpred. */
+export { trainedPredictorPath } from './cache.js';
+
+/**
+ * The predictor sparse mode loads for a model (a Hugging Face folder or an image): the one
+ * train-predictor wrote into the conversion cache for it (trainedPredictorPath) when there is
+ * one — it wins, so training takes effect without replacing what shipped — else the one beside
+ * the model (sidecarPredictorPath). --predictor FILE (predictorPath in the load options) comes
+ * before both; `flashneuron cache rm MODEL` removes the trained one.
+ */
 export function predictorPath(modelPath: string): string {
+  const trained = trainedPredictorPath(modelPath);
+  return existsSync(trained) ? trained : sidecarPredictorPath(modelPath);
+}
+
+/** The predictor beside a model, where one ships: an HF folder → <folder>/flashneuron.fnpred; x.fnimg → x.fnpred. */
+export function sidecarPredictorPath(modelPath: string): string {
   if (/\.fnimg$/i.test(modelPath)) return modelPath.replace(/\.fnimg$/i, '.fnpred');
   if (existsSync(modelPath) && statSync(modelPath).isFile()) return modelPath.replace(/(\.[^./\\]*)?$/, '.fnpred');
   return join(modelPath, 'flashneuron.fnpred');
@@ -17,6 +32,8 @@ export function predictorPath(modelPath: string): string {
 /** Writes p to path atomically (a temporary file, then rename), so a reader never sees half a predictor. Weights are stored as f16. */
 export function savePredictor(path: string, p: Predictor): void {
   const bytes = encodePredictor(p); // validates p before anything touches the disk
+  mkdirSync(dirname(path), { recursive: true });
+  removeStaleTemps(dirname(path), { name: basename(path) });
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {

@@ -224,8 +224,10 @@ export async function startServer(model: Model, opts: ServeOptions = {}): Promis
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => { server.off('error', reject); resolve(); });
+    const port = opts.port ?? 8080;
+    const fail = (e: NodeJS.ErrnoException) => reject(listenError(e, port, opts.host ?? '127.0.0.1'));
+    server.once('error', fail);
+    server.listen(port, opts.host ?? '127.0.0.1', () => { server.off('error', fail); resolve(); });
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' || addr.address.includes(':') ? `[${addr.address}]` : addr.address;
@@ -298,4 +300,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/** A listen failure as one line a user can act on (the code stays on the error). */
+function listenError(e: NodeJS.ErrnoException, port: number, host: string): Error {
+  const msg = e.code === 'EADDRINUSE' ? `port ${port} is in use (--port N to choose another)`
+    : e.code === 'EACCES' ? `port ${port} needs privileges on this system (--port N with N ≥ 1024)`
+    : e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' ? `cannot listen on ${host}: no such local address (--host)`
+    : e.message;
+  return Object.assign(new Error(msg), { code: e.code });
 }

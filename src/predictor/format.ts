@@ -26,6 +26,8 @@
 import { crc32 } from '../format/crc32.js';
 import { f16ToF32, f32ToF16, tensorBytes } from '../format/dtype.js';
 import { section } from '../format/image.js';
+import { nestedDeeper } from '../format/image-check.js';
+import { LIMITS as SHAPE } from '../format/check.js';
 import type { ImageHeader } from '../format/image.js';
 import type { Predictor, PredictorLayer, PredictorReport, PredictorRung, PredictorRungLayer } from './types.js';
 import { alignUp } from './util.js';
@@ -148,6 +150,26 @@ function checkLayerShape(L: PredictorLayer, r: number, d: number, ffn: number, w
   }
 }
 
+type Json = Record<string, unknown>;
+const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const show = (v: unknown): string => { let s: string; try { s = JSON.stringify(v) ?? String(v); } catch { s = typeof v; } return s.length > 60 ? `${s.slice(0, 57)}...` : s; };
+/** The sizes a predictor may claim: those of the models it can belong to (format/check.ts), and training's rank limit. */
+const LIMITS = { nLayers: SHAPE.layers, hidden: SHAPE.dim, ffn: SHAPE.dim, rank: 4096 } as const;
+
+/**
+ * What is wrong with a layer's measures, or undefined: recalls and shares are fractions, ratios
+ * non-negative (the planner sizes neuron caches from predicted_share); `optional` lets absent ones pass.
+ */
+function measuresProblem(m: Json, keys: string[], optional = false): string | undefined {
+  for (const k of keys) {
+    const v = m[k];
+    if (optional && v === undefined) continue;
+    const ok = typeof v === 'number' && Number.isFinite(v) && v >= 0 && (k.includes('ratio') || v <= 1);
+    if (!ok) return `${k} is ${show(v)} (${k.includes('ratio') ? 'a number >= 0' : 'a fraction in 0..1'})`;
+  }
+  return undefined;
+}
+
 /**
  * A predictor from the bytes of a .fnpred file (`path` names it in errors). Throws a clear Error for
  * a bad magic or version, truncation, a CRC mismatch, tensors outside the data or of the wrong size,
@@ -167,40 +189,59 @@ export function decodePredictor(buf: Uint8Array, path: string, expectFingerprint
   const json = buf.subarray(16, 16 + hlen);
   if (crc32(json) !== hcrc) bad('predictor header checksum mismatch (file is corrupted)');
   let h: FileHeader;
-  try { h = JSON.parse(new TextDecoder().decode(json)); } catch { return bad('predictor header is not valid JSON'); }
+  try { h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json)); } catch { return bad('predictor header is not valid JSON'); }
+  if (!isObj(h)) bad(`invalid predictor: the header is ${show(h)} (a JSON object)`);
+  // The report is spread and printed by callers: no depth that overflows their stack.
+  if (nestedDeeper(h, 32)) bad('invalid predictor: the header nests deeper than 32 levels (a flat JSON object)');
   if (h.format !== 'flashneuron-predictor') bad(`not a flashneuron predictor (format ${h.format})`);
   if (h.version === 1) bad(`predictor version 1 has no nested-rank table (this build reads version ${VERSION}); retrain it (flashneuron train-predictor, or node bench/predictor.js for the shipped models)`);
   if (h.version !== VERSION) bad(`predictor version ${h.version} is not supported (this build reads ${VERSION}); retrain it`);
   if (h.dtype !== 'f16') bad(`predictor dtype ${h.dtype} is not supported (expected f16)`);
-  const c = h.config ?? ({} as FileHeader['config']);
+  const c = isObj(h.config) ? h.config : ({} as FileHeader['config']);
   for (const k of ['nLayers', 'hidden', 'ffn', 'rank'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0 || c[k] > 1 << 20) bad(`invalid predictor: config.${k} = ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] <= 0 || c[k] > LIMITS[k]) bad(`invalid predictor: config.${k} = ${show(c[k])} (an integer in 1..${LIMITS[k]})`);
   }
   if (!Array.isArray(h.layers) || h.layers.length !== c.nLayers) bad(`invalid predictor: ${h.layers?.length} layers listed, config says ${c.nLayers}`);
   if (expectFingerprint !== undefined && h.fingerprint !== expectFingerprint) {
-    bad(`this predictor belongs to another model (its fingerprint is ${h.fingerprint}, the loaded model's is ${expectFingerprint}); train one for this model`);
+    bad(`this predictor belongs to another model (its fingerprint is ${show(h.fingerprint)}, the loaded model's is ${expectFingerprint}); train one for this model`);
   }
+  // The fingerprint names the model's shape (modelFingerprint): the config must be that shape.
+  const fp = typeof h.fingerprint === 'string' ? /^[a-z]+-(\d+)x(\d+)x(\d+)-[0-9a-f]{16}$/.exec(h.fingerprint) : null;
+  if (!fp) bad(`invalid predictor: fingerprint ${show(h.fingerprint)} (arch-LAYERSxHIDDENxFFN-hex, as modelFingerprint writes it)`);
+  if (+fp![1] !== c.nLayers || +fp![2] !== c.hidden || +fp![3] !== c.ffn) {
+    bad(`invalid predictor: config ${c.nLayers}x${c.hidden}x${c.ffn} (layers x hidden x ffn) is not the shape of the model it claims (${fp![1]}x${fp![2]}x${fp![3]})`);
+  }
+  if (!Number.isInteger(h.data_crc32) || h.data_crc32 < 0 || h.data_crc32 > 0xffffffff) bad(`invalid predictor: data_crc32 ${show(h.data_crc32)} (a CRC-32)`);
   const dataStart = alignUp(16 + hlen, ALIGN);
   if (dataStart > buf.length) bad(`predictor file is truncated (data would start at ${dataStart}, file has ${buf.length} bytes)`);
   const data = buf.subarray(dataStart);
   const { rank: r, hidden: d, ffn } = c;
   const want = layerBytes(r, d, ffn);
+  const ranges: { what: string; g: Range }[] = [];
   for (const [l, L] of h.layers.entries()) {
+    if (!isObj(L)) bad(`invalid predictor: layer ${l} is ${show(L)} (an object)`);
     for (const k of ['w1', 'b1', 'w2', 'b2'] as const) {
       const g = L[k];
-      if (!g || !Number.isSafeInteger(g.offset) || !Number.isSafeInteger(g.length) || g.offset < 0) bad(`invalid predictor: layer ${l} ${k} has a bad range`);
+      if (!isObj(g) || !Number.isSafeInteger(g.offset) || !Number.isSafeInteger(g.length) || g.offset < 0) bad(`invalid predictor: layer ${l} ${k} has a bad range`);
+      ranges.push({ what: `layer ${l} ${k}`, g });
       if (g.length !== want[k]) bad(`invalid predictor: layer ${l} ${k} holds ${g.length} bytes, its shape needs ${want[k]}`);
       if (g.offset % ALIGN) bad(`invalid predictor: layer ${l} ${k} is not ${ALIGN}-byte aligned`);
       if (g.offset + g.length > data.length) bad(`predictor file is truncated (layer ${l} ${k} ends at ${g.offset + g.length}, the data has ${data.length} bytes)`);
     }
     if (typeof L.threshold !== 'number' || !Number.isFinite(L.threshold)) bad(`invalid predictor: layer ${l} threshold ${L.threshold}`);
+    const m = measuresProblem(L, ['recall', 'ratio']);
+    if (m) bad(`invalid predictor: layer ${l} ${m}`);
   }
   if (!Array.isArray(h.ranks)) bad('invalid predictor: no nested-rank table (ranks); retrain it');
   for (const g of h.ranks) {
-    if (!g || typeof g !== 'object') bad('invalid predictor: a ranks entry is not an object');
+    if (!isObj(g)) bad('invalid predictor: a ranks entry is not an object');
     for (const [l, G] of (Array.isArray(g.layers) ? g.layers : []).entries()) {
-      const b = G?.b2;
-      if (!b || !Number.isSafeInteger(b.offset) || !Number.isSafeInteger(b.length) || b.offset < 0) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 has a bad range`);
+      if (!isObj(G)) bad(`invalid predictor: rung ${show(g.rank)} layer ${l} is ${show(G)} (an object)`);
+      const b = G.b2;
+      if (!isObj(b) || !Number.isSafeInteger(b.offset) || !Number.isSafeInteger(b.length) || b.offset < 0) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 has a bad range`);
+      ranges.push({ what: `rung ${g.rank} layer ${l} b2`, g: b });
+      const m = measuresProblem(G, ['recall', 'ratio', 'predicted_share', 'true_share', 'val_recall', 'val_ratio']);
+      if (m) bad(`invalid predictor: rung ${g.rank} layer ${l} ${m}`);
       if (b.length !== want.b2) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 holds ${b.length} bytes, its shape needs ${want.b2}`);
       if (b.offset % ALIGN) bad(`invalid predictor: rung ${g.rank} layer ${l} b2 is not ${ALIGN}-byte aligned`);
       if (b.offset + b.length > data.length) bad(`predictor file is truncated (rung ${g.rank} layer ${l} b2 ends at ${b.offset + b.length}, the data has ${data.length} bytes)`);
@@ -210,6 +251,16 @@ export function decodePredictor(buf: Uint8Array, path: string, expectFingerprint
     const heads = h.ranks.map((g) => ({ rank: g.rank, layers: Array.isArray(g.layers) ? g.layers.map(({ b2: _b2, ...G }) => G) : g.layers }));
     checkRungs(heads as unknown as PredictorRung[], r, c.nLayers, ffn, 'invalid predictor');
   } catch (e) { bad((e as Error).message); }
+  // Every tensor its own bytes: a range shared by two is no file the encoder writes.
+  ranges.sort((a, b) => a.g.offset - b.g.offset);
+  for (let i = 1; i < ranges.length; i++) {
+    const p = ranges[i - 1], q = ranges[i];
+    if (q.g.offset < p.g.offset + p.g.length) bad(`invalid predictor: ${p.what} and ${q.what} overlap in the data (each tensor its own bytes)`);
+  }
+  const rep = h.report as unknown;
+  if (rep !== undefined && !(isObj(rep) && (rep.layers === undefined || (Array.isArray(rep.layers) && rep.layers.every((L) => isObj(L) && !measuresProblem(L, ['recall', 'ratio', 'predicted_share', 'true_share'], true)))))) {
+    bad(`invalid predictor: report ${show(rep)} (an object whose layers hold shares and recalls in 0..1 and ratios >= 0)`);
+  }
   const full = h.ranks[h.ranks.length - 1];
   full.layers.forEach((G, l) => { if (G.threshold !== h.layers[l].threshold) bad(`invalid predictor: the full-rank rung's layer ${l} threshold ${G.threshold} differs from the layer's ${h.layers[l].threshold}`); });
   if (crc32(data) !== h.data_crc32 >>> 0) bad('predictor data checksum mismatch (file is corrupted)');
