@@ -15,11 +15,12 @@
 import { alloc } from "./mem";
 import { flash_read } from "./flash";
 import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
-import { prep_len, prep_x, prep_zero, unprep_y, dot, dot_list, axpy, matvec } from "./kernels/matvec";
+import { prep_len, prep_x, prep_zero, unprep_y, dot, dot_list, axpy } from "./kernels/matvec";
+import { pmatvec } from "./threads";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
-import { now, ioError, set_io_error, add_io, computeSince } from "./stats";
+import { now, ioError, set_io_failure, add_io, computeSince } from "./stats";
 
 export const ARCH_OPT: i32 = 0;     // learned positions (OPT)
 export const ARCH_LLAMA: i32 = 1;   // rotary positions (Llama, Mistral, Falcon, Phi)
@@ -282,7 +283,7 @@ export function forward_begin(token: i32, pos: i32): void {
   if (embedRowBytes) {
     // Token embeddings left on flash: read this token's row.
     const got = flash_read(flashFd, embedBuf, embedRowBytes, embedOff + <u64>token * <u64>embedRowBytes);
-    if (got != <i64>embedRowBytes && !ioError) set_io_error(got < 0 ? <i32>(-got) : -1);
+    if (got != <i64>embedRowBytes && !ioError) set_io_failure(got < 0 ? <i32>(-got) : -1, embedOff + <u64>token * <u64>embedRowBytes, embedRowBytes, got);
     add_io(<f64>embedRowBytes, 1, now() - t0);
     embedRow(embedBuf, GDT(G_TOK_EMBED), 0, x);
   } else embedRow(G(G_TOK_EMBED), GDT(G_TOK_EMBED), token, x);
@@ -366,7 +367,7 @@ export function ffn_dense(l: i32): void {
 export function forward_end(): void {
   const t0 = now();
   norm(x, G(G_NORM_W), G(G_NORM_B), xb);
-  matvec(GDT(G_LM_HEAD), G(G_LM_HEAD), rowBytes(GDT(G_LM_HEAD), d), xb, xp, logits, vocab, d);
+  pmatvec(GDT(G_LM_HEAD), G(G_LM_HEAD), rowBytes(GDT(G_LM_HEAD), d), xb, xp, logits, vocab, d);
   const headB = G(G_LM_HEAD_B);
   if (headB) vadd(headB, logits, vocab);
   if (nonFinite < 0 && !allFinite(logits, vocab)) nonFinite = nLayers;
@@ -388,7 +389,7 @@ function norm(src: usize, w: usize, b: usize, out: usize): void {
 /** out (rows) = W (rows, cols) @ in (cols) + bias, for weight slot `slot` of layer l. */
 function linear(l: i32, slot: i32, biasSlot: i32, src: usize, out: usize, rows: i32, cols: i32): void {
   const dt = WDT(l, slot);
-  matvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
+  pmatvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
   const b = W(l, biasSlot);
   if (b) vadd(b, out, rows);
 }
@@ -484,7 +485,7 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   const acts = hAct + (<usize>(l * ffn) << 2);
   // The first product of every neuron (gate, or up for OPT) as one matvec over the neurons'
   // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
-  matvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
+  pmatvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
   prep_zero(dt, yp, d);
   const bStride = biasStride ? biasStride : bundleBytes;
   for (let i = 0; i < ffn; i++) {

@@ -33,11 +33,12 @@ export {
   landed_items, item_ids_ptr, item_ptrs_ptr, cache_rows_ptr, cache_pointers_ptr,
   VERIFY_OFF, VERIFY_FIRST, VERIFY_ALWAYS, IO_BAD_BUNDLE, flash_verify_init, bad_bundle,
 } from "./sparse";
+export { threads_init, threads_ready, threads_stop, worker_join, worker_part, pmatvec } from "./threads";
 export {
   planner_costs, set_max_op_bytes, plan_round, plan_ptr, plan_capacity, plan_bytes, exec_plan_sync,
 } from "./planner";
 export {
-  io_error, set_io_error, add_io, stats_reset,
+  io_error, set_io_error, add_io, stats_reset, io_fail_offset, io_fail_len, io_fail_got,
   stat_bytes_read, stat_reads, stat_io_ms, stat_mem_ms, stat_compute_ms, stat_predict_ms,
 } from "./stats";
 export {

@@ -11,7 +11,7 @@ import { alloc } from "./mem";
 import { flash_read } from "./flash";
 import { ffn, bundleBytes } from "./forward";
 import { caches, flashFd, flashOff, nParts, PB, PL } from "./sparse";
-import { now, set_io_error, add_io, ioSince, memSince } from "./stats";
+import { now, set_io_error, set_io_failure, add_io, ioSince, memSince } from "./stats";
 
 let align: u64 = 1;        // read alignment: offsets, lengths and staging addresses
 let staging: usize = 0;
@@ -187,7 +187,7 @@ export function exec_plan_sync(n: i32): bool {
     const e = plan + <usize>i * 24;
     const off = <u64>load<f64>(e), len = <usize>load<f64>(e, 8), dst = <usize>load<f64>(e, 16);
     const got = flash_read(flashFd, dst, len, off);
-    if (got != <i64>len) { set_io_error(got < 0 ? <i32>(-got) : -1); ioSince(t0); return false; }
+    if (got != <i64>len) { set_io_failure(got < 0 ? <i32>(-got) : -1, off, len, got); ioSince(t0); return false; }
   }
   add_io(roundBytes, n, now() - t0);
   return true;

@@ -11,7 +11,8 @@
 import { alloc, allocBytes } from "./mem";
 import { NeuronCache } from "./cache";
 import { rowBytes } from "./dtype";
-import { prep_len, prep_x, prep_zero, matvec } from "./kernels/matvec";
+import { prep_len, prep_x, prep_zero } from "./kernels/matvec";
+import { pmatvec } from "./threads";
 import { vadd } from "./kernels/vec";
 import { nLayers, d, ffn, bundleBytes, xb, xp, yp, hAct, listRows, listIds, L_FFN, WDT, neuron, neuronList } from "./forward";
 import { missing, missCursor, missCached, items, itemId, itemPtr, plannerInit, plannerReset, planMisses, endRound } from "./planner";
@@ -197,10 +198,10 @@ function predictLayer(l: i32): void {
   const p = predW + <usize>l * 20;
   const w1 = <usize>load<u32>(p), b1 = <usize>load<u32>(p, 4), w2 = <usize>load<u32>(p, 8), b2 = <usize>load<u32>(p, 12);
   const thr = load<f32>(p, 16);
-  matvec(predDt, w1, rowBytes(predDt, d), xb, xp, predH, rank, d);
+  pmatvec(predDt, w1, rowBytes(predDt, d), xb, xp, predH, rank, d);
   vadd(b1, predH, rank);
   for (let i = 0; i < rank; i++) { const a = predH + (<usize>i << 2); store<f32>(a, max<f32>(load<f32>(a), 0)); }
-  matvec(predDt, w2, rowBytes(predDt, rank), predH, xp, predZ, ffn, rank);
+  pmatvec(predDt, w2, rowBytes(predDt, rank), predH, xp, predZ, ffn, rank);
   const list = predicted + (<usize>(l * ffn) << 2);
   let n = 0;
   for (let i = 0; i < ffn; i++) {

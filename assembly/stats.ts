@@ -16,6 +16,15 @@ let tPredict: f64 = 0;     // the predictor's share of tCompute
 
 export function io_error(): i32 { return ioError; }
 @inline export function set_io_error(e: i32): void { ioError = e; }
+
+// The read that failed (for the host's message): file offset, bytes asked, bytes got (or -errno).
+let failOffset: f64 = 0, failLen: f64 = 0, failGot: f64 = 0;
+export function set_io_failure(e: i32, offset: u64, len: usize, got: i64): void {
+  ioError = e; failOffset = <f64>offset; failLen = <f64>len; failGot = <f64>got;
+}
+export function io_fail_offset(): f64 { return failOffset; }
+export function io_fail_len(): f64 { return failLen; }
+export function io_fail_got(): f64 { return failGot; }
 export function stat_bytes_read(): f64 { return bytesRead; }
 export function stat_reads(): f64 { return readCount; }
 export function stat_io_ms(): f64 { return tIo; }

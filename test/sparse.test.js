@@ -154,7 +154,7 @@ describe('sparse FFN failures', () => {
     };
     step(0);
     fail = true;
-    assert.throws(() => step(1), /flash read failed \(EIO: EIO: i\/o error/);
+    assert.throws(() => step(1), /flash read failed: EIO: EIO: i\/o error/);
     fail = false;
     sparse.reset();
     for (let p = 0; p < ids.length; p++) step(p);

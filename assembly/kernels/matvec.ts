@@ -297,30 +297,54 @@ export function dot_list_ref(dt: i32, ptrs: usize, count: i32, x: usize, n: i32,
 
 export function matvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, out: usize, rows: i32, cols: i32): void {
   prep_x(dt, x, xp, cols);
-  if (!ASC_FEATURE_SIMD) { mv_scalar(dt, w, stride, xp, out, rows, cols); return; }
-  if (dt == DT_Q8_0) { q8_matvec(w, stride, xp, out, rows, cols); return; }
+  matvec_part(dt, w, stride, xp, out, rows, cols, 0, 1);
+}
+
+/** Where part p of n starts in [0, total): parts differ by at most one. */
+@inline function cut(total: i32, p: i32, n: i32): i32 {
+  return <i32>((<i64>total * <i64>p) / <i64>n);
+}
+
+/**
+ * The rows of matvec (x already prepared in xp) that part `part` of `parts` computes, each
+ * exactly as matvec computes it: the parts split the kernels' row groups (f32/f16/bf16: passes
+ * over rows r, r+q, …; Q8_0: runs of 4 rows) and the last part takes the rows left over, so
+ * any number of threads gives every row the same bits.
+ */
+export function matvec_part(dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, part: i32, parts: i32): void {
+  if (!ASC_FEATURE_SIMD) {
+    const a = cut(rows >> 2, part, parts) << 2, b = part == parts - 1 ? rows : cut(rows >> 2, part + 1, parts) << 2;
+    mv_scalar(dt, w + <usize>a * stride, stride, xp, out + (<usize>a << 2), b - a, cols);
+    return;
+  }
+  if (dt == DT_Q8_0) {
+    const a = cut(rows >> 2, part, parts) << 2, b = part == parts - 1 ? rows : cut(rows >> 2, part + 1, parts) << 2;
+    q8_matvec(w + <usize>a * stride, stride, xp, out + (<usize>a << 2), b - a, cols);
+    return;
+  }
   if (dt >= DT_Q8_0) {
-    for (let r = 0; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, cols));
+    for (let r = cut(rows, part, parts), e = cut(rows, part + 1, parts); r < e; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, cols));
     return;
   }
   // f32 takes 4 rows per pass, the half types 8: their x is twice the weight bytes, and
   // sharing each x load among 8 rows pays more than it costs in register pressure.
   const g = dt == DT_F32 ? 4 : 8;
   const q = rows / g;
-  if (q > 0) {
-    if (dt == DT_F32) mv4_f32(w, stride, xp, out, q, cols);
-    else if (dt == DT_BF16) mv8_bf16(w, stride, xp, out, q, cols);
-    else mv8_f16(w, stride, xp, out, q, cols);
+  const r0 = cut(q, part, parts), r1 = cut(q, part + 1, parts);
+  if (r1 > r0) {
+    if (dt == DT_F32) mv4_f32(w, stride, xp, out, q, cols, r0, r1);
+    else if (dt == DT_BF16) mv8_bf16(w, stride, xp, out, q, cols, r0, r1);
+    else mv8_f16(w, stride, xp, out, q, cols, r0, r1);
   }
-  for (let r = q * g; r < rows; r++) store<f32>(out + (<usize>r << 2), dot(dt, w + <usize>r * stride, xp, cols));
+  if (part == parts - 1) for (let r = q * g; r < rows; r++) store<f32>(out + (<usize>r << 2), dot(dt, w + <usize>r * stride, xp, cols));
 }
 
-/** Rows r, r+q, r+2q, r+3q for r < q; f32 weights. */
-function mv4_f32(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i32): void {
+/** Rows r, r+q, r+2q, r+3q for r0 <= r < r1 (r1 <= q); f32 weights. */
+function mv4_f32(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i32, r0: i32, r1: i32): void {
   const qs = <usize>q * stride, qo = <usize>q << 2;
   const nb = <usize>cols << 2;
   const b8 = nb & ~31, b4 = nb & ~15;
-  for (let r = 0; r < q; r++) {
+  for (let r = r0; r < r1; r++) {
     let p0 = w + <usize>r * stride, p1 = p0 + qs, p2 = p1 + qs, p3 = p2 + qs;
     const row = p0, end8 = p0 + b8;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
@@ -362,12 +386,12 @@ function mv4_f32(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i3
   return f32x4.add(f32x4.mul(f16_even(v, m, ce), xe), f32x4.mul(f16_odd(v, m, co), xo));
 }
 
-/** Rows r + k*q (k < 8) for r < q; bf16 weights, x in the even/odd layout. */
-function mv8_bf16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i32): void {
+/** Rows r + k*q (k < 8) for r0 <= r < r1 (r1 <= q); bf16 weights, x in the even/odd layout. */
+function mv8_bf16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i32, r0: i32, r1: i32): void {
   const m = v128.load(K, 16);
   const qs = <usize>q * stride, qo = <usize>q << 2;
   const n8 = cols & ~7;
-  for (let r = 0; r < q; r++) {
+  for (let r = r0; r < r1; r++) {
     const row = w + <usize>r * stride;
     let p0 = row, p1 = p0 + qs, p2 = p1 + qs, p3 = p2 + qs, p4 = p3 + qs, p5 = p4 + qs, p6 = p5 + qs, p7 = p6 + qs;
     const end = row + (<usize>n8 << 1);
@@ -397,12 +421,12 @@ function mv8_bf16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i
   }
 }
 
-/** Rows r + k*q (k < 8) for r < q; f16 weights, x in the even/odd layout scaled by 2^56. */
-function mv8_f16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i32): void {
+/** Rows r + k*q (k < 8) for r0 <= r < r1 (r1 <= q); f16 weights, x in the even/odd layout scaled by 2^56. */
+function mv8_f16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i32, r0: i32, r1: i32): void {
   const m = v128.load(K), ce = v128.load(K, 32), co = v128.load(K, 48);
   const qs = <usize>q * stride, qo = <usize>q << 2;
   const n8 = cols & ~7;
-  for (let r = 0; r < q; r++) {
+  for (let r = r0; r < r1; r++) {
     const row = w + <usize>r * stride;
     let p0 = row, p1 = p0 + qs, p2 = p1 + qs, p3 = p2 + qs, p4 = p3 + qs, p5 = p4 + qs, p6 = p5 + qs, p7 = p6 + qs;
     const end = row + (<usize>n8 << 1);

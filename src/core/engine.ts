@@ -10,7 +10,7 @@ import { readExact, type FlashSource } from '../io/source.js';
 import { BatchReader, type PlanReader } from '../io/plan-reader.js';
 import { createWasiShim, PREOPEN_FD, type WasiProvider } from '../io/wasi-shim.js';
 import type { EnginePredictor } from '../predictor/types.js';
-import { instantiateEngine, type EngineExports } from './wasm.js';
+import { instantiateEngine, threadsSupported, type EngineExports } from './wasm.js';
 import { ABI } from './abi.js';
 import { IoReplayBackend, WasmBackend, type Backend } from './backend.js';
 import { openGpu, WebGpuBackend, type Gpu } from '../gpu/webgpu.js';
@@ -31,9 +31,21 @@ export interface EngineHost {
   wasi?(path: string, src: FlashSource, opts: EngineOptions): WasiProvider | undefined;
   /** A reader thread for io 'thread' and the bytes it holds outside wasm memory. */
   threadReader?: { bytesFor(staging: number, maxOps: number): number; open(path: string, staging: number, maxOps: number): PlanReader };
+  /**
+   * Starts `n` compute workers, each running instantiateWorker(module, memory).run(block)
+   * on a thread of its own (they join the engine's jobs as they come up); close() ends them.
+   */
+  computeThreads?(module: WebAssembly.Module, memory: WebAssembly.Memory, block: number, n: number): { close(): void };
+  /** Cores to compute on (Node: os.availableParallelism()). */
+  cores?(): number;
 }
 
 let host: EngineHost = {};
+/** Cores the host offers: its own count, else the browser's navigator.hardwareConcurrency, else 1. */
+export function hostCores(): number {
+  return host.cores?.() ?? (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+}
+
 /** Sets what the runtime offers the engine (src/node does so on import). */
 export function setEngineHost(h: EngineHost): void { host = { ...host, ...h }; }
 
@@ -68,6 +80,8 @@ export class Engine {
     readonly ffnInMemory: FfnLayout,
     /** Who carries out planned rounds of FFN reads (else the wasm, through WASI). */
     private readonly reader: PlanReader | undefined,
+    /** The compute workers (threads build), if any. */
+    private readonly pool?: { close(): void },
   ) {
     this.config = header.config;
     this.memoryBytes = wasm.memory.buffer.byteLength + (reader?.hostBytes ?? 0);
@@ -110,8 +124,13 @@ export class Engine {
     const hostBytes = batched && io === 'thread' ? host.threadReader!.bytesFor(layout.staging, layout.maxOps) : 0;
 
     const wasi = (path !== undefined ? host.wasi?.(path, src, opts) : undefined) ?? createWasiShim([src]);
-    const { exports: e, simd, instance } = instantiateEngine({ simd: opts.simd, wasiImports: wasi.imports });
+    // Compute threads: the threads build on shared memory, where the host can start workers.
+    const threads = opts.threads ?? 1;
+    if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) throw new Error(`threads must be an integer from 1 to 256 (got ${opts.threads})`);
+    const threaded = threads > 1 && (opts.simd ?? true) && !!host.computeThreads && threadsSupported();
+    const { exports: e, simd, instance, shared } = instantiateEngine({ simd: opts.simd, threads: threaded, wasiImports: wasi.imports });
     wasi.start(instance);
+    const pool = shared ? host.computeThreads!(shared.module, shared.memory, e.threads_init(threads - 1), threads - 1) : undefined;
     const tokenizerJson = readTokenizerJson(src, header);
 
     // The wasm's state first: config, run state and KV cache, flash machinery. Everything is
@@ -186,7 +205,7 @@ export class Engine {
     if (e.memory.buffer.byteLength + hostBytes !== total) throw new Error('internal error: wasm memory grew after allocation');
 
     const reader = !batched ? undefined : io === 'thread' ? host.threadReader!.open(path!, layout.staging, layout.maxOps) : new BatchReader(src as FlashSource & Required<Pick<FlashSource, 'readBatch'>>);
-    const engine = new Engine(header, src, e, simd, tokenizerJson, wasi, fd, layout.contextLength, layout.mode, memory, layout.ffnInMemory, reader);
+    const engine = new Engine(header, src, e, simd, tokenizerJson, wasi, fd, layout.contextLength, layout.mode, memory, layout.ffnInMemory, reader, pool);
     if (layout.ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
     return engine;
   }
@@ -395,9 +414,13 @@ export class Engine {
         this.reset();
         throw new Error(`${this.source.name}: FFN bundle of layer ${Math.floor(k / n)}, neuron ${k % n} read from flash fails its checksum (file is corrupted or the read was); the neuron cache was reset`);
       }
+      const w = this.wasm, off = w.io_fail_offset(), len = w.io_fail_len(), got = w.io_fail_got();
       this.reset();
-      const cause = err === -1 ? 'short read: file truncated?' : err === -2 ? 'staging buffer too small' : ioCause(err, this.wasi);
-      throw new Error(`${this.source.name}: flash read failed (${cause}); the neuron cache was reset`);
+      // The shim's host error names the read itself; the runtime's WASI gives an errno only.
+      const what = err === -1 ? `short read of ${len} bytes at offset ${off}: got ${got} (file truncated?)`
+        : err === -2 ? 'staging buffer too small'
+          : this.wasi.lastError ? ioCause(err, this.wasi) : `read of ${len} bytes at offset ${off} failed (${errnoName(err)})`;
+      throw new Error(`${this.source.name}: flash read failed: ${what}; the neuron cache was reset`);
     }
   }
 
@@ -423,7 +446,14 @@ export class Engine {
     return this.view(this.wasm.ffn_input_ptr() + l * this.config.hidden * 4, this.config.hidden);
   }
 
+  /** Threads computing: this one and the compute workers that have started. */
+  get threads(): number { return 1 + (this.pool ? this.wasm.threads_ready() : 0); }
+
+  /** Whether compute workers were started (threads > 1 where the runtime has shared wasm memory). */
+  get threaded(): boolean { return this.pool !== undefined; }
+
   close(): void {
+    if (this.pool) { this.wasm.threads_stop(); this.pool.close(); }
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; }
     if (this.fd >= 0) this.wasm.flash_close(this.fd);
     this.fd = -1;

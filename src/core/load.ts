@@ -8,7 +8,7 @@ import type { DeviceProfile } from '../io/profile.js';
 import type { Predictor } from '../predictor/types.js';
 import { pickRank } from '../predictor/ladder.js';
 import { gpuLacks, openGpu, type Gpu } from '../gpu/webgpu.js';
-import { Engine } from './engine.js';
+import { Engine, hostCores } from './engine.js';
 import { Model, type LoadOptions } from './model.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import { Tokenizer, type TokenizerConfig } from './tokenizer.js';
@@ -49,6 +49,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
       // What the WebGPU backend runs: f32/f16/bf16 weights of the families its kernels cover.
       gpuWeights: ['f32', 'f16', 'bf16'].includes(header.ffn.dtype) && !gpuLacks(header.config, header.config.maxPositions),
       jobTokens: opts.jobTokens, profile: info.profile, bundleChecksums: header.sections.some((s) => s.name === 'ffn.crc'),
+      cores: hostCores(),
     });
   } catch (e) {
     gpu?.device.destroy();
@@ -61,7 +62,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
     engine = Engine.open(info.image, {
       ...opts, mode: r.mode, memoryBytes: r.memoryBytes, contextLength: r.contextLength, kvDtype: r.kvDtype, residentDtype: r.residentDtype,
       window: r.window, threshold: r.threshold, predictorDtype: r.predictorDtype, hybridShare: r.hybridShare, io: r.io, direct: r.direct,
-      queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor, verify: r.verify,
+      queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor, verify: r.verify, threads: r.threads,
     });
   } catch (e) {
     gpu?.device.destroy();
@@ -70,6 +71,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
   try {
     if (r.device === 'gpu') await engine.setDevice(device === 'gpu' ? 'gpu' : 'auto', { gpu: gpu ?? undefined, shaderF16: opts.shaderF16, maxBindingBytes: opts.gpuMaxBindingBytes });
     else gpu?.device.destroy();
+    if (r.threads > 1 && !engine.threaded) r.notes.push('computing on one thread: this runtime has no shared wasm memory (a browser page needs cross-origin isolation: COOP/COEP headers)');
     const tokenizer = opts.tokenizer ?? Tokenizer.fromJSON(engine.tokenizerJson, engine.header.tokenizer_config as TokenizerConfig | undefined, { vocab: engine.header.config.vocab });
     return new Model(engine, tokenizer, info.label, r);
   } catch (e) {

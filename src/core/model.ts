@@ -71,6 +71,8 @@ export interface FlashStats {
   mode: string;
   /** What ran the arithmetic: "wasm simd", or the WebGPU adapter. */
   device: string;
+  /** Threads that computed: 1, or 1 + the compute workers running (threads option). */
+  threads: number;
   ms_per_token: number;
   bytes_read_per_token: number;
   reads_per_token: number;
@@ -397,6 +399,7 @@ export class Model {
     return {
       mode: e.mode,
       device: e.backend.name,
+      threads: e.threads,
       ms_per_token: round(ms / t),
       bytes_read_per_token: Math.round(s.bytes_read / t),
       reads_per_token: round(s.reads / t),

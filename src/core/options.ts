@@ -86,6 +86,12 @@ export interface EngineOptions {
   verify?: 'first' | 'always' | 'off';
   /** Check each layer's output for NaN/Inf (the logits are checked every token regardless). */
   check?: boolean;
+  /**
+   * Threads computing (default 1): above one, the threads build runs on shared memory and the
+   * host's compute workers take parts of each large matrix product. Where shared memory is
+   * missing (a browser page without cross-origin isolation) it runs on one.
+   */
+  threads?: number;
   /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
   stagingBytes?: number;
   /** Planner costs: µs per read operation and per byte, and the merge gap in bytes. */
@@ -142,6 +148,8 @@ export interface RunOptions {
   device?: Device;
   /** Checks of FFN bundles read from flash: 'first' (default), 'always' or 'off' (EngineOptions.verify). */
   verify?: 'first' | 'always' | 'off';
+  /** Threads computing (default: the cores the host reports). */
+  threads?: number;
 }
 
 /** What the options depend on besides the user. */
@@ -161,6 +169,8 @@ export interface RunFacts {
   profile?: DeviceProfile;
   /** Whether the image carries per-neuron checksums of its FFN (images made before them do not). */
   bundleChecksums?: boolean;
+  /** Cores the host offers (os.availableParallelism(), navigator.hardwareConcurrency); default 1. */
+  cores?: number;
 }
 
 /** Every decision the engine needs, made. */
@@ -183,6 +193,8 @@ export interface ResolvedOptions {
   planner: { opUs: number; byteUs: number; gapBytes: number } | undefined;
   device: 'cpu' | 'gpu';
   verify: 'first' | 'always' | 'off';
+  /** Threads computing: the user's, else one per core (the WebGPU device: 1). */
+  threads: number;
   /** Things the user should know about the choices made (printed by the CLI). */
   notes: string[];
 }
@@ -203,6 +215,7 @@ export const RANGES = {
   contextLength: { int: true, min: 1 },
   /** The parallel reader's limit (src/node/reader.ts). */
   queueDepth: { int: true, min: 1, max: 4096 },
+  threads: { int: true, min: 1, max: 256 },
 } satisfies Record<string, Range>;
 
 export function inRange(v: number, r: Range): boolean {
@@ -251,6 +264,7 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   checkRange('predictorRank', o.predictorRank, RANGES.predictorRank);
   checkRange('queueDepth', o.queueDepth, RANGES.queueDepth);
   oneOf('verify', o.verify, ['first', 'always', 'off']);
+  checkRange('threads', o.threads, RANGES.threads);
   if (mode !== 'dense' && facts.bundleChecksums === false && o.verify !== 'off') {
     notes.push('this image has no per-neuron checksums (made by an older flashneuron): FFN bundles read from flash are not verified; convert it again to have them');
   }
@@ -273,6 +287,7 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
     memoryBytes, mode, contextLength, kvDtype: o.kvDtype ?? (memoryBytes === undefined ? 'f32' : 'f16'), residentDtype, window,
     threshold: o.threshold, predictorRank: o.predictorRank, predictorDtype: o.predictorDtype ?? 'q8_0', hybridShare: o.hybridShare,
     io, direct, queueDepth, planner, device, verify: o.verify ?? 'first',
+    threads: o.threads ?? (device === 'gpu' ? 1 : Math.max(1, Math.min(RANGES.threads.max, facts.cores ?? 1))),
     notes,
   };
 }

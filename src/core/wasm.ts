@@ -4,7 +4,7 @@
 import { ENGINE_UNSIGNED, type EngineExports, TRAIN_UNSIGNED, type TrainExports } from './abi.js';
 
 export type { EngineExports, TrainExports } from './abi.js';
-export type WasmName = 'simd' | 'plain' | 'train';
+export type WasmName = 'simd' | 'plain' | 'threads' | 'train';
 
 type Binaries = Partial<Record<WasmName, Uint8Array<ArrayBuffer>>>;
 let binaries: Binaries = {};
@@ -25,6 +25,19 @@ export function wasmBinary(name: WasmName): Uint8Array<ArrayBuffer> {
   const b = binaries[name] ?? (binaries[name] = loader?.(name));
   if (!b) throw new Error(`the ${name} wasm build was not supplied (setEngineBinaries, or import flashneuron's Node entry)`);
   return b;
+}
+
+/**
+ * Whether compute threads can run here: shared wasm memory (SharedArrayBuffer — in browsers only
+ * cross-origin isolated pages have it) and the threads build, validated.
+ */
+export function threadsSupported(): boolean {
+  if (typeof SharedArrayBuffer === 'undefined' || (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) return false;
+  try {
+    return WebAssembly.validate(wasmBinary('threads'));
+  } catch {
+    return false;
+  }
 }
 
 /** The engine binary this runtime should run: SIMD when `WebAssembly.validate` accepts it. */
@@ -59,23 +72,68 @@ function typedExports<T>(instance: WebAssembly.Instance, unsigned: readonly stri
  * src/io/wasi-shim.ts, or the runtime's own); without it every WASI call fails with ENOSYS,
  * which is enough for kernels alone.
  */
-export function instantiateEngine(opts: { simd?: boolean; wasiImports?: Record<string, Function> } = {}): { exports: EngineExports; simd: boolean; instance: WebAssembly.Instance } {
-  const { bytes, simd } = engineBinary(opts.simd ?? true);
+export interface EngineInstance {
+  exports: EngineExports;
+  simd: boolean;
+  instance: WebAssembly.Instance;
+  /** The threads build: its module and shared memory, for the compute workers (threadsSupported()). */
+  shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory };
+}
+
+export function instantiateEngine(opts: { simd?: boolean; threads?: boolean; wasiImports?: Record<string, Function> } = {}): EngineInstance {
+  const threaded = opts.threads === true && (opts.simd ?? true);
+  const { bytes, simd } = threaded ? { bytes: wasmBinary('threads'), simd: true } : engineBinary(opts.simd ?? true);
   const module = new WebAssembly.Module(bytes);
+  // The threads build imports its memory: shared, so that workers can run on it; it grows in
+  // place (up to wasm32's 4 GiB) and never moves.
+  const shared = threaded ? new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) : undefined;
   let memory: WebAssembly.Memory | undefined;
   const env = {
     now: () => performance.now(),
     abort(msg: number, file: number, line: number, col: number) {
       throw new Error(`wasm abort: ${memory ? asString(memory, msg) : msg} at ${memory ? asString(memory, file) : file}:${line}:${col}`);
     },
+    ...(shared ? { memory: shared } : {}),
   };
-  const enosys = () => 52;
-  const wasi = new Proxy(opts.wasiImports ?? {}, { get: (t, k: string) => t[k] ?? enosys });
-  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi } as WebAssembly.Imports);
+  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasiOrEnosys(opts.wasiImports) } as WebAssembly.Imports);
   const exports = typedExports<EngineExports>(instance, ENGINE_UNSIGNED);
   memory = exports.memory;
-  return { exports, simd, instance };
+  return { exports, simd, instance, ...(shared ? { shared: { module, memory: shared } } : {}) };
 }
+
+/** WASI imports, every call not supplied failing with ENOSYS (enough for kernels alone). */
+function wasiOrEnosys(imports: Record<string, Function> | undefined): Record<string, Function> {
+  const enosys = () => 52;
+  return new Proxy(imports ?? {}, { get: (t, k: string) => t[k] ?? enosys });
+}
+
+/**
+ * A compute worker on the engine's shared memory: an instance of the threads build that never
+ * runs its start function (that would allocate) nor WASI. `run(block)` is the worker's life, on
+ * its own thread: it joins, then sleeps on the job block's generation word and takes its part of
+ * each job posted (worker_part) until the engine stops it.
+ */
+export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembly.Memory): { run(block: number): void } {
+  const env = { memory, now: () => performance.now(), abort(_m: number, _f: number, line: number, col: number) { throw new Error(`wasm abort in a compute worker at ${line}:${col}`); } };
+  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasiOrEnosys(undefined) } as WebAssembly.Imports);
+  const x = instance.exports as unknown as { worker_join(block: number): number; worker_part(block: number, id: number, gen: number): number };
+  return {
+    run(block) {
+      // The generation word is the block's first; it lies in memory that never moves (shared).
+      const gen = new Int32Array(memory.buffer, block, 1);
+      let seen = Atomics.load(gen, 0);
+      const id = x.worker_join(block);
+      for (;;) {
+        // Jobs come microseconds apart within a token: poll a while before sleeping.
+        for (let i = 0; i < SPIN && Atomics.load(gen, 0) === seen; i++);
+        if (Atomics.load(gen, 0) === seen) Atomics.wait(gen, 0, seen);
+        seen = Atomics.load(gen, 0);
+        if (!x.worker_part(block, id, seen)) return;
+      }
+    },
+  };
+}
+const SPIN = 20000;
 
 let trainModule: WebAssembly.Module | undefined;
 /** A fresh instance of the training kernels (its bump allocator never frees: one instance per job). */

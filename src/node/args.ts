@@ -33,7 +33,7 @@ const MODEL: Opt = {
   help: 'a flashneuron image, a Hugging Face folder or GGUF file (converted once into the cache: $FLASHNEURON_CACHE or ~/.cache/flashneuron; see "flashneuron cache"), or a repository id org/name downloaded into the Hugging Face cache ($HF_HOME/hub). Default: the embedded opt-relu-mini',
 };
 const JSON_OUT: Opt = { kind: 'flag', help: 'print one JSON object' };
-const THREADS: Opt = { kind: 'int', arg: 'N', short: 't', range: { int: true, min: 1, max: 1024 }, help: 'threads for the arithmetic (accepted and checked; the wasm engine computes on one thread)' };
+const THREADS: Opt = { kind: 'int', arg: 'N', short: 't', range: RANGES.threads, help: 'threads for the arithmetic (default: one per core, os.availableParallelism())' };
 const PROMPT: Opt = { kind: 'string', arg: 'TEXT', short: 'p', help: 'the prompt, instead of PROMPT ("-" reads it from stdin)' };
 
 const SAMPLING: Record<string, Opt> = {

@@ -61,7 +61,7 @@ const commands: Record<string, Run> = {
           process.stdout.write('\n');
           const s = c.stats;
           const io = s.mode === 'dense' ? '' : `, ${s.mode}: ${(s.bytes_read_per_token / 1024).toFixed(1)} KiB read/token (${(100 * s.ffn_read_fraction).toFixed(1)}% of FFN), io ${s.io_ms_per_token} / mem ${s.mem_ms_per_token} / compute ${s.compute_ms_per_token} ms, ${(s.resident_bytes_peak / 2 ** 20).toFixed(1)} MiB held${s.resident_dtype === 'q8_0' ? ' (resident matrices as Q8_0)' : ''}`;
-          process.stderr.write(`[${s.tokens} tokens, ${s.ms_per_token} ms/token, ${s.tokens_per_s} tokens/s, prompt ${s.prompt_tokens} tokens in ${s.prompt_ms} ms, ${s.simd ? 'SIMD' : 'scalar'} wasm${io}]\n`);
+          process.stderr.write(`[${s.tokens} tokens, ${s.ms_per_token} ms/token, ${s.tokens_per_s} tokens/s, prompt ${s.prompt_tokens} tokens in ${s.prompt_ms} ms, ${ranOn(s.device, s.simd, s.threads)}${io}]\n`);
           if (check) process.stderr.write(check.map((x) => `layer ${x.layer}: recall ${x.recall}, predicted/true ${x.over_prediction}`).join('\n') + '\n');
         }
         if (c.finish_reason === 'context') {
@@ -215,7 +215,6 @@ const commands: Record<string, Run> = {
 
 async function load(f: Flags, job: { tokenizer?: Tokenizer; jobTokens?: number } = {}): Promise<Model> {
   if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
-  // --threads is checked by the parser and kept in the flags; the load options take no thread count yet.
   const model = await loadModel(str(f.model) ?? DEFAULT_MODEL, {
     ...runOptions(f), onProgress: bar('load'), tokenizer: job.tokenizer, jobTokens: job.jobTokens, predictorPath: str(f.predictor),
     layout: f['no-bundle'] ? 'split' : undefined, check: f.check === true ? true : undefined,
@@ -234,7 +233,7 @@ export function runOptions(f: Flags): RunOptions {
     residentDtype: str(f['resident-dtype']) as RunOptions['residentDtype'], hybridShare: num(f['hybrid-share']),
     contextLength: num(f.context), kvDtype: str(f.kv) as RunOptions['kvDtype'],
     io: str(f.io) as RunOptions['io'], direct: f.direct === true ? true : undefined, queueDepth: num(f['queue-depth']),
-    device: str(f.device) as RunOptions['device'], verify: str(f.verify) as RunOptions['verify'],
+    device: str(f.device) as RunOptions['device'], verify: str(f.verify) as RunOptions['verify'], threads: num(f.threads),
   };
 }
 
@@ -311,11 +310,22 @@ export async function main(argv: string[]): Promise<number> {
     return (await run(args, flags)) ?? 0;
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
-    const hint = err instanceof UsageError ? ` (see flashneuron ${name} --help)` : '';
+    const hint = err instanceof UsageError ? ` (see flashneuron ${name} --help)` : err.name === 'NotCapable' ? DENO_PERMISSIONS : '';
     process.stderr.write(`flashneuron ${name}: ${oneLine(err.message)}${hint}\n`);
-    if (process.env.FLASHNEURON_DEBUG) process.stderr.write(`${err.stack}\n`);
+    if (envSet('FLASHNEURON_DEBUG')) process.stderr.write(`${err.stack}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
+}
+
+/** What ran a generation's arithmetic, for the stats line: the wasm build, or the WebGPU adapter (stats.device). */
+const ranOn = (device: string, simd: boolean, threads = 1) => (device.startsWith("wasm") ? `${simd ? "SIMD" : "scalar"} wasm${threads > 1 ? `, ${threads} threads` : ""}` : `WebGPU (${device})`);
+
+/** Deno refused an access: what the CLI needs there (README, "Deno and Bun"). */
+const DENO_PERMISSIONS = ' (Deno: flashneuron needs --allow-read --allow-env; --allow-write to keep conversions in the cache; serve: --allow-net)';
+
+/** Whether an environment variable is set, false where reading it is not permitted (Deno without --allow-env). */
+function envSet(name: string): boolean {
+  try { return !!process.env[name]; } catch { return false; }
 }
 
 /** An error's message as one line (a wasm trap or a library may bring several). */

@@ -3,10 +3,11 @@
 // reports done (or the first failure, as text).
 import { closeSync, openSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
-import { ASK, COUNT, DONE, NEXT, STATUS, STOP, WAIT_SLICE_MS, preadAll, sharedViews } from './threadreader.js';
+import { ASK, COUNT, DONE, NEXT, STATUS, STOP, WAIT_SLICE_MS, faultViews, preadOp, sharedViews } from './threadreader.js';
 
-const { path, sab, stagingBytes, maxOps } = workerData as { path: string; sab: SharedArrayBuffer; stagingBytes: number; maxOps: number };
+const { path, sab, stagingBytes, maxOps, faultSab } = workerData as { path: string; sab: SharedArrayBuffer; stagingBytes: number; maxOps: number; faultSab?: SharedArrayBuffer };
 const { ctrl, msg, plan, byWorker, data } = sharedViews(sab, stagingBytes, maxOps);
+const faults = faultSab && faultViews(faultSab);
 // Polls this many times for the next round before sleeping: rounds follow each other within a
 // fraction of a millisecond while tokens are generated, and a futex wake-up costs tens of µs.
 const SPIN = 400_000;
@@ -20,7 +21,7 @@ function fail(text: string): number {
 /** Reads ops of the round until none are left; 0 when all it took landed whole, else the length of the error message. */
 function round(fd: number, count: number): number {
   for (let i = Atomics.add(ctrl, NEXT, 1); i < count; i = Atomics.add(ctrl, NEXT, 1)) {
-    const why = preadAll(fd, path, data, plan[3 * i + 2], plan[3 * i + 1], plan[3 * i]);
+    const why = preadOp(fd, path, data, plan[3 * i + 2], plan[3 * i + 1], plan[3 * i], faults, i);
     if (why) return fail(why);
     byWorker[i] = 1;
   }

@@ -12,6 +12,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { PlanReader } from '../io/plan-reader.js';
+import { faultError, shortFaultError, shortLength, sleepSync, type FaultKind, type FaultPlan } from '../io/fault.js';
 
 // Control words (Int32): the round asked for, the round the worker finished, its status (0 ok,
 // else the length of its error message), the round's op count, the stop flag, and the next op
@@ -53,6 +54,26 @@ export function preadAll(fd: number, path: string, buf: Uint8Array, dst: number,
   return undefined;
 }
 
+// Injected faults (src/io/fault.ts), decided on the calling thread when a round begins: per op its
+// kind (0 none, then FAULT_KINDS), milliseconds and read number, in a buffer both threads see.
+const FAULT_KINDS: readonly FaultKind[] = ['eio', 'short', 'delay'];
+export const faultViews = (sab: SharedArrayBuffer) => new Int32Array(sab);
+
+/** preadAll, unless op `i` carries an injected fault: then that fault (an error text, or a stall before the read). */
+export function preadOp(fd: number, path: string, buf: Uint8Array, dst: number, len: number, off: number, faults: Int32Array | undefined, i: number): string | undefined {
+  const code = faults ? faults[3 * i] : 0;
+  if (code) {
+    const f = { kind: FAULT_KINDS[code - 1], ms: faults![3 * i + 1], read: faults![3 * i + 2], offset: off, length: len };
+    if (f.kind === 'eio') return faultError(path, f).message;
+    if (f.kind === 'short') {
+      const got = shortLength(len);
+      return preadAll(fd, path, buf, dst, got, off) ?? shortFaultError(path, f, got).message;
+    }
+    sleepSync(f.ms);
+  }
+  return preadAll(fd, path, buf, dst, len, off);
+}
+
 export class ThreadReader implements PlanReader {
   /** Its reads go through the page cache: no alignment. */
   readonly alignment = 1;
@@ -79,15 +100,23 @@ export class ThreadReader implements PlanReader {
     return sharedBytes(stagingBytes, maxOps);
   }
 
-  /** `stagingBytes`: the bytes one round may read at most; `maxOps`: its reads at most. */
-  constructor(readonly path: string, stagingBytes: number, readonly maxOps: number) {
+  /** Per op: an injected fault (kind, ms, read number), when the reader was given a FaultPlan. */
+  private readonly faults: Int32Array | undefined;
+
+  /**
+   * `stagingBytes`: the bytes one round may read at most; `maxOps`: its reads at most; `faultPlan`:
+   * faults to inject (tests), decided here as each round begins so either thread obeys them.
+   */
+  constructor(readonly path: string, stagingBytes: number, readonly maxOps: number, private readonly faultPlan?: FaultPlan) {
     this.bytes = sharedBytes(stagingBytes, maxOps);
     this.fd = openSync(path, 'r');
     this.sab = new SharedArrayBuffer(this.bytes);
     ({ ctrl: this.ctrl, msg: this.msg, plan: this.plan, byWorker: this.byWorker, data: this.data } = sharedViews(this.sab, stagingBytes, maxOps));
     this.dsts = new Float64Array(maxOps);
+    const faultSab = faultPlan ? new SharedArrayBuffer(maxOps * 12) : undefined;
+    this.faults = faultSab && faultViews(faultSab);
     this.worker = new Worker(new URL('./threadreader-worker.js', import.meta.url), {
-      workerData: { path, sab: this.sab, stagingBytes, maxOps },
+      workerData: { path, sab: this.sab, stagingBytes, maxOps, faultSab },
     });
     this.worker.unref();
   }
@@ -108,6 +137,12 @@ export class ThreadReader implements PlanReader {
       this.plan[3 * i + 2] = at;
       this.dsts[i] = dst;
       at += len;
+      if (this.faults) {
+        const f = this.faultPlan!.next(off, len);
+        this.faults[3 * i] = f ? FAULT_KINDS.indexOf(f.kind) + 1 : 0;
+        this.faults[3 * i + 1] = f?.ms ?? 0;
+        this.faults[3 * i + 2] = f?.read ?? 0;
+      }
     }
     if (at > this.data.length) throw new RangeError(`${this.path}: a round of ${at} bytes exceeds the reader's ${this.data.length}`);
     this.memory = memory;
@@ -133,13 +168,17 @@ export class ThreadReader implements PlanReader {
     let failure: string | undefined;
     for (let i = Atomics.add(c, NEXT, 1); i < this.count && !failure; i = Atomics.add(c, NEXT, 1)) {
       this.stats.callerOps++;
-      failure = preadAll(this.fd, this.path, mem, dsts[i], p[3 * i + 1], p[3 * i]);
+      failure = preadOp(this.fd, this.path, mem, dsts[i], p[3 * i + 1], p[3 * i], this.faults, i);
     }
     if (failure) Atomics.store(c, NEXT, this.count);   // the worker takes nothing more
     while (Atomics.load(c, DONE) !== r) Atomics.wait(c, DONE, Atomics.load(c, DONE), WAIT_SLICE_MS);
     const status = Atomics.load(c, STATUS);
-    if (failure) throw new Error(failure);
-    if (status) throw new Error(new TextDecoder().decode(this.msg.slice(0, status)));
+    if (failure || status) {
+      // The ops the worker did read stay marked unless cleared here, and the next round would copy
+      // their stale bytes over what the caller reads into the same slots.
+      this.byWorker.fill(0, 0, this.count);
+      throw new Error(failure ?? new TextDecoder().decode(this.msg.slice(0, status)));
+    }
     const w = this.byWorker;
     this.stats.rounds++;
     for (let i = 0; i < this.count; i++) {

@@ -3,6 +3,6 @@ import { readFileSync } from 'node:fs';
 import { setWasmLoader, type WasmName } from '../core/wasm.js';
 
 const BUILD = new URL('../../../build/', import.meta.url);
-const FILES: Record<WasmName, string> = { simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm', train: 'train.wasm' };
+const FILES: Record<WasmName, string> = { simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm', threads: 'flashneuron.threads.wasm', train: 'train.wasm' };
 
 setWasmLoader((name) => new Uint8Array(readFileSync(new URL(FILES[name], BUILD))));

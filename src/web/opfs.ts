@@ -6,6 +6,7 @@ import type { CheckpointFS } from '../format/safetensors.js';
 import { readHFCheckpoint } from '../format/hf.js';
 import { readImageHeader } from '../format/image.js';
 import { writeImage } from '../format/image-writer.js';
+import { withFaults, type FaultSpec } from '../io/fault.js';
 
 /** A file in OPFS, read through its sync access handle (dedicated workers only). */
 export class OpfsSource implements FlashSource {
@@ -132,13 +133,22 @@ export function filesCheckpointFS(files: File[]): CheckpointFS & { folder: strin
   };
 }
 
-/** Opens `name` from OPFS for reading. */
-export async function openOpfs(name: string, opts: { parallel?: boolean } = {}): Promise<OpfsSource> {
+/**
+ * Opens `name` from OPFS for reading. `faults` injects read faults (src/io/fault.ts, for tests);
+ * by default those named by the worker's own URL, `worker.js?faults=eio@12`.
+ */
+export async function openOpfs(name: string, opts: { parallel?: boolean; faults?: FaultSpec | string } = {}): Promise<FlashSource> {
   const dir = await navigator.storage.getDirectory();
   const fh = await dir.getFileHandle(name);
   const src = new OpfsSource(name, await fh.createSyncAccessHandle());
   if (opts.parallel) src.file = await fh.getFile();
-  return src;
+  return withFaults(src, opts.faults ?? faultsOfLocation());
+}
+
+/** The `faults` parameter of this worker's URL, if any. */
+function faultsOfLocation(): string | undefined {
+  const loc = (globalThis as { location?: { search?: string } }).location;
+  return loc?.search ? new URLSearchParams(loc.search).get('faults') ?? undefined : undefined;
 }
 
 /** Where a model comes from: a URL, a picked file, or the files of a picked Hugging Face folder. */
