@@ -175,6 +175,14 @@ export function readZipEntries(f: RandomAccess, label: string): Map<string, ZipE
     if (localName.length !== nameLen) fail(`entry "${name}": its local header names another entry (corrupted central directory)`);
     readRange(f, localName, localOff + LFH_FIXED, label, `local header of "${name}"`);
     if (localName.some((b, j) => b !== cd[p + CDH_FIXED + j])) fail(`entry "${name}": its local header names another entry (corrupted central directory)`);
+    // Its extra field must be whole (id, length) records — torch.save pads with one — so that a
+    // changed length cannot move the data start into the header unnoticed.
+    const localExtra = new Uint8Array(lv.getUint16(28, true));
+    readRange(f, localExtra, localOff + LFH_FIXED + nameLen, label, `local header of "${name}"`);
+    const xv = new DataView(localExtra.buffer);
+    let xq = 0;
+    while (xq + 4 <= localExtra.length) xq += 4 + xv.getUint16(xq + 2, true);
+    if (xq !== localExtra.length) fail(`entry "${name}": its local header's extra field is not whole records (corrupted archive)`);
     const dataOffset = localOff + LFH_FIXED + lv.getUint16(26, true) + lv.getUint16(28, true);
     if (dataOffset + usize > cdOffset) {
       fail(`entry "${name}": ${usize} bytes at offset ${dataOffset} run past the archive's data (ends at ${cdOffset}); the file is truncated or corrupted`);
