@@ -3,7 +3,7 @@
 import type { ModelConfig } from '../format/config.js';
 import type { Progress } from '../format/image.js';
 import { Engine, type EngineOptions } from './engine.js';
-import type { Device, ResolvedOptions, RunOptions } from './options.js';
+import type { ResolvedOptions, RunOptions } from './options.js';
 import { Sampler, SamplingOptions, argmax } from './sampler.js';
 import type { Tokenizer } from './tokenizer.js';
 

@@ -3,7 +3,7 @@ import type { ModelConfig } from './config.js';
 import { DType, QUANTIZED, dequantize, f32ToF16, quantize, rowBytes, tensorBytes } from './dtype.js';
 import { crc32 } from './crc32.js';
 import { readImageHeader, readTokenizerJson, section } from './image.js';
-import { GGUFEntry, rotaryRows, transposeRows, writeGGUF } from './gguf.js';
+import { GGUFEntry, rotaryRows, writeGGUF } from './gguf.js';
 import type { FlashSource } from '../io/source.js';
 import type { Predictor } from '../predictor/types.js';
 

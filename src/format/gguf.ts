@@ -12,7 +12,7 @@ import type { ModelConfig } from './config.js';
 import type { HFCheckpoint } from './hf.js';
 import { modelTensors, requiredTensors, type ModelTensors } from './hf.js';
 import { LIMITS, int } from './check.js';
-import { DType, QUANTIZED, dequantize, quantize, rowBytes, tensorBytes, widenToF32 } from './dtype.js';
+import { DType, QUANTIZED, dequantize, quantize, tensorBytes, widenToF32 } from './dtype.js';
 import type { RandomAccess } from '../io/source.js';
 import type { Predictor } from '../predictor/types.js';
 import { shippedPredictor } from '../predictor/shipped.js';
