@@ -131,7 +131,7 @@ export function encodePredictor(p: Predictor): Uint8Array {
 function checkRungs(rungs: PredictorRung[] | undefined, rank: number, nLayers: number, ffn: number, what: string): void {
   if (!Array.isArray(rungs) || !rungs.length) throw new Error(`${what}: no nested-rank rungs (train it again)`);
   rungs.forEach((g, gi) => {
-    if (!Number.isInteger(g.rank) || g.rank < 1 || g.rank > rank) throw new Error(`${what}: rung ${gi} has rank ${g.rank}, not an integer in 1..${rank}`);
+    if (!Number.isInteger(g.rank) || g.rank < 1 || g.rank > rank) throw new Error(`${what}: rung ${gi} has rank ${show(g.rank)}, not an integer in 1..${rank}`);
     if (gi > 0 && !(g.rank > rungs[gi - 1].rank)) throw new Error(`${what}: rung ranks are not ascending (${rungs.map((q) => q.rank).join(', ')})`);
     if (!Array.isArray(g.layers) || g.layers.length !== nLayers) throw new Error(`${what}: rung ${g.rank} lists ${g.layers?.length} layers, expected ${nLayers}`);
     g.layers.forEach((G, l) => {
@@ -193,10 +193,10 @@ export function decodePredictor(buf: Uint8Array, path: string, expectFingerprint
   if (!isObj(h)) bad(`invalid predictor: the header is ${show(h)} (a JSON object)`);
   // The report is spread and printed by callers: no depth that overflows their stack.
   if (nestedDeeper(h, 32)) bad('invalid predictor: the header nests deeper than 32 levels (a flat JSON object)');
-  if (h.format !== 'flashneuron-predictor') bad(`not a flashneuron predictor (format ${h.format})`);
+  if (h.format !== 'flashneuron-predictor') bad(`not a flashneuron predictor (format ${show(h.format)})`);
   if (h.version === 1) bad(`predictor version 1 has no nested-rank table (this build reads version ${VERSION}); retrain it (flashneuron train-predictor, or node bench/predictor.js for the shipped models)`);
   if (h.version !== VERSION) bad(`predictor version ${h.version} is not supported (this build reads ${VERSION}); retrain it`);
-  if (h.dtype !== 'f16') bad(`predictor dtype ${h.dtype} is not supported (expected f16)`);
+  if (h.dtype !== 'f16') bad(`predictor dtype ${show(h.dtype)} is not supported (expected f16)`);
   const c = isObj(h.config) ? h.config : ({} as FileHeader['config']);
   for (const k of ['nLayers', 'hidden', 'ffn', 'rank'] as const) {
     if (!Number.isInteger(c[k]) || c[k] <= 0 || c[k] > LIMITS[k]) bad(`invalid predictor: config.${k} = ${show(c[k])} (an integer in 1..${LIMITS[k]})`);
