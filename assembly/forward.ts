@@ -15,8 +15,8 @@
 import { alloc } from "./mem";
 import { flash_read } from "./flash";
 import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
-import { prep_len, prep_x, prep_zero, unprep_y, dot, dot_list, axpy } from "./kernels/matvec";
-import { pmatvec } from "./threads";
+import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy } from "./kernels/matvec";
+import { pmatvec, pdot_list } from "./threads";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
@@ -527,7 +527,7 @@ function ffnDense(l: i32, src: usize, out: usize): void {
 export function neuronList(dt: i32, n: i32, acts: usize): void {
   const first = hasGate ? gateOff : upOff;
   for (let k = 0; k < n; k++) { const a = listRows + (<usize>k << 2); store<u32>(a, load<u32>(a) + <u32>first); }
-  dot_list(dt, listRows, n, xp, d, listDots);
+  pdot_list(dt, listRows, n, xp, d, listDots);
   for (let k = 0; k < n; k++) {
     const a = listRows + (<usize>k << 2), bundle = <usize>load<u32>(a) - first;
     store<u32>(a, <u32>bundle);
@@ -552,7 +552,7 @@ function fireList(dt: i32, n: i32, acts: usize): void {
       store<i32>(listIds + (<usize>(m++) << 2), id);
     }
   }
-  if (hasGate) dot_list(dt, listRows, m, xp, d, listDots);
+  if (hasGate) pdot_list(dt, listRows, m, xp, d, listDots);
   const reluUp = act == ACT_DRELU;   // dReLU: the neuron is active where relu(gate) * relu(up) != 0
   for (let k = 0; k < m; k++) {
     const id = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>id << 2);

@@ -8,7 +8,7 @@
 // away: jobs run whole on the caller. The workers' waiting loop is the host's (instantiateWorker
 // in src/core/wasm.ts): it sleeps with Atomics.wait on the generation and calls worker_part.
 import { alloc } from "./mem";
-import { matvec_part, prep_x } from "./kernels/matvec";
+import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";
 
 const J_GEN: usize = 0;      // u32, bumped per job
 const J_DONE: usize = 4;     // u32, workers finished with the current job
@@ -18,12 +18,13 @@ const J_KIND: usize = 16;
 const J_DT: usize = 20, J_W: usize = 24, J_STRIDE: usize = 28, J_XP: usize = 32, J_OUT: usize = 36, J_ROWS: usize = 40, J_COLS: usize = 44;
 const KIND_MATVEC: i32 = 1;
 const KIND_EXIT: i32 = 2;
+const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_COLS: their length
 
 // Spin this many polls before sleeping on a futex: a token's jobs come microseconds apart, and
 // a sleeping thread takes tens of microseconds to wake.
 const SPIN: i32 = 20000;
 // Below this many weights a matvec runs whole on the caller: waking a thread costs more.
-const MIN_PARALLEL: i32 = 1 << 16;
+const MIN_PARALLEL: i32 = 1 << 18;
 
 let job: usize = 0;          // the main instance's job block; 0: one thread
 let workers: i32 = 0;
@@ -49,16 +50,31 @@ export function pmatvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, o
   if (!ASC_FEATURE_THREADS) { matvec_part(dt, w, stride, xp, out, rows, cols, 0, 1); return; }
   const ready = job == 0 || <i64>rows * <i64>cols < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
   if (ready == 0) { matvec_part(dt, w, stride, xp, out, rows, cols, 0, 1); return; }
+  const parts = post(KIND_MATVEC, dt, w, stride, xp, out, rows, cols, ready);
+  matvec_part(dt, w, stride, xp, out, rows, cols, 0, parts);
+  waitFor(job + J_DONE, parts - 1);
+}
+
+/** dot_list (x prepared in xp) split over the ready workers: the FFN's neuron lists. */
+export function pdot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, out: usize): void {
+  const ready = !ASC_FEATURE_THREADS || job == 0 || <i64>count * <i64>n < <i64>MIN_PARALLEL || count < 8 ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) { dot_list_part(dt, ptrs, count, xp, n, out, 0, 1); return; }
+  const parts = post(KIND_DOT_LIST, dt, ptrs, 0, xp, out, count, n, ready);
+  dot_list_part(dt, ptrs, count, xp, n, out, 0, parts);
+  waitFor(job + J_DONE, parts - 1);
+}
+
+/** Posts a job for 1 + ready parts and wakes the workers; returns the parts. */
+function post(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, ready: i32): i32 {
   const parts = 1 + ready;
-  atomic.store<i32>(job + J_KIND, KIND_MATVEC);
+  atomic.store<i32>(job + J_KIND, kind);
   store<i32>(job + J_DT, dt); store<u32>(job + J_W, <u32>w); store<u32>(job + J_STRIDE, <u32>stride);
   store<u32>(job + J_XP, <u32>xp); store<u32>(job + J_OUT, <u32>out); store<i32>(job + J_ROWS, rows); store<i32>(job + J_COLS, cols);
   atomic.store<i32>(job + J_PARTS, parts);
   atomic.store<u32>(job + J_DONE, 0);
   atomic.add<u32>(job + J_GEN, 1);          // publishes the fields above (sequentially consistent)
   atomic.notify(job + J_GEN, workers);
-  matvec_part(dt, w, stride, xp, out, rows, cols, 0, parts);
-  waitFor(job + J_DONE, parts - 1);
+  return parts;
 }
 
 /** Until the u32 at p reaches n: spin, then sleep on it. */
@@ -101,8 +117,9 @@ export function worker_part(block: usize, id: i32, gen: i32): bool {
   if (atomic.load<i32>(block + J_GEN) != gen) return true;
   if (kind == KIND_EXIT) return false;
   if (id >= parts) return true;   // started after this job was cut into parts
-  matvec_part(load<i32>(block + J_DT), <usize>load<u32>(block + J_W), <usize>load<u32>(block + J_STRIDE), <usize>load<u32>(block + J_XP),
-    <usize>load<u32>(block + J_OUT), load<i32>(block + J_ROWS), load<i32>(block + J_COLS), id, parts);
+  const dt = load<i32>(block + J_DT), w = <usize>load<u32>(block + J_W), xp = <usize>load<u32>(block + J_XP), out = <usize>load<u32>(block + J_OUT);
+  if (kind == KIND_DOT_LIST) dot_list_part(dt, w, load<i32>(block + J_ROWS), xp, load<i32>(block + J_COLS), out, id, parts);
+  else matvec_part(dt, w, <usize>load<u32>(block + J_STRIDE), xp, out, load<i32>(block + J_ROWS), load<i32>(block + J_COLS), id, parts);
   if (atomic.add<u32>(block + J_DONE, 1) + 1 == <u32>(parts - 1)) atomic.notify(block + J_DONE, 1);
   return true;
 }

@@ -1,5 +1,6 @@
 // flashneuron against llama.cpp (node-llama-cpp 3.21.1) and wllama 3.8.1 (llama.cpp compiled to
-// WebAssembly, in headless Chromium), both bench-only devDependencies, on the same weights:
+// WebAssembly, in headless Chromium), both bench/package.json's own dependencies (installed into
+// bench/node_modules on first use, never by the package's npm ci), on the same weights:
 // llama-relu-mini as bf16 (as published), f16 and int8 (Q8_0), each exported to GGUF by
 // `flashneuron export-gguf`; one thread each, everything resident, greedy decode of 128 tokens
 // after the golden prompt, median of 3 runs. llama.cpp's llama graph applies SiLU where the
@@ -12,18 +13,21 @@ import { tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
-import { getLlama } from 'node-llama-cpp';
 import { chromium } from 'playwright-core';
 import { convertHF, exportGGUF, loadModel } from '../dist/src/index.js';
 import { barChart } from './plot.js';
 import { machine } from './machine.js';
+import { ensurePeers, PEERS } from './peer-deps.js';
+
+ensurePeers();
+const { getLlama } = await import('node-llama-cpp');
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MODEL = join(ROOT, 'models', 'llama-relu-mini');
 const golden = JSON.parse((await import('node:fs')).readFileSync(join(MODEL, 'golden.json'), 'utf8')).prompts[0];
 const TOKENS = 128, RUNS = 3;
 const median = (xs) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
-const version = JSON.parse((await import('node:fs')).readFileSync(join(ROOT, 'node_modules', 'node-llama-cpp', 'package.json'), 'utf8')).version;
+const version = JSON.parse(readFileSync(join(PEERS, 'node-llama-cpp', 'package.json'), 'utf8')).version;
 const dir = mkdtempSync(join(tmpdir(), 'flashneuron-peers-'));
 
 async function flashneuron(image) {
@@ -62,8 +66,8 @@ async function llamaCpp(gguf) {
 
 // wllama in Chromium: a page served here loads its ESM build, then our GGUF, single-threaded.
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
-const WLLAMA = join(ROOT, 'node_modules', '@wllama', 'wllama', 'esm');
-const wllamaVersion = JSON.parse(readFileSync(join(ROOT, 'node_modules', '@wllama', 'wllama', 'package.json'), 'utf8')).version;
+const WLLAMA = join(PEERS, '@wllama', 'wllama', 'esm');
+const wllamaVersion = JSON.parse(readFileSync(join(PEERS, '@wllama', 'wllama', 'package.json'), 'utf8')).version;
 let servedModel = '';
 const server = createServer((req, res) => {
   const p = new URL(req.url, 'http://x').pathname;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// CLI entry, runnable by node, `deno run -A` and bun.
+// CLI entry, runnable by node, `deno run --allow-read --allow-env` and bun.
 // Parallel reads (probe, --io async, --direct) run on libuv's thread pool, sized once when it starts —
 // before an ES module's body runs — so the size must come from the environment: re-run with it.
 if (typeof process.versions.bun === 'undefined' && typeof globalThis.Deno === 'undefined' && !process.env.UV_THREADPOOL_SIZE &&
@@ -8,12 +8,5 @@ if (typeof process.versions.bun === 'undefined' && typeof globalThis.Deno === 'u
   const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: '64' } });
   process.exit(r.status ?? 1);
 }
-// node:wasi prints an ExperimentalWarning on every run; it says nothing a user can act on.
-const emitWarning = process.emitWarning;
-process.emitWarning = function (warning, ...rest) {
-  const type = typeof rest[0] === 'string' ? rest[0] : rest[0]?.type;
-  if (type === 'ExperimentalWarning' && String(warning).includes('WASI')) return;
-  return emitWarning.call(process, warning, ...rest);
-};
 const { main } = await import('../dist/src/node/cli.js');
 process.exitCode = await main(process.argv.slice(2));

@@ -1,11 +1,32 @@
 // The demo page: drives the engine worker (worker.js) and shows its figures live.
 // window.flashneuron.load(opts) / .generate(opts) return promises, for scripts and tests.
-import { WorkerModel } from './flashneuron.js';
+// The page passes what its controls hold — a budget (60% to begin with: the demo is about the FFN
+// on flash) and a window only when one is picked; every other load option is resolveOptions'
+// default, the same as the CLI's and the Node API's, and the page shows what it decided.
+import { WorkerModel, probeStorage } from './flashneuron.js';
 
 const $ = (id) => document.getElementById(id);
 const model = new WorkerModel(new Worker('./worker.js', { type: 'module' }));
 let info = null;
 const ready = model.init({ simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm' });
+
+/**
+ * A temporary profile (incognito, a throwaway automation profile) keeps OPFS where each small
+ * read costs hundreds of µs: the FFN read per token then runs at a few tokens/s. Say so, and
+ * start with the budget off (the model held in memory, read from OPFS once) unless one was picked.
+ */
+const storage = probeStorage().then((r) => {
+  if (!r.slow) return r;
+  const note = $('storage-note');
+  note.hidden = false;
+  note.textContent = `This browser keeps its private file system (OPFS) in slow storage — ${r.readUs.toFixed(0)} µs per small read ` +
+    'against about 2 in a normal profile; a private/incognito window or a temporary profile does this. With a memory budget the ' +
+    'model is read from there every token (a few tokens/s), so the budget starts off here: the model is held in memory. ' +
+    'Open the page in a normal browser profile to run it from flash at full speed.';
+  if (!$('memory').dataset.picked) $('memory').value = '';
+  return r;
+}, () => undefined);
+$('memory').addEventListener('change', () => { $('memory').dataset.picked = '1'; });
 
 const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const kib = (b) => (b >= 2 ** 20 ? mib(b) : `${(b / 1024).toFixed(1)} KiB`);
@@ -19,7 +40,9 @@ function shown(i) {
   info = i;
   $('bar').value = 1;
   const mem = i.memory;
-  $('phase').textContent = `${i.name}: ${i.mode}, ${mib(mem.total)} held (${(100 * mem.total / i.model_bytes).toFixed(0)}% of ${mib(i.model_bytes)}), ${i.device?.startsWith('wasm') === false ? `WebGPU (${i.device})` : i.simd ? 'SIMD wasm' : 'scalar wasm'}`;
+  const o = i.options, flash = i.mode !== 'dense';
+  const decided = [i.mode, flash && i.mode === 'sparse' && `window ${o.window}`, `KV ${o.kvDtype}`, flash && mem.resident_dtype === 'q8_0' && 'resident Q8_0'].filter(Boolean).join(', ');
+  $('phase').textContent = `${i.name}: ${decided}; ${mib(mem.total)} held (${(100 * mem.total / i.model_bytes).toFixed(0)}% of ${mib(i.model_bytes)}), ${i.device?.startsWith('wasm') === false ? `WebGPU (${i.device})` : i.simd ? 'SIMD wasm' : 'scalar wasm'}`;
   $('mem').textContent = `${(100 * mem.total / i.model_bytes).toFixed(0)}%`;
   const rows = mem.cache_rows.reduce((a, b) => a + b, 0);
   $('cache').textContent = i.mode === 'dense' ? '100%' : `${(100 * rows / (i.config.ffn * i.config.nLayers)).toFixed(0)}%`;
@@ -36,6 +59,7 @@ function failed(e) {
 
 async function load(opts = {}) {
   await ready;
+  await storage;
   $('error').textContent = ''; $('go').disabled = true; info = null; chat = null;
   if ($('log')) $('log').innerHTML = '';
   // The page passes what the user chose; the engine decides the rest (resolveOptions), as the CLI does.

@@ -285,6 +285,12 @@ export function dot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, ou
 }
 
 /** Reference of dot_list: the scalar dot of each listed row against the plain x. */
+/** The dots of dot_list that part `part` of `parts` computes, each as dot_list does (runs of 4 split whole). */
+export function dot_list_part(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, out: usize, part: i32, parts: i32): void {
+  const a = cut(count >> 2, part, parts) << 2, b = part == parts - 1 ? count : cut(count >> 2, part + 1, parts) << 2;
+  if (b > a) dot_list(dt, ptrs + (<usize>a << 2), b - a, xp, n, out + (<usize>a << 2));
+}
+
 export function dot_list_ref(dt: i32, ptrs: usize, count: i32, x: usize, n: i32, out: usize): void {
   for (let k = 0; k < count; k++) store<f32>(out + (<usize>k << 2), dot_ref(dt, <usize>load<u32>(ptrs + (<usize>k << 2)), x, n));
 }

@@ -33,7 +33,7 @@ export interface Gpu {
 export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boolean } = {}): Promise<Gpu | null> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) return null;
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  const adapter = await quietly(() => gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null));
   if (!adapter) return null;
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const fallback = Boolean(info?.isFallbackAdapter ?? (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter);
@@ -50,6 +50,32 @@ export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boole
   });
   const name = info?.description || info?.device || info?.vendor || 'WebGPU adapter';
   return { device, name, fallback, f16 };
+}
+
+interface DenoEnv {
+  env: { get(k: string): string | undefined; set(k: string, v: string): void; delete(k: string): void };
+  permissions: { querySync(d: { name: 'env'; variable: string }): { state: string } };
+}
+
+/**
+ * Runs `f` (an adapter request) so that Deno stays quiet: its WebGPU loads the Vulkan drivers,
+ * whose Wayland code prints "XDG_RUNTIME_DIR is invalid or not set" to stderr where the variable
+ * is missing (servers, CI). Any absolute path silences it; the variable is unset again after.
+ */
+async function quietly<T>(f: () => Promise<T>): Promise<T> {
+  const deno = (globalThis as { Deno?: DenoEnv }).Deno;
+  let set = false;
+  try {
+    if (deno && deno.permissions.querySync({ name: 'env', variable: 'XDG_RUNTIME_DIR' }).state === 'granted' && deno.env.get('XDG_RUNTIME_DIR') === undefined) {
+      deno.env.set('XDG_RUNTIME_DIR', '/nonexistent');
+      set = true;
+    }
+  } catch { /* no permission to look: leave the environment alone */ }
+  try {
+    return await f();
+  } finally {
+    if (set) deno!.env.delete('XDG_RUNTIME_DIR');
+  }
 }
 
 /**

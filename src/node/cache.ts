@@ -86,13 +86,16 @@ export async function cachedConversion(source: string, kind: CacheRecord['kind']
 export function folderStamp(dir: string): string {
   return readdirSync(dir).sort()
     .filter((f) => /\.(json|safetensors|bin|model|txt)$/.test(f))
-    .map((f) => { const s = statSync(join(dir, f)); return `${f}:${s.size}:${s.mtimeMs}`; }).join('|');
+    .map((f) => { const s = statSync(join(dir, f)); return `${f}:${s.size}:${wholeMs(s.mtimeMs)}`; }).join('|');
 }
 
 export function fileStamp(path: string): string {
   const s = statSync(path);
-  return `${s.size}:${s.mtimeMs}`;
+  return `${s.size}:${wholeMs(s.mtimeMs)}`;
 }
+
+/** Whole milliseconds: Deno reports file dates without Node's fraction, and one cache serves both. */
+const wholeMs = (t: number) => Math.floor(t);
 
 export interface CacheEntry { image: string; bytes: number; record?: CacheRecord }
 
