@@ -47,6 +47,20 @@ describe('browser: Chromium, Web Worker, OPFS', function () {
     });
   }
 
+  it('compute threads in the tab (the page is cross-origin isolated): every core computes, golden ids', async () => {
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true);
+    const p = golden('llama-relu-mini').prompts[0];
+    const info = await page.evaluate(() => window.flashneuron.load({ model: 'llama-relu-mini', memory: '' }));
+    assert.equal(info.options.threads, cores);
+    if (cores < 2) return;
+    // The nested workers start in the background: generate until they have all joined.
+    let c;
+    do c = await page.evaluate((prompt) => window.flashneuron.generate({ prompt, maxTokens: 24, temperature: 0, stopAtEos: false }), p.text);
+    while (c.stats.threads < cores);
+    assert.deepEqual(c.ids, p.greedy_ids);
+  });
+
   it('the worker decides nothing of its own: the same inputs resolve to the same options as the Node API', async () => {
     for (const [name, opts] of [['opt-relu-mini', { memory: '60%' }], ['llama-relu-mini', { memory: '80%', window: 5 }], ['opt-relu-mini', { memory: '70%', mode: 'hybrid' }], ['opt-relu-mini', {}]]) {
       const info = await page.evaluate(({ name, opts }) => window.flashneuron.load({ model: name, memory: '', ...opts }), { name, opts });

@@ -8,7 +8,7 @@ import { WorkerModel, probeStorage } from './flashneuron.js';
 const $ = (id) => document.getElementById(id);
 const model = new WorkerModel(new Worker('./worker.js', { type: 'module' }));
 let info = null;
-const ready = model.init({ simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm' });
+const ready = model.init({ simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm', threads: 'flashneuron.threads.wasm' });
 
 /**
  * A temporary profile (incognito, a throwaway automation profile) keeps OPFS where each small

@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 
 mkdirSync('dist/web', { recursive: true });
 await build({
-  entryPoints: { worker: 'src/web/worker.ts', flashneuron: 'src/web/index.ts' }, bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
+  entryPoints: { worker: 'src/web/worker.ts', 'compute-worker': 'src/web/compute-worker.ts', flashneuron: 'src/web/index.ts' }, bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
   outdir: 'dist/web', logLevel: 'warning', sourcemap: true,
 });
 for (const f of ['index.html', 'app.js']) copyFileSync(`web/${f}`, `dist/web/${f}`);

@@ -10,9 +10,9 @@ type Binaries = Partial<Record<WasmName, Uint8Array<ArrayBuffer>>>;
 let binaries: Binaries = {};
 let loader: ((name: WasmName) => Uint8Array<ArrayBuffer>) | undefined;
 
-/** Supplies the wasm builds (browsers: fetched bytes). */
-export function setEngineBinaries(simd: Uint8Array<ArrayBuffer>, plain: Uint8Array<ArrayBuffer>, train?: Uint8Array<ArrayBuffer>): void {
-  binaries = { ...binaries, simd, plain, ...(train ? { train } : {}) };
+/** Supplies the wasm builds (browsers: fetched bytes); `threads` enables compute threads where shared memory exists. */
+export function setEngineBinaries(simd: Uint8Array<ArrayBuffer>, plain: Uint8Array<ArrayBuffer>, train?: Uint8Array<ArrayBuffer>, threads?: Uint8Array<ArrayBuffer>): void {
+  binaries = { ...binaries, simd, plain, ...(train ? { train } : {}), ...(threads ? { threads } : {}) };
 }
 
 /** Where a host finds a build on first use (src/node: the package's build/ folder). */

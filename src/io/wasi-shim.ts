@@ -31,7 +31,7 @@ export function createWasiShim(files: FlashSource[]): WasiShim {
     path_open(dirfd: number, _dirflags: number, pathPtr: number, pathLen: number, _oflags: number,
       _rb: bigint, _ri: bigint, _fdflags: number, fdOut: number): number {
       if (dirfd !== PREOPEN_FD) return ERRNO_BADF;
-      const name = new TextDecoder().decode(new Uint8Array(mem(), pathPtr, pathLen));
+      const name = new TextDecoder().decode(new Uint8Array(mem(), pathPtr, pathLen).slice());   // a copy: decode refuses shared memory
       const src = files.find((f) => f.name === name);
       if (!src) return ERRNO_NOENT;
       const fd = nextFd++;

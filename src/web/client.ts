@@ -53,12 +53,19 @@ export class WorkerModel {
   }
 
   /** Hands the worker the engine's wasm builds (fetched from these URLs). */
-  async init(wasm: { simd: string | URL; plain: string | URL }): Promise<void> {
-    const [simd, plain] = await Promise.all([wasm.simd, wasm.plain].map((u) => fetch(u).then((r) => {
+  /**
+   * Hands the worker the engine's wasm builds (fetched from these URLs). `threads` (the threads
+   * build) lets it compute on several threads where the page is cross-origin isolated
+   * (COOP/COEP headers: shared memory); it is fetched only there.
+   */
+  async init(wasm: { simd: string | URL; plain: string | URL; threads?: string | URL }): Promise<void> {
+    const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+    const urls = [wasm.simd, wasm.plain, ...(wasm.threads !== undefined && isolated ? [wasm.threads] : [])];
+    const [simd, plain, threads] = await Promise.all(urls.map((u) => fetch(u).then((r) => {
       if (!r.ok) throw new Error(`cannot fetch ${u}: HTTP ${r.status}`);
       return r.arrayBuffer();
     })));
-    await this.call({ op: 'init', simd, plain }, {}, [simd, plain]);
+    await this.call({ op: 'init', simd, plain, ...(threads ? { threads } : {}) }, {}, threads ? [simd, plain, threads] : [simd, plain]);
   }
 
   /** Puts the model into OPFS (once) and loads it with `options` (memory budget, mode, device …). */

@@ -6,12 +6,27 @@ import { openModel } from '../core/load.js';
 import { ChatSession } from '../core/session.js';
 import type { Model } from '../core/model.js';
 import { setEngineBinaries } from '../core/wasm.js';
+import { setEngineHost } from '../core/engine.js';
 import { readImageHeader } from '../format/image.js';
 import { decodePredictor, modelFingerprint } from '../predictor/format.js';
 import { openOpfs, storeModel } from './opfs.js';
 import type { Reply, Request } from './protocol.js';
 
 const post = (m: Reply) => (self as unknown as Worker).postMessage(m);
+
+// Compute threads: nested workers (compute-worker.js, built beside this one) on the engine's
+// shared memory — where the page is cross-origin isolated and the threads build was supplied.
+setEngineHost({
+  computeThreads(module, memory, block, n) {
+    const workers: Worker[] = [];
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(new URL('./compute-worker.js', import.meta.url), { type: 'module' });
+      w.postMessage({ module, memory, block });
+      workers.push(w);
+    }
+    return { close() { for (const w of workers) w.terminate(); } };
+  },
+});
 let model: Model | undefined;
 let stop: AbortController | undefined;
 /** The conversations the page holds on the loaded model (ChatSession, the same as in Node). */
@@ -34,7 +49,7 @@ self.onmessage = async (ev: MessageEvent<Request>) => {
 
 async function handle(m: Request): Promise<unknown> {
   switch (m.op) {
-    case 'init': setEngineBinaries(new Uint8Array(m.simd), new Uint8Array(m.plain)); return null;
+    case 'init': setEngineBinaries(new Uint8Array(m.simd), new Uint8Array(m.plain), undefined, m.threads ? new Uint8Array(m.threads) : undefined); return null;
     case 'load': return load(m.id, m);
     case 'generate': return generate(m.id, m);
     case 'tokenize': return loaded().tokenize(m.text, m.options);
