@@ -159,7 +159,7 @@ describe('flashneuron chat', function () {
       t.type('/reset\r');
       await t.waitFor(PROMPT);
       const [c] = await replies(['One\nTwo']);
-      t.type('One\rTwo\r'); // a paste: one chunk of two lines, one turn
+      t.type('\x1b[200~One\rTwo\r\x1b[201~'); // a bracketed paste: two lines, one turn, however the terminal delivers it
       await t.waitFor(c);
       await t.waitFor(PROMPT);
       t.type('\x03');

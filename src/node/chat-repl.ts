@@ -58,13 +58,28 @@ export async function chatRepl(start: ChatSession, opts: ChatReplOptions): Promi
   let wake: (() => void) | undefined, streaming: AbortController | undefined, continued: string[] = [];
 
   const notify = () => { const w = wake; wake = undefined; w?.(); };
-  // A terminal delivers a paste as one chunk: the lines of one tick make one turn.
+  // A paste is one turn. Terminals that know bracketed paste (asked for below) mark it, and its
+  // lines gather until the end mark however they arrive; others deliver it as one chunk, whose
+  // lines (those of one tick) make the turn.
+  let pasting = false;
   const flush = () => { flushing = false; if (pending.length) queue.push(pending.join('\n')); pending = []; notify(); };
   rl.on('line', (line) => {
     if (!tty) { queue.push(line); notify(); return; }
     pending.push(line);
-    if (!flushing) { flushing = true; setImmediate(flush); }
+    if (!flushing && !pasting) { flushing = true; setImmediate(flush); }
   });
+  if (tty) {
+    input.on('keypress', (_s: string | undefined, key: { name?: string } | undefined) => {
+      if (key?.name === 'paste-start') pasting = true;
+      else if (key?.name === 'paste-end') {
+        pasting = false;
+        // The paste's last line may lack its newline: it is still being edited, as typed.
+        if (!flushing) { flushing = true; setImmediate(flush); }
+      }
+    });
+    err.write('\x1b[?2004h');
+    rl.on('close', () => err.write('\x1b[?2004l'));
+  }
   rl.on('close', () => { closed = true; notify(); });
   const interrupt = () => {
     if (streaming) { streaming.abort(); return; }
