@@ -8,6 +8,7 @@
 // away: jobs run whole on the caller. The workers' waiting loop is the host's (instantiateWorker
 // in src/core/wasm.ts): it sleeps with Atomics.wait on the generation and calls worker_part.
 import { alloc } from "./mem";
+import { now } from "./stats";
 import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";
 
 const J_GEN: usize = 0;      // u32, bumped per job
@@ -20,9 +21,9 @@ const KIND_MATVEC: i32 = 1;
 const KIND_EXIT: i32 = 2;
 const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_COLS: their length
 
-// Spin this many polls before sleeping on a futex: a token's jobs come microseconds apart, and
-// a sleeping thread takes tens of microseconds to wake.
-const SPIN: i32 = 20000;
+// The engine polls this long (ms) for the workers' parts before sleeping: they end about when
+// its own does, and a sleeping thread takes tens of microseconds to wake.
+const SPIN_MS: f64 = 2;
 // Below this many weights a matvec runs whole on the caller: waking a thread costs more.
 const MIN_PARALLEL: i32 = 1 << 18;
 
@@ -79,11 +80,11 @@ function post(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize
 
 /** Until the u32 at p reaches n: spin, then sleep on it. */
 function waitFor(p: usize, n: u32): void {
-  let spins = 0;
-  for (;;) {
+  const t0 = now();
+  for (let spins = 1; ; spins++) {
     const v = atomic.load<u32>(p);
     if (v >= n) return;
-    if (++spins < SPIN) continue;
+    if ((spins & 1023) != 0 || now() - t0 < SPIN_MS) continue;
     memory.atomic.wait32(p, <i32>v, 1000000);  // woken by the last worker's notify (1 ms cap: a lost wake-up only slows)
   }
 }

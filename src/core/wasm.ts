@@ -124,8 +124,10 @@ export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembl
       let seen = Atomics.load(gen, 0);
       const id = x.worker_join(block);
       for (;;) {
-        // Jobs come microseconds apart within a token: poll a while before sleeping.
-        for (let i = 0; i < SPIN && Atomics.load(gen, 0) === seen; i++);
+        // Jobs come microseconds apart within a token, and a sleeping thread takes tens of
+        // microseconds to wake: poll for a while (SPIN_MS) before sleeping.
+        const t0 = performance.now();
+        for (let i = 1; Atomics.load(gen, 0) === seen && ((i & 1023) !== 0 || performance.now() - t0 < SPIN_MS); i++);
         if (Atomics.load(gen, 0) === seen) Atomics.wait(gen, 0, seen);
         seen = Atomics.load(gen, 0);
         if (!x.worker_part(block, id, seen)) return;
@@ -133,7 +135,7 @@ export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembl
     },
   };
 }
-const SPIN = 20000;
+const SPIN_MS = 2;
 
 let trainModule: WebAssembly.Module | undefined;
 /** A fresh instance of the training kernels (its bump allocator never frees: one instance per job). */
