@@ -7,6 +7,7 @@
 //   forward.ts           config, weights, run state, the forward pass and the dense FFN
 //   sparse.ts            FFN on flash: the wanted set (predictor, window/LRU over the caches)
 //   planner.ts           FFN on flash: the reads (extents, rounds, staging)
+//   silu.ts              FFN on flash for SiLU models: gate and up resident, |h| over a cut
 //   cache.ts             one layer's preallocated neuron cache
 //   stats.ts             traffic and time counters, the last read error
 export { alloc, alloc_bytes, memory_bytes } from "./mem";
@@ -25,14 +26,15 @@ export {
   set_check_layers, non_finite,
 } from "./forward";
 export {
-  WANT_HOST, WANT_PREDICTOR, WANT_ALL, WINDOW_FOREVER, WINDOW_LRU,
-  flash_init, flash_layer, flash_part, flash_set_fd, flash_reset, flash_step,
+  WANT_HOST, WANT_PREDICTOR, WANT_ALL, WANT_SILU, WINDOW_FOREVER, WINDOW_LRU,
+  flash_init, flash_layer, flash_part, flash_part_stride, flash_row_bytes, flash_set_fd, flash_reset, flash_step,
   predictor_init, predictor_state_bytes, predictor_layer, predicted_ptr, predicted_count, set_predicted_count,
   ffn_begin, ffn_hits, round_done, cache_rows, cache_capacity,
   set_host_compute, moved_ptr, moved_count, hit_rows_ptr, hit_count, landed_first, landed_cached,
   landed_items, item_ids_ptr, item_ptrs_ptr, cache_rows_ptr, cache_pointers_ptr,
   VERIFY_OFF, VERIFY_FIRST, VERIFY_ALWAYS, IO_BAD_BUNDLE, flash_verify_init, bad_bundle,
 } from "./sparse";
+export { silu_init, silu_layer } from "./silu";
 export { threads_init, threads_ready, threads_stop, worker_join, worker_part, pmatvec } from "./threads";
 export {
   planner_costs, set_max_op_bytes, plan_round, plan_ptr, plan_capacity, plan_bytes, exec_plan_sync,

@@ -10,7 +10,7 @@
 import { alloc } from "./mem";
 import { flash_read } from "./flash";
 import { ffn, bundleBytes } from "./forward";
-import { caches, flashFd, flashOff, nParts, PB, PL } from "./sparse";
+import { caches, flashFd, flashOff, nParts, PB, PL, PS } from "./sparse";
 import { now, set_io_error, set_io_failure, add_io, ioSince, memSince } from "./stats";
 
 let align: u64 = 1;        // read alignment: offsets, lengths and staging addresses
@@ -75,6 +75,16 @@ export function set_max_op_bytes(n: u32): void { maxOpBytes = max<u64>(<u64>n, a
 
 @inline function missAt(i: i32): i32 { return load<i32>(missing + (<usize>i << 2)); }
 
+/** Whether reading from neuron a's part through neuron b's reads at most `gap` neurons' strides that
+ *  nobody wants. Parts that fill their stride: b - a - 1 <= gap. A part of each bundle (SiLU mode's
+ *  down columns): even neighbours lie apart, merged only where the profile says a gap is cheaper. */
+@inline function near(a: i32, b: i32, gap: i32): bool {
+  // Several parts of each bundle (CATS' up rows and down columns): extents read through would
+  // overlap each other's bytes, so each neuron's parts are read alone.
+  if (nParts > 1 && PS(0) != PL(0)) return false;
+  return <f64>(b - a) * <f64>PS(0) - <f64>PL(0) <= <f64>gap * <f64>PS(0);
+}
+
 /** Estimated µs of reading misses [0, missCount) with merge gap `gap` (neurons). */
 function planCost(gap: i32): f64 {
   if (missCount == 0) return 0;
@@ -82,9 +92,9 @@ function planCost(gap: i32): f64 {
   let i = 0;
   while (i < missCount) {
     let j = i;
-    while (j + 1 < missCount && missAt(j + 1) - missAt(j) - 1 <= gap) j++;
+    while (j + 1 < missCount && near(missAt(j), missAt(j + 1), gap)) j++;
     const span = <f64>(missAt(j) - missAt(i) + 1);
-    for (let p = 0; p < nParts; p++) { ops += 1; bytes += span * <f64>PL(p); }
+    for (let p = 0; p < nParts; p++) { ops += 1; bytes += (span - 1) * <f64>PS(p) + <f64>PL(p); }
     i = j + 1;
   }
   return ops * opUs + bytes * byteUs;
@@ -93,7 +103,7 @@ function planCost(gap: i32): f64 {
 /** Staging bytes the extent of neurons [first, last] takes (all parts, with alignment slack). */
 function stagingNeed(first: i32, last: i32): usize {
   let need: usize = 0;
-  for (let p = 0; p < nParts; p++) need += <usize>(last - first + 1) * PL(p) + <usize>(align << 1);
+  for (let p = 0; p < nParts; p++) need += <usize>(last - first) * PS(p) + PL(p) + <usize>(align << 1);
   return need;
 }
 
@@ -101,8 +111,8 @@ function stagingNeed(first: i32, last: i32): usize {
 function opsFor(first: i32, last: i32): i32 {
   let n = 0;
   for (let p = 0; p < nParts; p++) {
-    const lo = (PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
-    const hi = (PB(p) + <u64>(last + 1) * <u64>PL(p) + align - 1) & ~(align - 1);
+    const lo = (PB(p) + <u64>first * <u64>PS(p)) & ~(align - 1);
+    const hi = (PB(p) + <u64>last * <u64>PS(p) + <u64>PL(p) + align - 1) & ~(align - 1);
     n += <i32>((hi - lo + maxOpBytes - 1) / maxOpBytes);
   }
   return n;
@@ -135,7 +145,7 @@ export function plan_round(l: i32): i32 {
     // Extent of misses [i, j]: neighbours closer than the gap are read through.
     const i = missCursor;
     let j = i, full = false;
-    while (j + 1 < missCount && missAt(j + 1) - missAt(j) - 1 <= roundGap) {
+    while (j + 1 < missCount && near(missAt(j), missAt(j + 1), roundGap)) {
       // Stop growing when the extent would not fit the staging buffer.
       if (used + stagingNeed(missAt(i), missAt(j + 1)) > stagingBytes) { full = true; break; }
       j++;
@@ -150,10 +160,10 @@ export function plan_round(l: i32): i32 {
     // An extent of neighbouring bundles (no gaps read through) that all get cache rows is read
     // straight into the rows they are appended to (round_done then has nothing to copy); the
     // rest land in staging. Either way a round reads at most stagingBytes (host readers hold a copy).
-    const inPlace = nParts == 1 && align == 1 && last - first == j - i && j < missCached;
+    const inPlace = nParts == 1 && align == 1 && PS(0) == PL(0) && last - first == j - i && j < missCached;
     for (let p = 0; p < nParts; p++) {
-      const lo = (base + PB(p) + <u64>first * <u64>PL(p)) & ~(align - 1);
-      const end = base + PB(p) + <u64>(last + 1) * <u64>PL(p);
+      const lo = (base + PB(p) + <u64>first * <u64>PS(p)) & ~(align - 1);
+      const end = base + PB(p) + <u64>last * <u64>PS(p) + <u64>PL(p);
       const hi = (end + align - 1) & ~(align - 1);
       used = <usize>((<u64>used + align - 1) & ~(align - 1));
       const dst = inPlace ? c.rowPtr(c.count + items) : staging + used;
@@ -168,7 +178,7 @@ export function plan_round(l: i32): i32 {
       for (let k = i; k <= j; k++) {
         const id = missAt(k);
         if (p == 0) store<i32>(itemId + (<usize>(items + k - i) << 2), id);
-        store<usize>(itemPtr + (<usize>(items + k - i) << 4) + (<usize>p << 2), dst + <usize>(base + PB(p) + <u64>id * <u64>PL(p) - lo));
+        store<usize>(itemPtr + (<usize>(items + k - i) << 4) + (<usize>p << 2), dst + <usize>(base + PB(p) + <u64>id * <u64>PS(p) - lo));
       }
       used += <usize>(hi - lo);
     }

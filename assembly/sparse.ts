@@ -18,10 +18,12 @@ import { nLayers, d, ffn, bundleBytes, xb, xp, yp, hAct, listRows, listIds, L_FF
 import { missing, missCursor, missCached, items, itemId, itemPtr, plannerInit, plannerReset, planMisses, endRound } from "./planner";
 import { now, set_io_error, memSince, computeSince, predictSince, addMemMs, addComputeMs } from "./stats";
 import { crc32 } from "./flash";
+import { siluOn, siluWant, siluList, siluOne } from "./silu";
 
 export const WANT_HOST: i32 = 0;       // the host fills predicted_ptr(l) (oracle, tests)
 export const WANT_PREDICTOR: i32 = 1;  // the low-rank predictor
 export const WANT_ALL: i32 = 2;        // every neuron (naive, hybrid)
+export const WANT_SILU: i32 = 3;       // SiLU models: |silu(gate·x)·up·x| over a calibrated cut (silu.ts)
 export const WINDOW_FOREVER: i32 = 0x3fffffff;  // hybrid: what is cached stays
 export const WINDOW_LRU: i32 = 0x3ffffffe;      // sparse: neurons stay while the cache has room; when
                                                 // it is full the least recently used go first
@@ -44,13 +46,16 @@ let nParts: i32 = 1;
 const partBase = memory.data(4 * 8, 16);
 const partLen = memory.data(4 * 8, 16);
 const partRow = memory.data(4 * 8, 16);
+const partStride = memory.data(4 * 8, 16);   // neuron to neuron in the section (0: the part's length)
 @inline export function PB(p: i32): u64 { return load<u64>(partBase + (<usize>p << 3)); }
 @inline export function PL(p: i32): usize { return <usize>load<u64>(partLen + (<usize>p << 3)); }
+@inline export function PS(p: i32): usize { const s = <usize>load<u64>(partStride + (<usize>p << 3)); return s ? s : PL(p); }
 @inline function PR(p: i32): usize { return <usize>load<u64>(partRow + (<usize>p << 3)); }
 let scratchRow: usize = 0; // one bundle, for streamed neurons of split layouts
+let rowBytes_: usize = 0;  // bytes of a cache row: the bundle, or (SiLU mode) the down column alone
 
 // Read by forward.ts (flash, flashFd) and planner.ts (caches, the file layout); written only here.
-export { flash, flashFd, flashOff, caches, nParts };
+export { flash, flashFd, flashOff, caches, nParts, rowBytes_ };
 
 // Predictor per layer: z = W2 · relu(W1 · x + b1) + b2; neuron i wanted when z_i > threshold.
 let rank: i32 = 0;
@@ -112,7 +117,7 @@ function bundleOk(l: i32, id: i32, p: usize): bool {
   if (verify == VERIFY_OFF) return true;
   const k = <usize>(l * ffn + id), word = crcSeen + ((k >> 5) << 2), bit: u32 = 1 << <u32>(k & 31);
   if (verify == VERIFY_FIRST && (load<u32>(word) & bit) != 0) return true;
-  if (crc32(0, p, bundleBytes) != load<u32>(crcTable + (k << 2))) {
+  if (crc32(0, p, rowBytes_) != load<u32>(crcTable + (k << 2))) {
     set_io_error(IO_BAD_BUNDLE); badBundle = <i32>k;
     return false;
   }
@@ -132,7 +137,8 @@ export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, m
   moved = alloc(<usize>ffn << 2, 16);
   scratchRow = alloc(bundleBytes, 64);
   plannerInit(stagingBytes_, maxOps_, align_);
-  nParts = 1;
+  nParts = 1; rowBytes_ = bundleBytes;
+  memory.fill(partStride, 0, 4 * 8);
   store<u64>(partBase, 0); store<u64>(partLen, <u64>bundleBytes); store<u64>(partRow, 0);
   return heap.alloc(0) - start;
 }
@@ -140,7 +146,7 @@ export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, m
 /** Layer l's FFN section starts at `offset` in the file; its cache holds `capacity` neurons. */
 export function flash_layer(l: i32, offset: u64, capacity: i32): void {
   store<u64>(flashOff + (<usize>l << 3), offset);
-  const c = new NeuronCache(capacity, bundleBytes, ffn);
+  const c = new NeuronCache(capacity, rowBytes_, ffn);
   if (l < caches.length) caches[l] = c; else caches.push(c);   // the host sets layers 0, 1, ... once
 }
 
@@ -151,6 +157,12 @@ export function flash_part(p: i32, base: u64, len: u32, rowOff: u32): void {
   store<u64>(partRow + (<usize>p << 3), <u64>rowOff);
   nParts = p + 1;
 }
+
+/** Part p of neuron id lies at base + id * stride (a part of each bundle: SiLU mode's down columns). */
+export function flash_part_stride(p: i32, stride: u32): void { store<u64>(partStride + (<usize>p << 3), <u64>stride); }
+
+/** Cache rows (and checked extents) of `bytes`: SiLU mode caches the down column alone. Before flash_layer. */
+export function flash_row_bytes(bytes: u32): void { rowBytes_ = bytes; }
 
 export function flash_set_fd(fd: u32): void { flashFd = fd; }
 export function predicted_ptr(l: i32): usize { return predicted + (<usize>(l * ffn) << 2); }
@@ -222,10 +234,11 @@ export function ffn_begin(l: i32): void {
     for (let i = 0; i < ffn; i++) store<i32>(list + (<usize>i << 2), i);
     store<i32>(predCount + (<usize>l << 2), ffn);
   }
+  else if (wantMode == WANT_SILU) { siluWant(l, predicted + (<usize>(l * ffn) << 2), predCount + (<usize>l << 2)); predictSince(t0); }
   const dt = WDT(l, L_FFN);
   prep_x(dt, xb, xp, d);
   prep_zero(dt, yp, d);
-  memory.fill(hAct + (<usize>(l * ffn) << 2), 0, <usize>ffn << 2);
+  if (wantMode != WANT_SILU) memory.fill(hAct + (<usize>(l * ffn) << 2), 0, <usize>ffn << 2);
   const t1 = now();
   addComputeMs(t1 - t0);
 
@@ -319,7 +332,7 @@ export function ffn_hits(l: i32): void {
     store<u32>(listRows + (<usize>i << 2), <u32>c.rowPtr(r));
     store<i32>(listIds + (<usize>i << 2), c.neuronAt(r));
   }
-  neuronList(dt, hitCount, acts);
+  if (siluOn) siluList(dt, hitCount, acts); else neuronList(dt, hitCount, acts);
   computeSince(t0);
 }
 
@@ -367,13 +380,13 @@ export function round_done(l: i32): void {
       store<i32>(listIds + (<usize>(n++) << 2), load<i32>(itemId + (<usize>k << 2)));
     }
   }
-  neuronList(dt, n, acts);
+  if (siluOn) siluList(dt, n, acts); else neuronList(dt, n, acts);
   // Split layouts assemble each streamed neuron's parts into one bundle first.
   if (nParts > 1) {
     for (let k = cachedNow; k < items; k++) {
       const id = load<i32>(itemId + (<usize>k << 2)), ptrs = itemPtr + (<usize>k << 4);
       for (let p = 0; p < nParts; p++) memory.copy(scratchRow + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
-      neuron(dt, scratchRow, acts + (<usize>id << 2));
+      if (siluOn) siluOne(dt, scratchRow, id, acts); else neuron(dt, scratchRow, acts + (<usize>id << 2));
     }
   }
   endRound();

@@ -136,7 +136,7 @@ export class Engine {
     // The wasm's state first: config, run state and KV cache, flash machinery. Everything is
     // allocated before the first WASI read: memory never grows while the WASI host may hold a
     // view of it, nor in the token loop.
-    configureModel(e, cfg, layout.contextLength, layout.mode);
+    configureModel(e, cfg, layout.contextLength, layout.mode, layout.silu);
     e.set_kv_dtype(DTYPE_CODE[layout.kvDtype]);
     // The KV cache and the rotary tables grow with the context: refused here, not as a wasm trap.
     const kvNeeds = 2 * cfg.nLayers * layout.contextLength * cfg.nKvHeads * cfg.headDim * (layout.kvDtype === 'f16' ? 2 : 4) + 4 * layout.contextLength * cfg.headDim;
@@ -152,23 +152,33 @@ export class Engine {
     const namePtr = e.alloc(name.length, 16);
     new Uint8Array(e.memory.buffer, namePtr, name.length).set(name);
     if (opts.check) e.set_check_layers(1);
-    const flashState = layout.flash ? e.flash_init(layout.want, layout.window, layout.staging, layout.maxOps, layout.align) : 0;
+    let flashState = layout.flash ? e.flash_init(layout.want, layout.window, layout.staging, layout.maxOps, layout.align) : 0;
+    const f = header.ffn;
+    if (layout.silu) {
+      // Reads and cache rows take each neuron's down column alone, out of its bundle.
+      const part = layout.siluGate ? layout.rowBytes / 2 : layout.rowBytes;
+      flashState += e.silu_init(layout.siluGate ? 1 : 0, part);
+      // CATS: each row holds the up row, then the down column.
+      const parts = layout.siluGate ? [f.up, f.down] : [f.down];
+      parts.forEach((at, p) => { e.flash_part(p, BigInt(at), part, p * part); e.flash_part_stride(p, f.bundle_bytes); });
+      e.flash_row_bytes(layout.rowBytes);
+    }
     // Per-neuron checksums of the FFN on flash (older images have none: unverified).
     const verify = opts.verify ?? 'first';
     if (!['first', 'always', 'off'].includes(verify)) throw new Error(`verify must be first, always or off (got ${opts.verify})`);
-    const crcSec = layout.flash && verify !== 'off' ? header.sections.find((x) => x.name === 'ffn.crc') : undefined;
-    const crcPtr = crcSec ? e.flash_verify_init(verify === 'always' ? ABI.VERIFY_ALWAYS : ABI.VERIFY_FIRST) : 0;
+    // SiLU mode checks down columns alone: their CRCs are taken while loading gate and up (loader.ts).
+    const crcSec = layout.flash && verify !== 'off' && !layout.silu ? header.sections.find((x) => x.name === 'ffn.crc') : undefined;
+    const crcPtr = crcSec || (layout.silu && verify !== 'off') ? e.flash_verify_init(verify === 'always' ? ABI.VERIFY_ALWAYS : ABI.VERIFY_FIRST) : 0;
     if (batched) e.set_max_op_bytes(opts.maxReadBytes ?? 256 << 10);
 
-    const f = header.ffn;
     const sizes: WasmSizes = {
       state: e.alloc(0, 16), flashState,
       alloc: (size, align) => e.alloc_bytes(size, align),
-      cache: (rows) => e.cache_bytes(rows, f.bundle_bytes, cfg.ffn),
+      cache: (rows) => e.cache_bytes(rows, layout.rowBytes, cfg.ffn),
       predictorState: (rank) => e.predictor_state_bytes(rank),
     };
     const plan = planMemory(header, opts, layout, sizes, hostBytes, src.size);
-    const weights = allocateWeights(e, header, layout, plan, opts.threshold);
+    const weights = allocateWeights(e, header, layout, plan, opts.threshold, opts.ffnThresholds);
     if (layout.flash) {
       (f.layout === 'split' ? f.parts! : []).forEach((p, i) => e.flash_part(i, BigInt(p.base), p.len, p.row));
       plan.cacheRows.forEach((rows, l) => e.flash_layer(l, BigInt(section(header, `ffn.${l}`).offset), rows));
@@ -182,8 +192,8 @@ export class Engine {
     }
     if (e.alloc(0, 16) === 0 || (weights.resident === 0 && !layout.ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const kvBytes = 2 * cfg.nLayers * layout.contextLength * cfg.nKvHeads * cfg.headDim * (layout.kvDtype === 'f16' ? 2 : 4);
-    const cacheBytes = plan.cacheRows.reduce((a, r) => a + r * (f.bundle_bytes + 4) + cfg.ffn * 8, 0);
-    const residentTotal = layout.ioOnly ? 0 : plan.residentBytes + weights.denseFfnBytes;
+    const cacheBytes = plan.cacheRows.reduce((a, r) => a + r * (layout.rowBytes + 4) + cfg.ffn * 8, 0);
+    const residentTotal = layout.ioOnly ? 0 : plan.residentBytes + weights.denseFfnBytes + (plan.silu ? cfg.nLayers * plan.silu.layerBytes : 0);
     const memory: MemoryReport = {
       total, resident_dtype: plan.residentDtype, resident: residentTotal, predictor: weights.predictorBytes, predictor_rank: plan.predictor?.p.rank ?? 0,
       neuron_cache: cacheBytes, kv_cache: kvBytes, buffers: Math.max(0, total - residentTotal - weights.predictorBytes - cacheBytes - kvBytes), cache_rows: plan.cacheRows,
@@ -193,7 +203,7 @@ export class Engine {
     if (fd < 0) throw new Error(`${src.name}: cannot open through WASI (${errnoName(-fd)})`);
     e.flash_set_fd(fd);
     try {
-      readWeights(e, src, header, layout, plan, weights, fd, wasi, opts.onProgress);
+      readWeights(e, src, header, layout, plan, weights, fd, wasi, opts.onProgress, layout.silu ? crcPtr : 0);
     } catch (err) {
       e.flash_close(fd);
       throw err;
@@ -207,6 +217,7 @@ export class Engine {
     const reader = !batched ? undefined : io === 'thread' ? host.threadReader!.open(path!, layout.staging, layout.maxOps) : new BatchReader(src as FlashSource & Required<Pick<FlashSource, 'readBatch'>>);
     const engine = new Engine(header, src, e, simd, tokenizerJson, wasi, fd, layout.contextLength, layout.mode, memory, layout.ffnInMemory, reader, pool);
     if (layout.ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
+    engine.silu = layout.silu;
     return engine;
   }
 
@@ -219,6 +230,10 @@ export class Engine {
   async setDevice(device: Device, opts: { shaderF16?: boolean; maxBindingBytes?: number; gpu?: Gpu } = {}): Promise<'cpu' | 'gpu'> {
     if (!['cpu', 'gpu', 'auto'].includes(device)) throw new Error(`unknown device ${device} (cpu, gpu or auto)`);
     if (this.backend instanceof IoReplayBackend) throw new Error('an I/O replay (ioOnly) runs no arithmetic: there is no device to choose');
+    if (this.siluSparse && device !== 'cpu') {
+      if (device === 'gpu') throw new Error('sparse mode on a SiLU model (calibrated thresholds) runs on the wasm: use device cpu or auto');
+      return 'cpu';
+    }
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
     this.kvLength = 0;   // another backend's KV cache: nothing in it
     if (device === 'cpu') { opts.gpu?.device.destroy(); return 'cpu'; }
@@ -308,6 +323,10 @@ export class Engine {
     this.checkFinite(pos, true);
     this.passDone(pos);
   }
+
+  /** Sparse by calibrated |silu(gate)·up| cuts: the wasm computes gate and up (no GPU backend). */
+  get siluSparse(): boolean { return this.silu; }
+  private silu = false;
 
   /** Whether the FFN is read from flash (naive, hybrid or sparse mode). */
   get flash(): boolean { return this.mode !== 'dense'; }

@@ -6,6 +6,7 @@ import type { ImageHeader } from '../format/image.js';
 import type { FlashSource } from '../io/source.js';
 import type { DeviceProfile } from '../io/profile.js';
 import type { Predictor } from '../predictor/types.js';
+import { thresholdsAt, type FfnThresholds } from '../predictor/thresholds.js';
 import { pickRank } from '../predictor/ladder.js';
 import { gpuLacks, openGpu, type Gpu } from '../gpu/webgpu.js';
 import { Engine, hostCores } from './engine.js';
@@ -23,6 +24,8 @@ export interface ImageInfo {
   label: string;
   /** The model's sparsity predictor, when there is one. */
   predictor?: Predictor;
+  /** Calibrated |silu(gate)·up| cuts (SiLU-gated models), when there are some. */
+  thresholds?: FfnThresholds;
   /** The flash device's measured profile (default: the built-in one). */
   profile?: DeviceProfile;
 }
@@ -44,7 +47,7 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
   let resolved: ResolvedOptions;
   try {
     resolved = resolveOptions(opts, {
-      config: header.config, modelBytes: info.size, hasPredictor: !!info.predictor || !!opts.oracle,
+      config: header.config, modelBytes: info.size, hasPredictor: !!info.predictor || !!opts.oracle, hasThresholds: !!info.thresholds || !!opts.ffnThresholds,
       gpu: gpu ? (gpu.fallback ? 'software' : 'hardware') : 'none',
       // What the WebGPU backend runs: f32/f16/bf16 weights of the families its kernels cover.
       gpuWeights: ['f32', 'f16', 'bf16'].includes(header.ffn.dtype) && !gpuLacks(header.config, header.config.maxPositions),
@@ -56,13 +59,16 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
     throw e;
   }
   const r = resolved;
-  const predictor = r.mode === 'sparse' && !opts.oracle && info.predictor ? pickRank(info.predictor, r.predictorRank, r.predictorDtype) : undefined;
+  const predictor = r.mode === 'sparse' && !r.siluSparse && !opts.oracle && info.predictor ? pickRank(info.predictor, r.predictorRank, r.predictorDtype) : undefined;
+  // The file's cuts, or those of another target sparsity from the same calibration.
+  const ffnThresholds = !r.siluSparse ? undefined : opts.ffnThresholds ?? (opts.sparsity !== undefined ? thresholdsAt(info.thresholds!, opts.sparsity) : info.thresholds!.thresholds);
   let engine: Engine;
   try {
     engine = Engine.open(info.image, {
       ...opts, mode: r.mode, memoryBytes: r.memoryBytes, contextLength: r.contextLength, kvDtype: r.kvDtype, residentDtype: r.residentDtype,
       window: r.window, threshold: r.threshold, predictorDtype: r.predictorDtype, hybridShare: r.hybridShare, io: r.io, direct: r.direct,
-      queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor, verify: r.verify, threads: r.threads,
+      queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor, verify: r.verify, threads: r.threads, ffnThresholds,
+      siluRule: opts.siluRule ?? (info.thresholds?.statistic === 'abs_silu_gate' ? 'gate' : undefined),
     });
   } catch (e) {
     gpu?.device.destroy();

@@ -4,6 +4,7 @@
 // Resident matrices the plan quantizes stream through a small scratch buffer row by row (no
 // full-size copy is held); token embeddings left on flash pass through it for the checksum only.
 import { DTYPE_CODE, f32ToF16, quantize, rowBytes, tensorBytes, widenToF32 } from '../format/dtype.js';
+import { crc32 } from '../format/crc32.js';
 import { section, type FfnLayout, type ImageHeader, type Progress, type TensorEntry } from '../format/image.js';
 import { normOf, RELU_FAMILY, type Activation, type ModelConfig } from '../format/config.js';
 import type { FlashSource } from '../io/source.js';
@@ -33,9 +34,10 @@ const ACT_CODE: Record<Activation, number> = {
  * apart), before model_init. Sparse mode skips the neurons a predictor leaves out, exact only
  * where an inactive neuron is exactly zero: other activations are refused there.
  */
-export function configureModel(e: EngineExports, cfg: ModelConfig, contextLength: number, mode: string): void {
+export function configureModel(e: EngineExports, cfg: ModelConfig, contextLength: number, mode: string, silu = false): void {
   if (!Object.hasOwn(ACT_CODE, cfg.act)) throw new Error(`invalid image: unknown activation ${JSON.stringify(cfg.act)}`);
-  if (mode === 'sparse' && !RELU_FAMILY.has(cfg.act)) {
+  // SiLU-gated models run sparse by calibrated magnitude cuts instead (approximate by design: silu.ts).
+  if (mode === 'sparse' && !RELU_FAMILY.has(cfg.act) && !silu) {
     throw new Error(`sparse mode needs a ReLU-family activation (relu, fatrelu, drelu); ${cfg.architecture} uses ${cfg.act}: use mode dense, naive or hybrid`);
   }
   e.model_config(cfg.arch === 'opt' ? ABI.ARCH_OPT : ABI.ARCH_LLAMA, cfg.nLayers, cfg.hidden, cfg.ffn, cfg.nHeads,
@@ -55,10 +57,12 @@ export interface WeightBuffers {
   denseFfn: number[];
   denseFfnBytes: number;
   predictorBytes: number;
+  /** SiLU mode: per layer the resident [gate; up] matrix. */
+  siluGateUp: number[];
 }
 
 /** Allocates the weights' buffers, sets the wasm's weight pointers, and places the predictor. */
-export function allocateWeights(e: EngineExports, header: ImageHeader, layout: EngineLayout, plan: MemoryPlan, threshold: number | undefined): WeightBuffers {
+export function allocateWeights(e: EngineExports, header: ImageHeader, layout: EngineLayout, plan: MemoryPlan, threshold: number | undefined, thresholds?: number[]): WeightBuffers {
   const cfg = header.config, f = header.ffn, emb = plan.embedOnFlash;
   const resident = layout.ioOnly ? 0 : e.alloc(plan.residentBytes, 4096);
   const scratch = plan.scratch ? e.alloc(SCRATCH, 4096) : 0;
@@ -93,14 +97,21 @@ export function allocateWeights(e: EngineExports, header: ImageHeader, layout: E
     });
     predictorBytes = e.alloc(0, 16) - before;
   }
-  return { resident, scratch, denseFfn, denseFfnBytes: denseFfn.length * ffnLen, predictorBytes };
+  const siluGateUp: number[] = [];
+  if (plan.silu) {
+    for (let l = 0; l < cfg.nLayers; l++) {
+      siluGateUp.push(e.alloc(plan.silu.layerBytes, 64));
+      e.silu_layer(l, siluGateUp[l], DTYPE_CODE[plan.silu.dtype], layout.silu ? thresholds![l] : 0);
+    }
+  }
+  return { resident, scratch, denseFfn, denseFfnBytes: denseFfn.length * ffnLen, predictorBytes, siluGateUp };
 }
 
 /** Reads the resident section and (dense) every FFN section into the buffers, verifying checksums. */
 export function readWeights(e: EngineExports, src: FlashSource, header: ImageHeader, layout: EngineLayout, plan: MemoryPlan, b: WeightBuffers, fd: number,
-  wasi: WasiProvider, onProgress?: Progress): void {
+  wasi: WasiProvider, onProgress?: Progress, crcTable = 0): void {
   const f = header.ffn, emb = plan.embedOnFlash;
-  const sections = [...(layout.ioOnly ? [] : ['resident']), ...b.denseFfn.map((_, l) => `ffn.${l}`)];
+  const sections = [...(layout.ioOnly ? [] : ['resident']), ...[...b.denseFfn, ...b.siluGateUp].map((_, l) => `ffn.${l}`)];
   const totalBytes = sections.reduce((a, n) => a + section(header, n).length, 0);
   let done = 0;
   // Reads a section, verifying its checksum; bytes in `skip` (left on flash) pass through the
@@ -135,6 +146,35 @@ export function readWeights(e: EngineExports, src: FlashSource, header: ImageHea
     readSection(`ffn.${l}`, ptr);
     if (layout.matrix) toMatrices(e.memory, ptr, f, layout.ffnInMemory, header.config.ffn);
   });
+  b.siluGateUp.forEach((ptr, l) => readSection(`ffn.${l}`, 0, undefined, siluSink(e, header, layout, plan, ptr, crcTable ? crcTable + 4 * l * header.config.ffn : 0)));
+}
+
+/**
+ * SiLU mode: one FFN section streamed through the scratch buffer, each bundle's gate and up rows
+ * copied (or quantized) into the layer's [gate; up] matrix, and, where `crcs` is given, the
+ * CRC-32 of each down column — what the neuron caches hold and the reads are checked against —
+ * taken from the bytes the section's own checksum verifies.
+ */
+function siluSink(e: EngineExports, header: ImageHeader, layout: EngineLayout, plan: MemoryPlan, dst: number, crcs: number): (off: number, bytes: Uint8Array) => void {
+  const f = header.ffn, d = header.config.hidden, n = header.config.ffn, dt = plan.silu!.dtype;
+  const part = rowBytes(f.dtype, d), out = rowBytes(dt, d), q = dt === 'q8_0' && f.dtype !== 'q8_0';
+  const bundle = new Uint8Array(f.bundle_bytes);
+  let fill = 0, i = 0;
+  const put = (row: Uint8Array, r: number) => new Uint8Array(e.memory.buffer, dst + r * out, out).set(q ? quantize('q8_0', widenToF32(row, f.dtype), d) : row);
+  return (_off, bytes) => {
+    for (let k = 0; k < bytes.length && i < n;) {
+      const m = Math.min(f.bundle_bytes - fill, bytes.length - k);
+      bundle.set(bytes.subarray(k, k + m), fill);
+      fill += m; k += m;
+      if (fill < f.bundle_bytes) break;
+      put(bundle.subarray(f.gate, f.gate + part), i);
+      const down = bundle.subarray(f.down, f.down + part), up = bundle.subarray(f.up, f.up + part);
+      if (!layout.siluGate) put(up, n + i);
+      // The CRC of a cache row as the reads fill it: the down column (CATS: the up row, then it).
+      if (crcs) new Uint32Array(e.memory.buffer, crcs + 4 * i, 1)[0] = layout.siluGate ? crc32(down, crc32(up)) : crc32(down);
+      fill = 0; i++;
+    }
+  };
 }
 
 /**

@@ -12,6 +12,10 @@ export interface LoadOptions extends RunOptions, Omit<EngineOptions, 'onProgress
   onProgress?: Progress;
   /** Sparse mode's predictor file (default: the one beside the model, see predictorPath()). */
   predictorPath?: string;
+  /** SiLU-gated models: the calibrated thresholds file (default: the one calibrate wrote for the model, else beside it). */
+  thresholdsPath?: string;
+  /** SiLU-gated models: the target sparsity in [0, 1), taken from the calibration's per-layer quantiles (default: the file's). */
+  sparsity?: number;
   /** Sparse mode without a predictor: the host supplies the wanted neurons (tests, oracles). */
   oracle?: boolean;
   /** The model's tokenizer when the caller already has it (from loadTokenizer), not parsed again. */

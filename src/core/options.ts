@@ -67,6 +67,19 @@ export interface EngineOptions {
    * the wanted neurons with predict() (oracle).
    */
   predictor?: EnginePredictor | ((roomBytes: number, bytesPerCacheRow: number) => EnginePredictor);
+  /**
+   * Sparse mode on a SiLU-gated model (no predictor, no retraining): per layer the cut on
+   * |silu(gate·x)·up·x| (flashneuron calibrate). Gate and up stay resident (Q8_0 under a budget
+   * unless residentDtype is 'stored'); the neurons under the cut are dropped and only the down
+   * columns of the rest are read from flash, through the neuron caches. All zeros: the dense FFN.
+   */
+  ffnThresholds?: number[];
+  /**
+   * What ffnThresholds cut: 'product' (default) |silu(gate·x)·up·x|, or 'gate' |silu(gate·x)|
+   * (CATS: only gate resident, up rows and down columns read). The product judges better: at
+   * equal sparsity it costs far less perplexity.
+   */
+  siluRule?: 'product' | 'gate';
   /** Sparse: the predictor's weights as 'q8_0' (default: half the bytes and time of f16; the rank padded to a multiple of 32) or 'f16' (as trained). */
   predictorDtype?: 'q8_0' | 'f16';
   /**
@@ -159,6 +172,8 @@ export interface RunFacts {
   modelBytes: number;
   /** Whether a sparsity predictor is available for the model. */
   hasPredictor: boolean;
+  /** Whether calibrated |silu(gate)·up| thresholds are available (SiLU-gated models: sparse mode without a predictor). */
+  hasThresholds?: boolean;
   /** The WebGPU adapter the runtime offers (probed only when the device is not cpu). */
   gpu: 'none' | 'software' | 'hardware';
   /** Whether the WebGPU backend can run the image's weights (f32, f16, bf16). */
@@ -195,6 +210,8 @@ export interface ResolvedOptions {
   verify: 'first' | 'always' | 'off';
   /** Threads computing: the user's, else one per core (the WebGPU device: 1). */
   threads: number;
+  /** Sparse mode by calibrated |silu(gate)·up| thresholds (a SiLU-gated model) instead of a predictor. */
+  siluSparse: boolean;
   /** Things the user should know about the choices made (printed by the CLI). */
   notes: string[];
 }
@@ -216,6 +233,8 @@ export const RANGES = {
   /** The parallel reader's limit (src/node/reader.ts). */
   queueDepth: { int: true, min: 1, max: 4096 },
   threads: { int: true, min: 1, max: 256 },
+  /** SiLU-gated models: the share of down_proj inputs dropped (calibrate, and a run's target). */
+  sparsity: { min: 0, below: 1 },
 } satisfies Record<string, Range>;
 
 export function inRange(v: number, r: Range): boolean {
@@ -243,9 +262,20 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   oneOf('mode', o.mode, MODES);
   // Under a budget the FFN stays on flash: sparse with a predictor; without one a share of the
   // neurons stays in memory and the rest is read every token (hybrid).
-  const mode: FfnMode = o.mode ?? (memoryBytes === undefined ? 'dense' : facts.hasPredictor ? 'sparse' : 'hybrid');
-  if (o.mode === undefined && mode === 'hybrid') notes.push('no sparsity predictor for this model: the FFN runs in hybrid mode (train one with train-predictor for sparse mode)');
-  if (mode === 'sparse' && !facts.hasPredictor) throw new Error('sparse mode needs a sparsity predictor for this model: train one with "flashneuron train-predictor", or use mode naive or hybrid');
+  // SiLU-gated models have no natural sparsity: calibrated |silu(gate)·up| cuts take the
+  // predictor's place (gate and up resident, down columns read: assembly/silu.ts).
+  const siluGated = cfg.act === 'silu' && cfg.hasGate;
+  const thresholds = siluGated && !!facts.hasThresholds;
+  const mode: FfnMode = o.mode ?? (memoryBytes === undefined ? 'dense' : facts.hasPredictor || thresholds ? 'sparse' : 'hybrid');
+  if (o.mode === undefined && mode === 'hybrid') {
+    notes.push(siluGated ? 'no calibrated thresholds for this SiLU model: the FFN runs in hybrid mode (run flashneuron calibrate for sparse mode)'
+      : 'no sparsity predictor for this model: the FFN runs in hybrid mode (train one with train-predictor for sparse mode)');
+  }
+  if (mode === 'sparse' && !facts.hasPredictor && !thresholds) {
+    throw new Error(siluGated ? 'sparse mode on a SiLU model needs calibrated thresholds: run "flashneuron calibrate --sparsity 0.5 TEXT_FILE" for it, or use mode naive or hybrid'
+      : 'sparse mode needs a sparsity predictor for this model: train one with "flashneuron train-predictor", or use mode naive or hybrid');
+  }
+  const siluSparse = mode === 'sparse' && thresholds;
 
   checkRange('contextLength', o.contextLength, RANGES.contextLength);
   const contextLength = Math.min(cfg.maxPositions, o.contextLength ?? (memoryBytes === undefined ? DEFAULT_CONTEXT_CAP : facts.jobTokens ?? BUDGET_CONTEXT));
@@ -273,7 +303,8 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   // WebGPU where asked for, or ('auto') where a hardware adapter is present and runs these weights.
   const wanted = o.device ?? 'auto';
   if (wanted === 'gpu' && facts.gpu === 'none') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
-  const device = wanted === 'gpu' || (wanted === 'auto' && facts.gpu === 'hardware' && facts.gpuWeights) ? 'gpu' : 'cpu';
+  if (siluSparse && wanted === 'gpu') throw new Error('sparse mode on a SiLU model (calibrated thresholds) runs on the wasm: use --device cpu or auto');
+  const device = !siluSparse && (wanted === 'gpu' || (wanted === 'auto' && facts.gpu === 'hardware' && facts.gpuWeights)) ? 'gpu' : 'cpu';
   // The WebGPU backend takes the weights as stored; on the wasm a tight budget quantizes them.
   const residentDtype = o.residentDtype ?? (device === 'gpu' ? 'stored' : 'auto');
 
@@ -286,7 +317,7 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   return {
     memoryBytes, mode, contextLength, kvDtype: o.kvDtype ?? (memoryBytes === undefined ? 'f32' : 'f16'), residentDtype, window,
     threshold: o.threshold, predictorRank: o.predictorRank, predictorDtype: o.predictorDtype ?? 'q8_0', hybridShare: o.hybridShare,
-    io, direct, queueDepth, planner, device, verify: o.verify ?? 'first',
+    io, direct, queueDepth, planner, device, verify: o.verify ?? 'first', siluSparse,
     threads: o.threads ?? (device === 'gpu' ? 1 : Math.max(1, Math.min(RANGES.threads.max, facts.cores ?? 1))),
     notes,
   };

@@ -4,7 +4,7 @@
 // the engine options and the sizes the wasm reports for its own state; Engine.load (engine.ts)
 // then allocates and reads exactly this.
 import type { ModelConfig } from '../format/config.js';
-import { rowBytes, tensorBytes } from '../format/dtype.js';
+import { rowBytes, tensorBytes, type DType } from '../format/dtype.js';
 import { section, type FfnLayout, type ImageHeader, type TensorEntry } from '../format/image.js';
 import type { EnginePredictor } from '../predictor/types.js';
 import { ABI } from './abi.js';
@@ -29,6 +29,12 @@ export interface EngineLayout {
   want: number;
   window: number;
   align: number;
+  /** Sparse by calibrated |silu(gate)·up| cuts (ffnThresholds): gate and up resident, cache rows and reads the down column alone. */
+  silu: boolean;
+  /** Bytes of a neuron-cache row: the bundle, or (silu) one down column (CATS: up row | down column). */
+  rowBytes: number;
+  /** SiLU mode's rule: |silu(gate)·up| (gate and up resident) or |silu(gate)| (CATS: gate resident). */
+  siluGate: boolean;
 }
 
 /** `batched`: a PlanReader carries out the rounds (with `align`ed reads); else the wasm reads through WASI. */
@@ -59,13 +65,25 @@ export function planLayout(header: ImageHeader, opts: EngineOptions, batched: bo
   // time; the read thread wants a layer's misses in one round (a second cannot overlap compute).
   const staging = opts.stagingBytes ?? (mode === 'sparse' ? (io === 'thread' ? 256 << 10 : batched ? 512 << 10 : 128 << 10) : 1 << 20);
   const maxOps = opts.maxOps ?? Math.max(io === 'thread' ? 256 : 64, opts.queueDepth ?? 0);
-  const want = mode === 'sparse' ? (opts.predictor ? ABI.WANT_PREDICTOR : ABI.WANT_HOST) : ABI.WANT_ALL;
+  const silu = mode === 'sparse' && opts.ffnThresholds !== undefined;
+  if (silu) {
+    const t = opts.ffnThresholds!;
+    if (cfg.act !== 'silu' || !cfg.hasGate) throw new Error(`thresholds on |silu(gate)·up| are for SiLU-gated models; this one uses ${cfg.act}`);
+    if (!Array.isArray(t) || t.length !== cfg.nLayers || !t.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw new Error(`ffnThresholds must be ${cfg.nLayers} finite numbers ≥ 0 (one per layer)`);
+    if ((f.layout ?? 'bundled') !== 'bundled') throw new Error('sparse mode on a SiLU model reads down columns out of bundles: it needs a bundled image');
+    if (ioOnly) throw new Error('an I/O replay (ioOnly) takes the wanted neurons from predict(), not thresholds');
+    if (opts.predictor) throw new Error('sparse mode takes a predictor or thresholds, not both');
+    if (opts.siluRule !== undefined && !['product', 'gate'].includes(opts.siluRule)) throw new Error(`siluRule must be product or gate (got ${opts.siluRule})`);
+  }
+  const siluGate = silu && opts.siluRule === 'gate';
+  const want = mode === 'sparse' ? (silu ? ABI.WANT_SILU : opts.predictor ? ABI.WANT_PREDICTOR : ABI.WANT_HOST) : ABI.WANT_ALL;
   const w = opts.window ?? 'lru';
   const window = mode === 'hybrid' ? ABI.WINDOW_FOREVER : mode === 'naive' ? 0 : w === 'lru' ? ABI.WINDOW_LRU : w;
   if (!(Number.isInteger(window) && window >= 0 && window < 1 << 24) && window !== ABI.WINDOW_LRU && window !== ABI.WINDOW_FOREVER) {
     throw new Error(`window must be a whole number of tokens ≥ 0 or 'lru' (got ${opts.window})`);
   }
-  return { mode, flash, ioOnly, contextLength, kvDtype, ffnInMemory, matrix, staging, maxOps, want, window, align: batched && io !== 'thread' ? align : 1 };
+  return { mode, flash, ioOnly, contextLength, kvDtype, ffnInMemory, matrix, staging, maxOps, want, window, align: batched && io !== 'thread' ? align : 1,
+    silu, siluGate, rowBytes: silu ? (siluGate ? 2 : 1) * rowBytes(f.dtype, cfg.hidden) : f.bundle_bytes };
 }
 
 /** Sizes the wasm reports for what it allocates (assembly/mem.ts, cache.ts, sparse.ts). */
@@ -94,6 +112,8 @@ export interface MemoryPlan {
   scratch: boolean;
   /** The predictor to run, its rank padded for Q8_0 rows and its weights' dtype. */
   predictor: { p: EnginePredictor; rank: number; dtype: 'q8_0' | 'f16' } | undefined;
+  /** SiLU mode: each layer's resident [gate; up] (2·ffn rows of d; CATS: gate alone) and its dtype. */
+  silu: { dtype: DType; layerBytes: number } | undefined;
   cacheRows: number[];
 }
 
@@ -139,24 +159,28 @@ export function planMemory(header: ImageHeader, opts: EngineOptions, layout: Eng
   // What the resident part takes, in the order the engine allocates it.
   let top = sizes.state + hostBytes;
   if (!ioOnly) top += sizes.alloc(residentBytes, 4096);
-  const scratch = embOnFlash || q8;
+  // SiLU mode: gate and up resident, Q8_0 under a budget unless asked to keep them as stored.
+  const siluDt: DType | undefined = !layout.silu ? undefined : budget !== undefined && rd !== 'stored' && cfg.hidden % 32 === 0 && ['f32', 'f16', 'bf16'].includes(f.dtype) ? 'q8_0' : f.dtype;
+  const siluLayer = siluDt ? (layout.siluGate ? 1 : 2) * cfg.ffn * rowBytes(siluDt, cfg.hidden) : 0;
+  const scratch = embOnFlash || q8 || layout.silu;
   if (scratch) top += sizes.alloc(SCRATCH, 4096);
   if (embOnFlash) top += sizes.alloc(rowBytes(embT.dtype, cfg.hidden), 64);
   if (!flash) top += cfg.nLayers * sizes.alloc(section(header, 'ffn.0').length, 4096);
 
   const plan: MemoryPlan = {
     embedOnFlash: embOnFlash ? embT : undefined, residentDtype: q8 ? 'q8_0' : 'stored', residentBytes,
-    placed: q8 ? placed : new Map(), quantized, scratch, predictor: undefined, cacheRows: [],
+    placed: q8 ? placed : new Map(), quantized, scratch, predictor: undefined, silu: siluDt ? { dtype: siluDt, layerBytes: siluLayer } : undefined, cacheRows: [],
   };
   if (!flash) return plan;
 
   // Bytes the neuron caches may fill once memory up to `top` is taken: each layer's cache holds
   // its rows (bundle + neuron id) and a fixed part (neuron → row map, last-use clock, slack);
   // page rounding and the allocator's slack take a few pages.
-  const perRow = f.bundle_bytes + 4, perLayer = sizes.cache(0) + 32;
+  const perRow = layout.rowBytes + 4, perLayer = sizes.cache(0) + 32;
   const cacheRoom = (t: number) => budget! - t - cfg.nLayers * perLayer - 3 * 65536;
   // The predictor: a rank that fits the room the resident part leaves (the caller's choice, pickRank).
-  let pred = mode === 'sparse' ? opts.predictor : undefined;
+  if (siluDt) top += cfg.nLayers * sizes.alloc(siluLayer, 64);
+  let pred = mode === 'sparse' && !layout.silu ? opts.predictor : undefined;
   if (typeof pred === 'function') pred = pred(budget === undefined ? Infinity : cacheRoom(top), perRow);
   if (pred) {
     checkPredictor(pred, cfg);
@@ -189,7 +213,7 @@ export function planMemory(header: ImageHeader, opts: EngineOptions, layout: Eng
   if (budget !== undefined && mode !== 'naive' && rows.some((r) => r < 16)) {
     const minimum = top + cfg.nLayers * (perLayer + 16 * perRow) + 65536;
     throw new Error(`memory budget ${fmtBytes(budget)} is too small for ${mode} mode: the resident part (weights, ` +
-      `KV cache for ${layout.contextLength} tokens, predictor, buffers) needs ${fmtBytes(top)}; give at least ${fmtBytes(minimum)} ` +
+      `KV cache for ${layout.contextLength} tokens, ${layout.silu ? 'gate and up' : 'predictor'}, buffers) needs ${fmtBytes(top)}; give at least ${fmtBytes(minimum)} ` +
       `(${(100 * minimum / sourceSize).toFixed(1)}% of the model)`);
   }
   plan.cacheRows = rows.map((r) => Math.max(0, Math.min(cfg.ffn, Math.floor(r))));

@@ -507,8 +507,8 @@ export function openSharded(fs: CheckpointFS, names: { single: string; index: st
       },
       readTensor(name, dst) {
         if (closed) throw new CheckpointError(`checkpoint is closed (reading tensor "${name}")`, { tensor: name });
-        const info = ck.tensor(name);
-        return readTensorBytes(fileOf.get(name)!.handle, info, dst);
+        ck.tensor(name);   // present and of a supported dtype, or the checkpoint-level error
+        return fileOf.get(name)!.readTensor(name, dst);   // the file's own checks (torch: storage CRC-32s)
       },
       close() {
         closed = true;

@@ -17,7 +17,7 @@ import type { DType } from './dtype.js';
 import { crc32 } from './crc32.js';
 import { PyGlobal, aType, isTuple, pyType, unpickle, type PicklePolicy, type PyValue } from './pickle.js';
 import { CheckpointError, SUPPORTED_DTYPES, WeightsFile, readRange, type SafetensorsEntry } from './safetensors.js';
-import { readZipEntries } from './zip.js';
+import { readZipEntries, type ZipEntry } from './zip.js';
 
 /**
  * Storage classes torch.save names (torch/storage.py, _dtype_to_storage_type_map), with the
@@ -232,6 +232,9 @@ export class TorchBinFile extends WeightsFile {
   /** The pickle's view of each tensor (stride, storage key and offset). */
   readonly refs: Map<string, TorchTensorRef>;
   readonly metadata: Record<string, unknown> = { format: 'pt' };
+  /** Each tensor's storage entry, whose CRC-32 is checked the first time one of its tensors is read. */
+  private readonly storageOf = new Map<string, ZipEntry>();
+  private readonly checked = new Set<string>();
 
   constructor(name: string, handle: RandomAccess) {
     super(name, handle);
@@ -267,6 +270,7 @@ export class TorchBinFile extends WeightsFile {
         fail(`tensor "${t}": storage ${se!.name} holds ${se!.size} bytes, ${se!.size < need ? 'shorter' : 'longer'} than its ${r.storageNumel} × ${r.storageType} (${need} bytes); the file is truncated or corrupted`, t);
       }
       const length = r.shape.reduce((a, b) => a * b, 1) * r.elemBytes;
+      this.storageOf.set(t, se!);
       this.tensors.set(t, {
         name: t,
         stDtype: r.stDtype,
@@ -277,5 +281,25 @@ export class TorchBinFile extends WeightsFile {
         length,
       });
     }
+  }
+
+  /**
+   * A tensor, its storage's bytes checked against the archive's CRC-32 the first time: the zip
+   * structure can be consistent while a storage's start is not where the data is.
+   */
+  override readTensor(name: string, dst?: Uint8Array): Uint8Array {
+    const se = this.storageOf.get(name);
+    if (se && !this.checked.has(se.name)) {
+      let crc = 0;
+      const chunk = new Uint8Array(Math.min(se.size, 1 << 22));
+      for (let at = 0; at < se.size; at += chunk.length) {
+        const part = chunk.subarray(0, Math.min(chunk.length, se.size - at));
+        readRange(this.handle, part, se.dataOffset + at, this.name, se.name);
+        crc = crc32(part, crc);
+      }
+      if ((crc >>> 0) !== se.crc32) throw new CheckpointError(`${this.name}: ${se.name} fails its CRC-32 check; the file is corrupted`, { file: this.name, tensor: name });
+      this.checked.add(se.name);
+    }
+    return super.readTensor(name, dst);
   }
 }

@@ -73,6 +73,8 @@ export const FLASH: Record<string, Opt> = {
   'no-window': { kind: 'flag', help: 'sparse: no reuse across tokens (each token reads its whole predicted set)' },
   threshold: { kind: 'number', arg: 'P', range: RANGES.threshold, help: 'sparse: predictor probability cut (default: per-layer calibrated values)' },
   predictor: { kind: 'string', arg: 'FILE', help: 'sparse: predictor file (default: one train-predictor wrote into the cache for this model, else flashneuron.fnpred beside the model)' },
+  thresholds: { kind: 'string', arg: 'FILE', help: 'sparse on a SiLU model: the calibrated thresholds file (default: the one calibrate wrote into the cache for this model, else NAME.fnthr beside it)' },
+  sparsity: { kind: 'number', arg: 'S', range: RANGES.sparsity, help: "sparse on a SiLU model: the share of down_proj inputs to drop, from the calibration's per-layer quantiles (default: the thresholds file's)" },
   'predictor-rank': { kind: 'int', arg: 'R', range: RANGES.predictorRank, help: 'sparse: run the predictor at rank R (default: the largest that leaves the neuron caches at least half of the memory left)' },
   'predictor-dtype': { kind: 'enum', choices: ['q8_0', 'f16'], help: 'sparse: predictor weights as int8 blocks (default) or f16' },
   'resident-dtype': { kind: 'enum', choices: ['q8_0', 'stored', 'auto'], help: 'hold attention, embeddings and lm_head as int8 blocks (quantized at load; about half their memory goes to the neuron caches), as stored, or (default) int8 when, in sparse or hybrid mode, a budget leaves the predictor and caches less room than the FFN with them as stored (not with --device gpu)' },
@@ -198,6 +200,30 @@ with --force.`,
       recall: { kind: 'number', arg: 'R', range: { above: 0, below: 1 }, help: 'recall the thresholds are calibrated to (default 0.975)' },
       out: { kind: 'string', arg: 'FILE', help: 'where to write the predictor (default: the conversion cache, see above)' },
       force: { kind: 'flag', help: 'replace an existing predictor file' },
+      threads: THREADS,
+      json: { kind: 'flag', help: 'print the report as JSON' },
+    },
+  },
+  calibrate: {
+    usage: 'flashneuron calibrate --sparsity S [options] FILE',
+    about: `Calibrates training-free activation sparsity for a SiLU-gated model (Llama, Mistral, Qwen2
+with hidden_act silu): the dense model runs over the first 85 % of the text in FILE ("-": stdin)
+and per layer the cut on |silu(gate·x)·up·x| below which the share S of the FFN's down_proj
+inputs falls is stored (with every percentile, so --sparsity can differ at run time). Sparse
+mode on the model then keeps gate and up in memory, drops the neurons under the cut and reads
+only the down columns of the rest from flash. The report gives the sparsity measured with these
+cuts on the held-out last 15 %.
+
+Without --out the file goes into the conversion cache (NAME-KEY.fnthr), where sparse mode finds
+it for this model (--thresholds FILE overrides it); an existing file is replaced only with
+--force.`,
+    options: {
+      model: MODEL,
+      sparsity: { kind: 'number', arg: 'S', range: RANGES.sparsity, help: 'the share of down_proj inputs to drop, ≥ 0 and < 1 (required; 0.5 costs ≈ 2-3 % perplexity)' },
+      rule: { kind: 'enum', choices: ['product', 'gate'], help: "what is cut: product = |silu(gate·x)·up·x| (default: gate and up resident, down columns read), gate = CATS' |silu(gate·x)| (gate resident, up rows and down columns read; more perplexity at the same sparsity)" },
+      'max-tokens': { ...SAMPLING['max-tokens'], help: 'calibration tokens at most (default 16000)' },
+      out: { kind: 'string', arg: 'FILE', help: 'where to write the thresholds (default: the conversion cache, see above)' },
+      force: { kind: 'flag', help: 'replace an existing thresholds file' },
       threads: THREADS,
       json: { kind: 'flag', help: 'print the report as JSON' },
     },

@@ -25,6 +25,7 @@ import { synthImage } from './synth-file.js';
 import type { DType } from '../format/dtype.js';
 import type { RunOptions } from '../core/options.js';
 import { startServer } from './serve.js';
+import { calibrateCommand } from './calibrate.js';
 import { ChatSession, chatRepl } from './chat-repl.js';
 import { closest, helpText, parse, TOP_HELP, UsageError, type Flags } from './args.js';
 
@@ -157,6 +158,12 @@ const commands: Record<string, Run> = {
     } finally { model.close(); }
   },
 
+  async calibrate(args, f) {
+    if (args.length !== 1) throw new UsageError('calibrate needs one FILE of text');
+    if (f.sparsity === undefined) throw new UsageError('calibrate needs --sparsity S (the share of down_proj inputs to drop, e.g. 0.5)');
+    await calibrateCommand(await textFile(args[0]), f, bar);
+  },
+
   async 'export-gguf'(args, f) {
     if (args.length !== 1) throw new UsageError('export-gguf needs one OUT path');
     if (f.predictor !== undefined && !f.powerinfer) throw new UsageError('--predictor goes with --powerinfer');
@@ -217,6 +224,7 @@ async function load(f: Flags, job: { tokenizer?: Tokenizer; jobTokens?: number }
   if (f.window !== undefined && f['no-window']) throw new UsageError('--window and --no-window exclude each other');
   const model = await loadModel(str(f.model) ?? DEFAULT_MODEL, {
     ...runOptions(f), onProgress: bar('load'), tokenizer: job.tokenizer, jobTokens: job.jobTokens, predictorPath: str(f.predictor),
+    thresholdsPath: str(f.thresholds), sparsity: num(f.sparsity),
     layout: f['no-bundle'] ? 'split' : undefined, check: f.check === true ? true : undefined,
   });
   for (const note of model.options?.notes ?? []) process.stderr.write(`flashneuron: ${note}\n`);

@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { removeStaleTemps, trainedPredictorPath } from './cache.js';
 import { decodePredictor, encodePredictor } from '../predictor/format.js';
 import type { Predictor } from '../predictor/types.js';
+import { decodeThresholds, encodeThresholds, type FfnThresholds } from '../predictor/thresholds.js';
 
 export { decodePredictor, encodePredictor, modelFingerprint } from '../predictor/format.js';
 
@@ -56,4 +57,34 @@ export function savePredictor(path: string, p: Predictor): void {
 export function loadPredictor(path: string, expectFingerprint?: string): Predictor {
   if (!existsSync(path)) throw new Error(`predictor not found: ${path}`);
   return decodePredictor(new Uint8Array(readFileSync(path)), path, expectFingerprint);
+}
+
+/**
+ * The thresholds file of a SiLU-gated model: the one calibrate wrote into the conversion cache
+ * (NAME-KEY.fnthr beside the trained predictor) when there is one, else the one beside the model.
+ */
+export function thresholdsPath(modelPath: string): string {
+  const calibrated = trainedPredictorPath(modelPath).replace(/\.trained\.fnpred$/, '.fnthr');
+  return existsSync(calibrated) ? calibrated : sidecarPredictorPath(modelPath).replace(/\.fnpred$/, '.fnthr');
+}
+
+/** Where calibrate writes without --out: the conversion cache, beside the trained predictor. */
+export function calibratedThresholdsPath(modelPath: string): string {
+  return trainedPredictorPath(modelPath).replace(/\.trained\.fnpred$/, '.fnthr');
+}
+
+/** Reads a .fnthr file, checked (format, checksum, shape, and with expectFingerprint the model). */
+export function loadThresholds(path: string, expectFingerprint?: string): FfnThresholds {
+  if (!existsSync(path)) throw new Error(`thresholds file not found: ${path}`);
+  return decodeThresholds(readFileSync(path, 'utf8'), path, expectFingerprint);
+}
+
+/** Writes thresholds atomically (a temporary file, then rename). */
+export function saveThresholds(path: string, t: FfnThresholds): void {
+  const text = encodeThresholds(t);
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try { writeSync(fd, text); } finally { closeSync(fd); }
+  renameSync(tmp, path);
 }

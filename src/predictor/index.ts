@@ -12,3 +12,5 @@ export { collectSamples, ffnGateWeights, predictorSplits } from './samples.js';
 export { pcaInit } from './pca.js';
 export { trainLayer, trainPredictor } from './train.js';
 export { evaluatePredictor } from './evaluate.js';
+export { calibrateThresholds, checkSparsity, decodeThresholds, encodeThresholds, MagnitudeHistogram, thresholdsAt, withSparsity, THRESHOLDS_FORMAT } from './thresholds.js';
+export type { FfnThresholds } from './thresholds.js';
