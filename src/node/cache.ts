@@ -116,9 +116,10 @@ export function removeFromCache(what: string, opts: { cacheDir?: string } = {}):
   const full = existsSync(what) ? resolve(what) : undefined;
   const gone = listCache(opts).filter((e) => basename(e.image) === what || basename(e.image) === `${what}.fnimg` || (full !== undefined && e.record?.source === full));
   for (const e of gone) removeImage(e.image);
-  const trained = full === undefined ? undefined : trainedPredictorPath(full, opts);
-  if (trained !== undefined && existsSync(trained)) { rmSync(trained, { force: true }); return [...gone.map((e) => e.image), trained]; }
-  return gone.map((e) => e.image);
+  // What train-predictor and calibrate wrote for it.
+  const trained = full === undefined ? [] : [trainedPredictorPath(full, opts), trainedPredictorPath(full, opts).replace(TRAINED, CALIBRATED)].filter((p) => existsSync(p));
+  for (const t of trained) rmSync(t, { force: true });
+  return [...gone.map((e) => e.image), ...trained];
 }
 
 /** Removes every cached image and trained predictor (the device profile, device.json, stays). */
@@ -137,12 +138,13 @@ function removeImage(image: string): void {
 }
 
 const TRAINED = '.trained.fnpred';
+const CALIBRATED = '.fnthr';
 
-/** The predictors train-predictor wrote into the cache. */
+/** The predictors train-predictor and the thresholds calibrate wrote into the cache. */
 export function listTrained(opts: { cacheDir?: string } = {}): { path: string; bytes: number }[] {
   const dir = cacheDir(opts);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f.endsWith(TRAINED)).map((f) => ({ path: join(dir, f), bytes: statSync(join(dir, f)).size }));
+  return readdirSync(dir).filter((f) => f.endsWith(TRAINED) || f.endsWith(CALIBRATED)).map((f) => ({ path: join(dir, f), bytes: statSync(join(dir, f)).size }));
 }
 
 /**
