@@ -96,6 +96,7 @@ export function threads_stop(): void {
   atomic.store<i32>(job + J_PARTS, 0);
   atomic.add<u32>(job + J_GEN, 1);
   atomic.notify(job + J_GEN, workers);
+  job = 0;   // from now on every job runs whole here: no worker is left to wait for
 }
 
 /** A worker joins: its id (1..n, in the order workers start; a job cut into k parts is run by ids below k, all started). */

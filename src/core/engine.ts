@@ -384,6 +384,7 @@ export class Engine {
   }
 
   private checkStep(token: number, pos: number): void {
+    if (this.fd < 0) throw new Error(`${this.source.name}: the model is closed`);
     if (pos >= this.contextLength) throw new Error(`position ${pos} is past the context length ${this.contextLength}`);
     if (!(token >= 0 && token < this.config.vocab)) throw new Error(`token id ${token} is outside the vocabulary (${this.config.vocab})`);
     // Position pos is being rewritten: it and later positions are stale until the pass completes (passDone).
