@@ -145,6 +145,10 @@ function checkNormalizer(n: unknown): void {
 function checkPreTokenizer(p: unknown): void {
   if (p == null) return;
   if (!isObj(p)) throw malformed('pre_tokenizer must be an object or null');
+  // Flags the library reads by truthiness: a string "false" would turn them on.
+  for (const k of ['add_prefix_space', 'trim_offsets', 'use_regex', 'split', 'invert']) {
+    if (p[k] !== undefined && typeof p[k] !== 'boolean') throw malformed(`pre_tokenizer ${String(p.type)} ${k} must be true or false (got ${JSON.stringify(p[k])})`);
+  }
   switch (p.type) {
     case 'ByteLevel':
       return;

@@ -314,7 +314,7 @@ function convert(o: Opt, v: string, label: string): string | number {
   switch (o.kind) {
     case 'int': case 'number': {
       const x = Number(v);
-      if (!(o.kind === 'int' ? INT : NUMBER).test(v.trim()) || !inRange(x, { ...o.range, int: o.kind === 'int' })) {
+      if (!(o.kind === 'int' ? INT : NUMBER).test(v) || !inRange(x, { ...o.range, int: o.kind === 'int' })) {
         throw new UsageError(`${label} must be ${describeRange({ ...o.range, int: o.kind === 'int' })} (got "${v}")`);
       }
       return x;
