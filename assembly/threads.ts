@@ -32,9 +32,12 @@ let workers: i32 = 0;
 
 /** Main instance: room for `n` workers; returns the job block the host hands each of them. */
 export function threads_init(n: i32): usize {
-  if (!ASC_FEATURE_THREADS || n <= 0) return 0;
-  job = alloc(64, 64);
-  memory.fill(job, 0, 64);
+  // Allocated whatever the build and the count, so that the memory plan (and the neuron-cache
+  // rows it sizes) never depends on them.
+  const block = alloc(64, 64);
+  memory.fill(block, 0, 64);
+  if (!ASC_FEATURE_THREADS || n <= 0) return block;   // job stays 0: one thread
+  job = block;
   workers = n;
   return job;
 }

@@ -13,6 +13,8 @@ import { modelFingerprint } from '../dist/src/predictor/format.js';
 import { ROOT } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 
+after(cleanupTmp);
+
 const DIR = join(ROOT, 'test/fixtures/llama-silu-mini');
 const golden = JSON.parse(readFileSync(join(DIR, 'golden.json'), 'utf8'));
 const text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8');
@@ -26,7 +28,7 @@ describe('SiLU sparse mode (calibrated magnitude thresholds): llama-silu-mini', 
     dense = await loadModel(image, { device: 'cpu' });
     calibrated = await calibrateThresholds(dense, text, modelFingerprint(dense.engine.header), { sparsity: 0.5, maxTokens: 4000 });
   });
-  after(() => { dense?.close(); cleanupTmp(); });
+  after(() => { dense?.close(); });
 
   it('dense gives the golden greedy ids', async () => {
     for (const p of golden.prompts) {

@@ -130,7 +130,8 @@ export class Engine {
     const threaded = threads > 1 && (opts.simd ?? true) && !!host.computeThreads && threadsSupported();
     const { exports: e, simd, instance, shared } = instantiateEngine({ simd: opts.simd, threads: threaded, wasiImports: wasi.imports });
     wasi.start(instance);
-    const pool = shared ? host.computeThreads!(shared.module, shared.memory, e.threads_init(threads - 1), threads - 1) : undefined;
+    const block = e.threads_init(shared ? threads - 1 : 0);
+    const pool = shared ? host.computeThreads!(shared.module, shared.memory, block, threads - 1) : undefined;
     const tokenizerJson = readTokenizerJson(src, header);
 
     // The wasm's state first: config, run state and KV cache, flash machinery. Everything is
