@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { golden, modelDir } from './helpers/models.js';
-import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { cleanupTmp, seeded, tmpDir } from './helpers/hostile.js';
 import { startServer } from '../web/server.js';
 import { loadModel } from '../dist/src/index.js';
 
@@ -16,11 +16,6 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/ch
 const NAME = 'opt-relu-mini';
 const GREEDY = { maxTokens: 8, temperature: 0, stopAtEos: false };
 
-function seeded(label, n) {
-  let h = 2166136261;
-  for (const c of label) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  return h % n;
-}
 
 /** FFN reads a request makes in Node through the same WASI shim, counted by a fault plan without rules. */
 async function countReads(opts) {

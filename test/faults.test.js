@@ -8,19 +8,13 @@ import { loadModel } from '../dist/src/index.js';
 import { FaultPlan, FaultySource, parseFaults } from '../dist/src/io/fault.js';
 import { MemorySource } from '../dist/src/io/source.js';
 import { golden, modelDir } from './helpers/models.js';
-import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { cleanupTmp, seeded, tmpDir } from './helpers/hostile.js';
 
 after(cleanupTmp);
 
 const NAME = 'opt-relu-mini';
 const GREEDY = { maxTokens: 8, temperature: 0, stopAtEos: false };
 
-/** A seeded integer in [0, n) for a test's label (the same on every run). */
-function seeded(label, n) {
-  let h = 2166136261;
-  for (const c of label) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  return h % n;
-}
 
 /** Loads the model with FLASHNEURON_FAULTS set to `spec` (the variable is read when the image is opened). */
 async function load(opts, spec) {

@@ -152,3 +152,10 @@ export function shardOf(dir, tensor) {
   if (!shard) throw new Error(`tensor ${tensor} is not in the index of ${dir}`);
   return join(dir, shard);
 }
+
+/** A seeded integer in [0, n) for a test's label (the same on every run): FNV-1a of the label. */
+export function seeded(label, n) {
+  let h = 2166136261;
+  for (const c of label) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+  return h % n;
+}
