@@ -9,9 +9,14 @@
 //   lastUsed  (ffn,) i32                last token at which the neuron was wanted (window)
 //
 // Delete moves the last live row into the hole (one memcpy, order does not matter for a sum);
-// insert appends at row `count`. Nothing is ever reallocated.
+// insert appends at row `count`. Nothing is ever reallocated. Where another device holds the
+// rows' bytes (the WebGPU mirror, which moves its own), deletes move only the bookkeeping.
 import { OBJECT_OVERHEAD } from "rt/common";
 import { alloc, allocBytes, blockBytes } from "./mem";
+
+let moveBytes = true;
+/** Whether deletes move row bytes (off while another device mirrors and moves them). */
+export function set_cache_moves(on: bool): void { moveBytes = on; }
 
 export class NeuronCache {
   rows: usize;
@@ -55,7 +60,7 @@ export class NeuronCache {
     const last = --this.count;
     if (r != last) {
       const moved = this.neuronAt(last);
-      memory.copy(this.rowPtr(r), this.rowPtr(last), this.bundleBytes);
+      if (moveBytes) memory.copy(this.rowPtr(r), this.rowPtr(last), this.bundleBytes);
       store<i32>(this.pointers + (<usize>r << 2), moved);
       store<i32>(this.slotOf + (<usize>moved << 2), r);
     }

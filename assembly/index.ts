@@ -45,5 +45,5 @@ export {
 } from "./stats";
 export {
   cache_new, cache_bytes, cache_insert, cache_remove, cache_count, cache_slot, cache_row_ptr,
-  cache_pointers, cache_clear,
+  cache_pointers, cache_clear, set_cache_moves,
 } from "./cache";

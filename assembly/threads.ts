@@ -1,31 +1,36 @@
 // Compute threads over one shared memory (the "threads" build: shared, imported memory). The
 // main instance posts a job — a matvec's arguments — in a 64-byte block of that memory, bumps
-// its generation and wakes the workers; each worker (another instance of this module on its own
-// thread, globals of its own) runs its part with matvec_part and counts itself done; the main
-// instance runs part 0 meanwhile, then waits for the count. Parts split the kernels' row
-// groups, so a row's bits never depend on the thread count. Workers allocate nothing and touch
-// only the job block and the job's operands. In the builds without threads all of this folds
-// away: jobs run whole on the caller. The workers' waiting loop is the host's (instantiateWorker
-// in src/core/wasm.ts): it sleeps with Atomics.wait on the generation and calls worker_part.
+// its generation and wakes the workers. The job is cut into chunks along the kernels' row
+// groups (so a row's bits never depend on who computes it); every thread, the main one too,
+// claims chunks one at a time until none are left, and the main instance then waits only for
+// chunks already claimed. A worker the OS has not scheduled (a busy machine) thus delays
+// nothing: the main thread takes its chunks. Workers allocate nothing and touch only the job
+// block and the job's operands. In the builds without threads all of this folds away: jobs run
+// whole on the caller. The workers' waiting loop is the host's (instantiateWorker in
+// src/core/wasm.ts): it sleeps with Atomics.wait on the generation and calls worker_part.
 import { alloc } from "./mem";
 import { now } from "./stats";
 import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";
 
 const J_GEN: usize = 0;      // u32, bumped per job
-const J_DONE: usize = 4;     // u32, workers finished with the current job
-const J_PARTS: usize = 8;    // i32, parts of the current job (1 + workers taking part)
+const J_DONE: usize = 4;     // u32, chunks of the current job finished
+const J_CHUNKS: usize = 8;   // i32, chunks of the current job
 const J_READY: usize = 12;   // i32, workers that have started (they join jobs from then on)
 const J_KIND: usize = 16;
 const J_DT: usize = 20, J_W: usize = 24, J_STRIDE: usize = 28, J_XP: usize = 32, J_OUT: usize = 36, J_ROWS: usize = 40, J_COLS: usize = 44;
+const J_NEXT: usize = 48;    // u32: the job's generation (low 16 bits) << 16 | the next chunk to claim
 const KIND_MATVEC: i32 = 1;
 const KIND_EXIT: i32 = 2;
 const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_COLS: their length
 
-// The engine polls this long (ms) for the workers' parts before sleeping: they end about when
-// its own does, and a sleeping thread takes tens of microseconds to wake.
-const SPIN_MS: f64 = 2;
+// The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
+// own do, and a sleeping thread takes tens of microseconds to wake. (Workers poll as briefly
+// for the next job: longer polls take cores from the engine's thread on a busy machine.)
+const SPIN_MS: f64 = 0.1;
 // Below this many weights a matvec runs whole on the caller: waking a thread costs more.
 const MIN_PARALLEL: i32 = 1 << 18;
+// Chunks per thread taking part: enough that a late thread's share is small.
+const CHUNKS_PER_THREAD: i32 = 4;
 
 let job: usize = 0;          // the main instance's job block; 0: one thread
 let workers: i32 = 0;
@@ -54,31 +59,49 @@ export function pmatvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, o
   if (!ASC_FEATURE_THREADS) { matvec_part(dt, w, stride, xp, out, rows, cols, 0, 1); return; }
   const ready = job == 0 || <i64>rows * <i64>cols < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
   if (ready == 0) { matvec_part(dt, w, stride, xp, out, rows, cols, 0, 1); return; }
-  const parts = post(KIND_MATVEC, dt, w, stride, xp, out, rows, cols, ready);
-  matvec_part(dt, w, stride, xp, out, rows, cols, 0, parts);
-  waitFor(job + J_DONE, parts - 1);
+  share(KIND_MATVEC, dt, w, stride, xp, out, rows, cols, ready);
 }
 
 /** dot_list (x prepared in xp) split over the ready workers: the FFN's neuron lists. */
 export function pdot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, out: usize): void {
   const ready = !ASC_FEATURE_THREADS || job == 0 || <i64>count * <i64>n < <i64>MIN_PARALLEL || count < 8 ? 0 : atomic.load<i32>(job + J_READY);
   if (ready == 0) { dot_list_part(dt, ptrs, count, xp, n, out, 0, 1); return; }
-  const parts = post(KIND_DOT_LIST, dt, ptrs, 0, xp, out, count, n, ready);
-  dot_list_part(dt, ptrs, count, xp, n, out, 0, parts);
-  waitFor(job + J_DONE, parts - 1);
+  share(KIND_DOT_LIST, dt, ptrs, 0, xp, out, count, n, ready);
 }
 
-/** Posts a job for 1 + ready parts and wakes the workers; returns the parts. */
-function post(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, ready: i32): i32 {
-  const parts = 1 + ready;
+/** Posts a job in chunks for the ready workers and wakes them, claims chunks until none are left, then waits for the rest. */
+function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, ready: i32): void {
+  const chunks = CHUNKS_PER_THREAD * (1 + ready);
+  const gen = atomic.load<u32>(job + J_GEN) + 1;
   atomic.store<i32>(job + J_KIND, kind);
   store<i32>(job + J_DT, dt); store<u32>(job + J_W, <u32>w); store<u32>(job + J_STRIDE, <u32>stride);
   store<u32>(job + J_XP, <u32>xp); store<u32>(job + J_OUT, <u32>out); store<i32>(job + J_ROWS, rows); store<i32>(job + J_COLS, cols);
-  atomic.store<i32>(job + J_PARTS, parts);
+  atomic.store<i32>(job + J_CHUNKS, chunks);
   atomic.store<u32>(job + J_DONE, 0);
-  atomic.add<u32>(job + J_GEN, 1);          // publishes the fields above (sequentially consistent)
+  atomic.store<u32>(job + J_NEXT, (gen & 0xffff) << 16);
+  atomic.store<u32>(job + J_GEN, gen);     // publishes the fields above (sequentially consistent)
   atomic.notify(job + J_GEN, workers);
-  return parts;
+  claim(job, gen, kind, chunks);
+  waitFor(job + J_DONE, <u32>chunks);
+}
+
+/**
+ * Claims and runs chunks of job `gen` until none are left (or a newer job replaced it). A claim
+ * succeeds only while J_NEXT still carries `gen`, and the job cannot be replaced before every
+ * claimed chunk is counted done: the fields read for a successful claim are that job's.
+ */
+function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
+  const dt = load<i32>(block + J_DT), w = <usize>load<u32>(block + J_W), stride = <usize>load<u32>(block + J_STRIDE);
+  const xp = <usize>load<u32>(block + J_XP), out = <usize>load<u32>(block + J_OUT), rows = load<i32>(block + J_ROWS), cols = load<i32>(block + J_COLS);
+  for (;;) {
+    const v = atomic.load<u32>(block + J_NEXT);
+    const c = <i32>(v & 0xffff);
+    if ((v >>> 16) != (gen & 0xffff) || c >= chunks) return;
+    if (atomic.cmpxchg<u32>(block + J_NEXT, v, v + 1) != v) continue;
+    if (kind == KIND_DOT_LIST) dot_list_part(dt, w, rows, xp, cols, out, c, chunks);
+    else matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
+    if (atomic.add<u32>(block + J_DONE, 1) + 1 == <u32>chunks) atomic.notify(block + J_DONE, 1);
+  }
 }
 
 /** Until the u32 at p reaches n: spin, then sleep on it. */
@@ -96,35 +119,31 @@ function waitFor(p: usize, n: u32): void {
 export function threads_stop(): void {
   if (!ASC_FEATURE_THREADS || job == 0) return;
   atomic.store<i32>(job + J_KIND, KIND_EXIT);
-  atomic.store<i32>(job + J_PARTS, 0);
+  atomic.store<i32>(job + J_CHUNKS, 0);
+  atomic.store<u32>(job + J_NEXT, 0);
   atomic.add<u32>(job + J_GEN, 1);
   atomic.notify(job + J_GEN, workers);
   job = 0;   // from now on every job runs whole here: no worker is left to wait for
 }
 
-/** A worker joins: its id (1..n, in the order workers start; a job cut into k parts is run by ids below k, all started). */
+/** A worker joins: its id (1..n, in the order workers start); from then on it claims chunks of every job. */
 export function worker_join(block: usize): i32 {
   if (!ASC_FEATURE_THREADS) return 0;
   return atomic.add<i32>(block + J_READY, 1) + 1;
 }
 
 /**
- * A worker's turn at job `gen`, the generation its host loop saw posted on `block`: its part,
- * counted done. Returns false when told to stop. A job that is no longer the current one is left
- * alone — the loop then sees the newer generation — and the generation is read again after the
- * job's parts and kind, so they are that job's: a job that counts this worker cannot be replaced
- * before the worker counts itself done, so its other fields stay put while it runs.
+ * A worker's turn at job `gen`, the generation its host loop saw posted on `block`: it claims
+ * chunks until none are left. Returns false when told to stop. A job that is no longer the
+ * current one is left alone (the loop then sees the newer generation); the generation is read
+ * again after the kind and chunk count, so they are that job's.
  */
 export function worker_part(block: usize, id: i32, gen: i32): bool {
   if (!ASC_FEATURE_THREADS) return false;
   if (atomic.load<i32>(block + J_GEN) != gen) return true;
-  const kind = atomic.load<i32>(block + J_KIND), parts = atomic.load<i32>(block + J_PARTS);
+  const kind = atomic.load<i32>(block + J_KIND), chunks = atomic.load<i32>(block + J_CHUNKS);
   if (atomic.load<i32>(block + J_GEN) != gen) return true;
   if (kind == KIND_EXIT) return false;
-  if (id >= parts) return true;   // started after this job was cut into parts
-  const dt = load<i32>(block + J_DT), w = <usize>load<u32>(block + J_W), xp = <usize>load<u32>(block + J_XP), out = <usize>load<u32>(block + J_OUT);
-  if (kind == KIND_DOT_LIST) dot_list_part(dt, w, load<i32>(block + J_ROWS), xp, load<i32>(block + J_COLS), out, id, parts);
-  else matvec_part(dt, w, <usize>load<u32>(block + J_STRIDE), xp, out, load<i32>(block + J_ROWS), load<i32>(block + J_COLS), id, parts);
-  if (atomic.add<u32>(block + J_DONE, 1) + 1 == <u32>(parts - 1)) atomic.notify(block + J_DONE, 1);
+  claim(block, <u32>gen, kind, chunks);
   return true;
 }

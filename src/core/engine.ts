@@ -235,8 +235,11 @@ export class Engine {
       if (device === 'gpu') throw new Error('sparse mode on a SiLU model (calibrated thresholds) runs on the wasm: use device cpu or auto');
       return 'cpu';
     }
-    if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); }
-    this.kvLength = 0;   // another backend's KV cache: nothing in it
+    if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; this.wasm.set_host_compute(0); this.wasm.set_cache_moves(1); }
+    // Another backend's KV cache has nothing in it; a GPU mirror starts empty and the wasm's
+    // rows went stale while the GPU moved its own, so the neuron caches start over too.
+    this.kvLength = 0;
+    if (this.flash) this.wasm.flash_reset();
     if (device === 'cpu') { opts.gpu?.device.destroy(); return 'cpu'; }
     let gpu: Gpu | null | undefined = opts.gpu;
     try {
@@ -260,7 +263,7 @@ export class Engine {
       if (device === 'gpu') throw e;
       return 'cpu';
     }
-    if (this.flash) this.wasm.set_host_compute(1);
+    if (this.flash) { this.wasm.set_host_compute(1); this.wasm.set_cache_moves(0); }
     return 'gpu';
   }
 

@@ -125,7 +125,8 @@ export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembl
       const id = x.worker_join(block);
       for (;;) {
         // Jobs come microseconds apart within a token, and a sleeping thread takes tens of
-        // microseconds to wake: poll for a while (SPIN_MS) before sleeping.
+        // microseconds to wake: poll briefly (SPIN_MS) before sleeping. Longer polls take the
+        // core from the engine's own thread when the machine is busy.
         const t0 = performance.now();
         for (let i = 1; Atomics.load(gen, 0) === seen && ((i & 1023) !== 0 || performance.now() - t0 < SPIN_MS); i++);
         if (Atomics.load(gen, 0) === seen) Atomics.wait(gen, 0, seen);
@@ -135,7 +136,7 @@ export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembl
     },
   };
 }
-const SPIN_MS = 2;
+const SPIN_MS = 0.1;
 
 let trainModule: WebAssembly.Module | undefined;
 /** A fresh instance of the training kernels (its bump allocator never frees: one instance per job). */

@@ -5,94 +5,18 @@
 // runs a whole token in one submission and reads back only the logits. With the FFN on flash
 // each layer's FFN input is read back (the predictor and planner run in the wasm), and the GPU
 // keeps a mirror of every layer's neuron cache: rows the wasm appends are written straight into
-// the mirror, rows a swap-delete refilled are re-sent and scattered by rows.wgsl, and neurons
-// streamed past a full cache go to a stream area. The FFN kernels then run over the list of
+// the mirror, a swap-delete is repeated there by rows.wgsl (a copy on the GPU: the wasm moves
+// no bytes, nothing is re-sent), and neurons streamed past a full cache go to a stream area. The FFN kernels then run over the list of
 // wanted rows. Everything is allocated here, none of it per token.
 import type { Backend } from '../core/backend.js';
-import { normOf, type ModelConfig } from '../format/config.js';
+import type { ModelConfig } from '../format/config.js';
 import type { FfnLayout } from '../format/image.js';
 import { widenToF32 } from '../format/dtype.js';
 import { ABI, type EngineExports, type LayerSlot } from '../core/abi.js';
 import { WGSL } from './shaders.js';
+import { gpuLacks, type Gpu } from './adapter.js';
 
-/** A WebGPU device the engine may run on. */
-export interface Gpu {
-  device: GPUDevice;
-  /** The adapter's description ("NVIDIA H200", "llvmpipe ..."). */
-  name: string;
-  /** Software adapter (lavapipe, SwiftShader): correct but slower than the wasm path. */
-  fallback: boolean;
-  /** shader-f16 is enabled: f16 weights are read as f16 by the kernels. */
-  f16: boolean;
-}
-
-/**
- * Opens the runtime's WebGPU adapter, or returns null where there is none (Node, browsers
- * without WebGPU) or where it is a software fallback and `allowFallback` is not set.
- */
-export async function openGpu(opts: { allowFallback?: boolean; shaderF16?: boolean } = {}): Promise<Gpu | null> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
-  if (!gpu) return null;
-  const adapter = await quietly(() => gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null));
-  if (!adapter) return null;
-  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-  const fallback = Boolean(info?.isFallbackAdapter ?? (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter);
-  if (fallback && !opts.allowFallback) return null;
-  const f16 = adapter.features.has('shader-f16') && opts.shaderF16 !== false;
-  const lim = adapter.limits;
-  const device = await adapter.requestDevice({
-    requiredFeatures: f16 ? ['shader-f16'] : [],
-    requiredLimits: {
-      maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
-      maxBufferSize: lim.maxBufferSize,
-      maxStorageBuffersPerShaderStage: Math.min(lim.maxStorageBuffersPerShaderStage, 10),
-    },
-  });
-  const name = info?.description || info?.device || info?.vendor || 'WebGPU adapter';
-  return { device, name, fallback, f16 };
-}
-
-interface DenoEnv {
-  env: { get(k: string): string | undefined; set(k: string, v: string): void; delete(k: string): void };
-  permissions: { querySync(d: { name: 'env'; variable: string }): { state: string } };
-}
-
-/**
- * Runs `f` (an adapter request) so that Deno stays quiet: its WebGPU loads the Vulkan drivers,
- * whose Wayland code prints "XDG_RUNTIME_DIR is invalid or not set" to stderr where the variable
- * is missing (servers, CI). Any absolute path silences it; the variable is unset again after.
- */
-async function quietly<T>(f: () => Promise<T>): Promise<T> {
-  const deno = (globalThis as { Deno?: DenoEnv }).Deno;
-  let set = false;
-  try {
-    if (deno && deno.permissions.querySync({ name: 'env', variable: 'XDG_RUNTIME_DIR' }).state === 'granted' && deno.env.get('XDG_RUNTIME_DIR') === undefined) {
-      deno.env.set('XDG_RUNTIME_DIR', '/nonexistent');
-      set = true;
-    }
-  } catch { /* no permission to look: leave the environment alone */ }
-  try {
-    return await f();
-  } finally {
-    if (set) deno!.env.delete('XDG_RUNTIME_DIR');
-  }
-}
-
-/**
- * What of a model the WGSL kernels do not compute (undefined: they run it all): their norm is
- * LayerNorm only for OPT, RMSNorm else; blocks run one after the other; rotary covers whole heads;
- * the FFN activation is relu or silu; attention sees every cached position; lm_head has no bias.
- */
-export function gpuLacks(c: ModelConfig, contextLength: number): string | undefined {
-  if (c.arch !== 'opt' && c.arch !== 'llama') return `the ${c.arch} architecture`;
-  if (normOf(c) !== (c.arch === 'opt' ? 'layer' : 'rms')) return `norm ${c.norm}`;
-  if (c.parallelAttn) return 'parallel attention and FFN blocks';
-  if (c.rotaryDim !== undefined && c.rotaryDim !== c.headDim) return `partial rotary (${c.rotaryDim} of ${c.headDim} dims)`;
-  if (c.act !== 'relu' && c.act !== 'silu') return `activation ${c.act}`;
-  if (c.slidingWindow !== undefined && c.slidingWindow < contextLength) return `sliding-window attention (window ${c.slidingWindow} < context ${contextLength})`;
-  if (c.lmHeadBias) return 'an lm_head bias';
-  return undefined;
-}
+export { gpuLacks, openGpu, type Gpu } from './adapter.js';
 
 /** What the backend needs of an engine (src/core/engine.ts). */
 export interface GpuEngineView {
@@ -138,7 +62,9 @@ export class WebGpuBackend implements Backend {
   private readonly flash: boolean;
   /** ffnInput reads each layer's FFN input back into the wasm (its predictor needs it). */
   readInput: boolean;
-  private moved = new Uint32Array(0);
+  /** Per layer: the mirror row of each neuron it received (a move looks up where the neuron was). */
+  private slots: Int32Array[] = [];
+  private pairs = new Uint32Array(0);
   private readonly layers: Layer[] = [];
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private buffers: GPUBuffer[] = [];
@@ -147,7 +73,7 @@ export class WebGpuBackend implements Backend {
   // Activations and scratch
   private x!: GPUBuffer; private xb!: GPUBuffer; private logits!: GPUBuffer; private logitsRead!: GPUBuffer;
   private step!: GPUBuffer; private list!: GPUBuffer; private count!: GPUBuffer;
-  private stream!: GPUBuffer; private upload!: GPUBuffer; private movedList!: GPUBuffer;
+  private stream!: GPUBuffer; private movePairs!: GPUBuffer;
   private head!: { norm: Dispatch; lm: Dispatch };
   /** Greedy decoding on the GPU (dense, embeddings resident): argmax and embed, the ids ring and its read-backs. */
   private chain: { argmax: Dispatch; embed: Dispatch; ids: GPUBuffer; reads: GPUBuffer[] } | undefined;
@@ -310,13 +236,13 @@ export class WebGpuBackend implements Backend {
       this.layers.push(layer);
     }
     if (view.flash) {
-      this.upload = this.buffer(maxCap * f.bundle_bytes, STORAGE | COPY_DST);
-      this.movedList = this.buffer(maxCap * 4, STORAGE | COPY_DST);
-      this.pack = new Uint8Array(Math.max(maxCap, c.ffn) * f.bundle_bytes);
-      this.moved = new Uint32Array(maxCap);
+      this.movePairs = this.buffer(maxCap * 8, STORAGE | COPY_DST);
+      this.pack = new Uint8Array(c.ffn * f.bundle_bytes);
+      this.pairs = new Uint32Array(maxCap * 2);
+      this.slots = this.caps.map(() => new Int32Array(c.ffn).fill(-1));
       const scatterP = this.pipeline('rows', 'main');
       const params = this.uniform([f.bundle_bytes / 4, 0, 0, 0]);
-      for (const layer of this.layers) layer.scatter = { pipeline: scatterP, bind: this.bind(scatterP, [layer.cache, this.upload, this.movedList, params]), x: 0 };
+      for (const layer of this.layers) layer.scatter = { pipeline: scatterP, bind: this.bind(scatterP, [layer.cache, this.movePairs, params]), x: 0 };
     }
     const normW = vecF32(w.global_ptr(ABI.G_NORM_W), w.global_dt(ABI.G_NORM_W), d);
     const normB = vecF32(w.global_ptr(ABI.G_NORM_B), w.global_dt(ABI.G_NORM_B), d);
@@ -432,29 +358,30 @@ export class WebGpuBackend implements Backend {
     L.xbRead.unmap();
   }
 
-  /** After ffn_begin: the wanted rows already cached, and the rows swap-deletes refilled. */
+  /**
+   * After ffn_begin: the wanted rows already cached, and the swap-deletes repeated on the GPU:
+   * each row that now holds another neuron gets its bundle from the row that neuron held.
+   */
   ffnCached(l: number): void {
-    const w = this.w, L = this.layers[l], bundle = this.bundle;
-    const i32 = this.words, mem = this.bytes;
+    const w = this.w, L = this.layers[l], i32 = this.words;
     const hits = w.hit_count(), hitAt = w.hit_rows_ptr() >>> 2;
     for (let i = 0; i < hits; i++) this.rowList[i] = i32[hitAt + i];
     this.nList = hits;
-    // Rows at or past the live count are dead now; appends will overwrite them later.
     const live = w.cache_rows(l), movedAt = w.moved_ptr() >>> 2, nMoved = w.moved_count();
-    const rows = w.cache_rows_ptr(l);
+    const ids = w.cache_pointers_ptr(l) >>> 2, slot = this.slots[l], pairs = this.pairs;
     let m = 0;
-    const dst = this.moved;
     for (let k = 0; k < nMoved; k++) {
       const r = i32[movedAt + k];
-      if (r >= live) continue;
-      this.pack.set(mem.subarray(rows + r * bundle, rows + (r + 1) * bundle), m * bundle);
-      dst[m++] = r;
+      if (r >= live) continue;           // refilled, then dropped itself
+      const n = i32[ids + r], from = slot[n];
+      if (from === r) continue;          // refilled twice: the pair is already there
+      pairs[2 * m] = r; pairs[2 * m + 1] = from; m++;
+      slot[n] = r;
     }
     if (m === 0) return;
-    const q = this.dev.queue;
-    q.writeBuffer(this.upload, 0, this.pack, 0, m * bundle);
-    q.writeBuffer(this.movedList, 0, dst, 0, m);
+    this.dev.queue.writeBuffer(this.movePairs, 0, pairs, 0, 2 * m);
     this.run(L.scatter!, m);
+    this.submit();   // the moves read rows this layer's appends (queued writes) will overwrite
   }
 
   /** After round_done: appended rows go straight into the mirror, streamed ones to the stream area. */
@@ -464,7 +391,12 @@ export class WebGpuBackend implements Backend {
     const first = w.landed_first(), cached = w.landed_cached(), items = w.landed_items();
     if (cached > 0) {
       q.writeBuffer(L.cache, first * bundle, w.memory.buffer, w.cache_rows_ptr(l) + first * bundle, cached * bundle);
-      for (let r = first; r < first + cached; r++) this.rowList[this.nList++] = r;
+      const ids = w.cache_pointers_ptr(l) >>> 2, slot = this.slots[l], i32 = this.words;
+      for (let r = first; r < first + cached; r++) {
+        const n = i32[ids + r];
+        slot[n] = r;
+        this.rowList[this.nList++] = r;
+      }
     }
     if (items > cached) {
       const mem = this.bytes, ptrs = this.words, at = w.item_ptrs_ptr() >>> 2;
