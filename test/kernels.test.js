@@ -1,7 +1,10 @@
-// Kernels (assembly/kernels/matvec.ts, vec.ts) against their scalar references, in both builds.
+// Kernels (assembly/kernels/matvec.ts, vec.ts, quant.ts) against their scalar references, in every
+// build: SIMD, scalar, and relaxed SIMD where the runtime validates it (Node 20: with
+// --experimental-wasm-relaxed-simd, as test/relaxed.test.js runs this file).
 // Widening f16/bf16 -> f32 is exact in every path, so SIMD and reference differ only by the
 // order of f32 additions; tolerances are relative to sum |w_i * x_i| (the scale of that error).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { instantiateEngine } from '../dist/src/index.js';
 import { dequantize, quantize } from '../dist/src/format/dtype.js';
 
@@ -70,9 +73,10 @@ function randomVec(n, rand, scale = 1) {
   return v;
 }
 
-/** One instance with a scratch arena; pointers are reused test to test. */
-function setup(simd) {
-  const { exports: e, simd: got } = instantiateEngine({ simd });
+/** One instance of a build with a scratch arena; pointers are reused test to test. */
+function setup(build) {
+  const { exports: e, simd: got, relaxed } = instantiateEngine(build === 'plain' ? { simd: false } : { build });
+  assert.equal(relaxed, build === 'relaxed');
   e._initialize();
   const size = 8 << 20;
   const base = e.alloc(size, 64);
@@ -99,10 +103,12 @@ function assertClose(got, ref, tol, scale, what) {
   }
 }
 
-for (const simd of [true, false]) {
-  describe(`kernels (${simd ? 'simd' : 'nosimd'} build)`, function () {
+const RELAXED = WebAssembly.validate(readFileSync(new URL('../build/flashneuron.relaxed.wasm', import.meta.url)));
+for (const build of ['simd', 'plain', ...(RELAXED ? ['relaxed'] : [])]) {
+  const simd = build !== 'plain';
+  describe(`kernels (${build === 'plain' ? 'nosimd' : build} build)`, function () {
     let t;
-    before(() => { t = setup(simd); });
+    before(() => { t = setup(build); });
     beforeEach(() => t.reset());
 
     it('loaded the requested build', () => assert.equal(t.simd, simd));
@@ -282,6 +288,44 @@ for (const simd of [true, false]) {
           }
         });
 
+        if (build !== 'plain') it(`${q.name}: matvec rows are bitwise those of dot, whatever run of four they fall in; ${build === 'relaxed' ? 'and those of the SIMD build' : 'extreme blocks'}`, () => {
+          // Integer block sums are exact in every SIMD build, and the float work is the same: relaxed = SIMD bit for bit.
+          const rand = rng(53 + q.code), { e } = t;
+          const other = build === 'relaxed' ? setup('simd') : undefined;
+          for (const n of [32, 128, 160, 4096]) {
+            const rows = 11, stride = n / 32 * q.block + 2;
+            const bytes = new Uint8Array(rows * stride);
+            for (let r = 0; r < rows; r++) {
+              const f = randomVec(n, rand, 0.05);
+              if (r === 3) f.fill(0, 0, 64);                            // all-zero blocks (scale 0)
+              if (r === 5) for (let i = 0; i < n; i++) f[i] *= 1e-4;     // subnormal f16 scales
+              bytes.set(quantize(q.name, f, n), r * stride);
+            }
+            if (q.name === 'q8_0') bytes[2 + 5] = 0x80;                 // -128, which GGUF writers never emit
+            const x = randomVec(n, rand, 4);
+            x.fill(0, 32, 64); x[100 % n] = 3000;                        // a zero block of x, an outlier
+            const run = (u) => {
+              u.reset();
+              const wp = u.alloc(rows * stride, 1), xp = u.alloc(n * 4), pp = u.alloc(u.e.prep_len(n) * 4), out = u.alloc(rows * 4);
+              u.u8(wp, bytes.length).set(bytes); u.f32(xp, n).set(x);
+              u.e.matvec(q.code, wp, stride, xp, pp, out, rows, n);
+              const mv = Array.from(u.f32(out, rows));
+              // rows 8..10 again as rows 0..2 of a shorter matrix: each in another run of four, or alone
+              u.e.matvec(q.code, wp + 8 * stride, stride, xp, pp, out, 3, n);
+              const dots = Array.from({ length: rows }, (_, r) => u.e.dot(q.code, wp + r * stride, pp, n));
+              return { mv, tail: Array.from(u.f32(out, 3)), dots };
+            };
+            const a = run(t);
+            for (let r = 8; r < rows; r++) assert.ok(Object.is(a.tail[r - 8], a.dots[r]), `${q.name} n=${n} row ${r}: alone ${a.tail[r - 8]} vs dot ${a.dots[r]}`);
+            for (const v of a.mv) assert.ok(Number.isFinite(v));
+            if (other) {
+              const b = run(other);
+              assert.deepEqual(a.mv, b.mv, `${q.name} n=${n}: relaxed vs SIMD matvec`);
+              assert.deepEqual(a.dots, b.dots, `${q.name} n=${n}: relaxed vs SIMD dot`);
+            }
+          }
+        });
+
         it(`${q.name}: axpy accumulates dequantized rows exactly as the reference`, () => {
           const rand = rng(41 + q.code);
           const { e } = t;
@@ -361,7 +405,11 @@ for (const simd of [true, false]) {
           const al = f32(rand() * 2 - 1);
           t.f32(py, n).set(b); t.f32(pr, n).set(b);
           e.vaxpy(al, pa, py, n); e.vaxpy_ref(al, pa, pr, n);
-          elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vaxpy n=${n}`); // same two roundings per lane
+          if (build !== 'relaxed') elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vaxpy n=${n}`); // same two roundings per lane
+          else { // fused where the CPU has FMA: the product's rounding may go
+            for (let i = 0; i < n; i++) assertClose(t.f32(py, n)[i], t.f32(pr, n)[i], 2 ** -23, Math.abs(b[i]) + Math.abs(al * a[i]), `vaxpy n=${n} i=${i}`);
+            t.f32(py, n).set(t.f32(pr, n));
+          }
           e.vadd(pa, py, n); e.vadd_ref(pa, pr, n);
           elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vadd n=${n}`);
           e.vscale(py, al, n); e.vscale_ref(pr, al, n);

@@ -8,7 +8,7 @@ import { WorkerModel, probeStorage } from './flashneuron.js';
 const $ = (id) => document.getElementById(id);
 const model = new WorkerModel(new Worker('./worker.js', { type: 'module' }));
 let info = null;
-const ready = model.init({ simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm', threads: 'flashneuron.threads.wasm' });
+const ready = model.init({ simd: 'flashneuron.simd.wasm', plain: 'flashneuron.wasm', threads: 'flashneuron.threads.wasm', relaxed: 'flashneuron.relaxed.wasm', relaxedThreads: 'flashneuron.relaxed-threads.wasm' });
 
 /**
  * A temporary profile (incognito, a throwaway automation profile) keeps OPFS where each small
@@ -42,7 +42,7 @@ function shown(i) {
   const mem = i.memory;
   const o = i.options, flash = i.mode !== 'dense';
   const decided = [i.mode, flash && i.mode === 'sparse' && `window ${o.window}`, `KV ${o.kvDtype}`, flash && mem.resident_dtype === 'q8_0' && 'resident Q8_0'].filter(Boolean).join(', ');
-  $('phase').textContent = `${i.name}: ${decided}; ${mib(mem.total)} held (${(100 * mem.total / i.model_bytes).toFixed(0)}% of ${mib(i.model_bytes)}), ${i.device?.startsWith('wasm') === false ? `WebGPU (${i.device})` : i.simd ? 'SIMD wasm' : 'scalar wasm'}`;
+  $('phase').textContent = `${i.name}: ${decided}; ${mib(mem.total)} held (${(100 * mem.total / i.model_bytes).toFixed(0)}% of ${mib(i.model_bytes)}), ${i.device?.startsWith('wasm') === false ? `WebGPU (${i.device})` : i.simd ? `${i.device?.includes('relaxed') ? 'relaxed ' : ''}SIMD wasm` : 'scalar wasm'}`;
   $('mem').textContent = `${(100 * mem.total / i.model_bytes).toFixed(0)}%`;
   const rows = mem.cache_rows.reduce((a, b) => a + b, 0);
   $('cache').textContent = i.mode === 'dense' ? '100%' : `${(100 * rows / (i.config.ffn * i.config.nLayers)).toFixed(0)}%`;
@@ -66,9 +66,9 @@ async function load(opts = {}) {
   const options = { memory: (opts.memory ?? $('memory').value) || undefined };
   const w = opts.window ?? $('window').value;
   if (w !== undefined && w !== '') options.window = w === 'lru' ? 'lru' : Number(w);
-  for (const k of ['mode', 'io', 'device', 'contextLength']) if (opts[k] !== undefined) options[k] = opts[k];
+  for (const k of ['mode', 'io', 'device', 'contextLength', 'sparsity', 'ffnThresholds']) if (opts[k] !== undefined) options[k] = opts[k];
   let spec;
-  if (opts.file) spec = { name: opts.file.name, file: opts.file, predictorUrl: opts.predictorUrl };
+  if (opts.file) spec = { name: opts.file.name, file: opts.file, predictorUrl: opts.predictorUrl, thresholdsUrl: opts.thresholdsUrl };
   else if (opts.files) {
     const folder = (opts.files[0].webkitRelativePath || 'model/').split('/')[0];
     spec = { name: `${folder}.fnimg`, files: opts.files };

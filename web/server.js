@@ -15,7 +15,7 @@ const MODELS = ['opt-relu-mini', 'llama-relu-mini'];
 /** Starts the server; resolves to { url, close() }. */
 export async function startServer({ port = 8080, host = '127.0.0.1', cacheDir } = {}) {
   const files = new Map();
-  for (const f of ['index.html', 'app.js', 'worker.js', 'worker.js.map', 'flashneuron.js', 'flashneuron.js.map', 'flashneuron.simd.wasm', 'flashneuron.wasm', 'flashneuron.threads.wasm', 'compute-worker.js', 'compute-worker.js.map']) files.set(`/${f}`, join(ROOT, 'dist', 'web', f));
+  for (const f of ['index.html', 'app.js', 'worker.js', 'worker.js.map', 'flashneuron.js', 'flashneuron.js.map', 'flashneuron.simd.wasm', 'flashneuron.wasm', 'flashneuron.threads.wasm', 'flashneuron.relaxed.wasm', 'flashneuron.relaxed-threads.wasm', 'compute-worker.js', 'compute-worker.js.map']) files.set(`/${f}`, join(ROOT, 'dist', 'web', f));
   files.set('/', join(ROOT, 'dist', 'web', 'index.html'));
   for (const m of MODELS) {
     files.set(`/model/${m}.fnimg`, await cachedImage(join(ROOT, 'models', m), { cacheDir }));

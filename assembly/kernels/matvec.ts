@@ -35,9 +35,9 @@
 //   subnormal f16 weights become f32 denormals, which Zen 4 multiplies slowly (at the ~0.25%
 //   subnormals of N(0, 0.02) weights the in-cache f16 matvec loses about a quarter).
 import { vdot } from "./vec";
-import { hsum } from "./lanes";
+import { hsum, madd, madd2 } from "./lanes";
 import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
-import { q_prep_x, q_dot, q8_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
+import { q_prep_x, q_dot, q_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
 
 /** f32 slots a prepared vector of n elements needs. */
 export function prep_len(n: i32): i32 {
@@ -68,7 +68,7 @@ const F16_SCALE: f32 = 72057594037927936.0; // 2^56: half of the 2^112 the f16 b
 export function prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
   const pad = <usize>prep_len(n) << 2;
   if (ASC_FEATURE_SIMD && dt >= DT_Q8_0) {
-    q_prep_x(x, xp, n);
+    q_prep_x(dt, x, xp, n);
     return;
   }
   if (ASC_FEATURE_SIMD && dt != DT_F32) {
@@ -103,8 +103,8 @@ export function unprep_y(dt: i32, yp: usize, y: usize, n: i32): void {
       const n8 = <usize>(n & ~7) << 2;
       for (; i < n8; i += 32) {
         const e = v128.load(yp + i), o = v128.load(yp + i, 16);
-        v128.store(y + i, f32x4.add(v128.load(y + i), f32x4.mul(v128.shuffle<f32>(e, o, 0, 4, 1, 5), sv)));
-        v128.store(y + i, f32x4.add(v128.load(y + i, 16), f32x4.mul(v128.shuffle<f32>(e, o, 2, 6, 3, 7), sv)), 16);
+        v128.store(y + i, madd(v128.shuffle<f32>(e, o, 0, 4, 1, 5), sv, v128.load(y + i)));
+        v128.store(y + i, madd(v128.shuffle<f32>(e, o, 2, 6, 3, 7), sv, v128.load(y + i, 16)), 16);
       }
       for (; i < nb; i += 4) store<f32>(y + i, load<f32>(y + i) + load<f32>(yp + i) * s);
       return;
@@ -143,15 +143,15 @@ function dot_bf16(w: usize, x: usize, n: i32): f32 {
   let p = w, q = x;
   for (; p + 32 <= end; p += 32, q += 64) {
     const v = v128.load(p), u = v128.load(p, 16);
-    a0 = f32x4.add(a0, f32x4.mul(bf16_even(v), v128.load(q)));
-    a1 = f32x4.add(a1, f32x4.mul(bf16_odd(v, m), v128.load(q, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(bf16_even(u), v128.load(q, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(bf16_odd(u, m), v128.load(q, 48)));
+    a0 = madd(bf16_even(v), v128.load(q), a0);
+    a1 = madd(bf16_odd(v, m), v128.load(q, 16), a1);
+    a2 = madd(bf16_even(u), v128.load(q, 32), a2);
+    a3 = madd(bf16_odd(u, m), v128.load(q, 48), a3);
   }
   if (p < end) {
     const v = v128.load(p);
-    a0 = f32x4.add(a0, f32x4.mul(bf16_even(v), v128.load(q)));
-    a1 = f32x4.add(a1, f32x4.mul(bf16_odd(v, m), v128.load(q, 16)));
+    a0 = madd(bf16_even(v), v128.load(q), a0);
+    a1 = madd(bf16_odd(v, m), v128.load(q, 16), a1);
   }
   return hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + tail_bf16(w, x, n8, n);
 }
@@ -165,15 +165,15 @@ function dot_f16(w: usize, x: usize, n: i32): f32 {
   let p = w, q = x;
   for (; p + 32 <= end; p += 32, q += 64) {
     const v = v128.load(p), u = v128.load(p, 16);
-    a0 = f32x4.add(a0, f32x4.mul(f16_even(v, m, ce), v128.load(q)));
-    a1 = f32x4.add(a1, f32x4.mul(f16_odd(v, m, co), v128.load(q, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(f16_even(u, m, ce), v128.load(q, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(f16_odd(u, m, co), v128.load(q, 48)));
+    a0 = madd(f16_even(v, m, ce), v128.load(q), a0);
+    a1 = madd(f16_odd(v, m, co), v128.load(q, 16), a1);
+    a2 = madd(f16_even(u, m, ce), v128.load(q, 32), a2);
+    a3 = madd(f16_odd(u, m, co), v128.load(q, 48), a3);
   }
   if (p < end) {
     const v = v128.load(p);
-    a0 = f32x4.add(a0, f32x4.mul(f16_even(v, m, ce), v128.load(q)));
-    a1 = f32x4.add(a1, f32x4.mul(f16_odd(v, m, co), v128.load(q, 16)));
+    a0 = madd(f16_even(v, m, ce), v128.load(q), a0);
+    a1 = madd(f16_odd(v, m, co), v128.load(q, 16), a1);
   }
   return hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + tail_f16(w, x, n8, n);
 }
@@ -188,10 +188,10 @@ export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
     const av = f32x4.splat(a);
     let i: usize = 0;
     for (; i + 32 <= nb; i += 32) {
-      v128.store(yp + i, f32x4.add(v128.load(yp + i), f32x4.mul(v128.load(w + i), av)));
-      v128.store(yp + i, f32x4.add(v128.load(yp + i, 16), f32x4.mul(v128.load(w + i, 16), av)), 16);
+      v128.store(yp + i, madd(v128.load(w + i), av, v128.load(yp + i)));
+      v128.store(yp + i, madd(v128.load(w + i, 16), av, v128.load(yp + i, 16)), 16);
     }
-    for (; i + 16 <= nb; i += 16) v128.store(yp + i, f32x4.add(v128.load(yp + i), f32x4.mul(v128.load(w + i), av)));
+    for (; i + 16 <= nb; i += 16) v128.store(yp + i, madd(v128.load(w + i), av, v128.load(yp + i)));
     for (; i < nb; i += 4) store<f32>(yp + i, load<f32>(yp + i) + a * load<f32>(w + i));
     return;
   }
@@ -202,8 +202,8 @@ export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
     const m = v128.load(K, 16), av = f32x4.splat(a);
     for (; p < end; p += 16, q += 32) {
       const v = v128.load(p);
-      v128.store(q, f32x4.add(v128.load(q), f32x4.mul(bf16_even(v), av)));
-      v128.store(q, f32x4.add(v128.load(q, 16), f32x4.mul(bf16_odd(v, m), av)), 16);
+      v128.store(q, madd(bf16_even(v), av, v128.load(q)));
+      v128.store(q, madd(bf16_odd(v, m), av, v128.load(q, 16)), 16);
     }
     for (let i = n8; i < n; i++) {
       const o = yp + (<usize>i << 2);
@@ -215,8 +215,8 @@ export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
     const m = v128.load(K), ce = v128.load(K, 32), co = v128.load(K, 48), av = f32x4.splat(as);
     for (; p < end; p += 16, q += 32) {
       const v = v128.load(p);
-      v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f16_even(v, m, ce), av)));
-      v128.store(q, f32x4.add(v128.load(q, 16), f32x4.mul(f16_odd(v, m, co), av)), 16);
+      v128.store(q, madd(f16_even(v, m, ce), av, v128.load(q)));
+      v128.store(q, madd(f16_odd(v, m, co), av, v128.load(q, 16)), 16);
     }
     for (let i = n8; i < n; i++) {
       const o = yp + (<usize>i << 2);
@@ -242,10 +242,10 @@ export function dot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, ou
         const nb = <usize>(n & ~3) << 2;
         for (let i: usize = 0; i < nb; i += 16) {
           const xv = v128.load(xp + i);
-          a0 = f32x4.add(a0, f32x4.mul(v128.load(r0 + i), xv));
-          a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + i), xv));
-          a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + i), xv));
-          a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + i), xv));
+          a0 = madd(v128.load(r0 + i), xv, a0);
+          a1 = madd(v128.load(r1 + i), xv, a1);
+          a2 = madd(v128.load(r2 + i), xv, a2);
+          a3 = madd(v128.load(r3 + i), xv, a3);
         }
         let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
         for (let i = nb; i < <usize>n << 2; i += 4) {
@@ -260,10 +260,10 @@ export function dot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, ou
         const m = v128.load(K, 16);
         for (let i: usize = 0, j: usize = 0; i < end; i += 16, j += 32) {
           const xe = v128.load(xp + j), xo = v128.load(xp + j, 16);
-          a0 = f32x4.add(a0, bf16_dot8(v128.load(r0 + i), xe, xo, m));
-          a1 = f32x4.add(a1, bf16_dot8(v128.load(r1 + i), xe, xo, m));
-          a2 = f32x4.add(a2, bf16_dot8(v128.load(r2 + i), xe, xo, m));
-          a3 = f32x4.add(a3, bf16_dot8(v128.load(r3 + i), xe, xo, m));
+          a0 = bf16_dot8(a0, v128.load(r0 + i), xe, xo, m);
+          a1 = bf16_dot8(a1, v128.load(r1 + i), xe, xo, m);
+          a2 = bf16_dot8(a2, v128.load(r2 + i), xe, xo, m);
+          a3 = bf16_dot8(a3, v128.load(r3 + i), xe, xo, m);
         }
         store<f32>(ok, hsum(a0) + tail_bf16(r0, xp, n8, n)); store<f32>(ok, hsum(a1) + tail_bf16(r1, xp, n8, n), 4);
         store<f32>(ok, hsum(a2) + tail_bf16(r2, xp, n8, n), 8); store<f32>(ok, hsum(a3) + tail_bf16(r3, xp, n8, n), 12);
@@ -271,10 +271,10 @@ export function dot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, ou
         const m = v128.load(K), ce = v128.load(K, 32), co = v128.load(K, 48);
         for (let i: usize = 0, j: usize = 0; i < end; i += 16, j += 32) {
           const xe = v128.load(xp + j), xo = v128.load(xp + j, 16);
-          a0 = f32x4.add(a0, f16_dot8(v128.load(r0 + i), xe, xo, m, ce, co));
-          a1 = f32x4.add(a1, f16_dot8(v128.load(r1 + i), xe, xo, m, ce, co));
-          a2 = f32x4.add(a2, f16_dot8(v128.load(r2 + i), xe, xo, m, ce, co));
-          a3 = f32x4.add(a3, f16_dot8(v128.load(r3 + i), xe, xo, m, ce, co));
+          a0 = f16_dot8(a0, v128.load(r0 + i), xe, xo, m, ce, co);
+          a1 = f16_dot8(a1, v128.load(r1 + i), xe, xo, m, ce, co);
+          a2 = f16_dot8(a2, v128.load(r2 + i), xe, xo, m, ce, co);
+          a3 = f16_dot8(a3, v128.load(r3 + i), xe, xo, m, ce, co);
         }
         store<f32>(ok, (hsum(a0) + tail_f16(r0, xp, n8, n)) * F16_SCALE); store<f32>(ok, (hsum(a1) + tail_f16(r1, xp, n8, n)) * F16_SCALE, 4);
         store<f32>(ok, (hsum(a2) + tail_f16(r2, xp, n8, n)) * F16_SCALE, 8); store<f32>(ok, (hsum(a3) + tail_f16(r3, xp, n8, n)) * F16_SCALE, 12);
@@ -314,7 +314,7 @@ export function matvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, ou
 /**
  * The rows of matvec (x already prepared in xp) that part `part` of `parts` computes, each
  * exactly as matvec computes it: the parts split the kernels' row groups (f32/f16/bf16: passes
- * over rows r, r+q, …; Q8_0: runs of 4 rows) and the last part takes the rows left over, so
+ * over rows r, r+q, …; Q8_0 / Q4_0: runs of 4 rows) and the last part takes the rows left over, so
  * any number of threads gives every row the same bits.
  */
 export function matvec_part(dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, part: i32, parts: i32): void {
@@ -323,13 +323,9 @@ export function matvec_part(dt: i32, w: usize, stride: usize, xp: usize, out: us
     mv_scalar(dt, w + <usize>a * stride, stride, xp, out + (<usize>a << 2), b - a, cols);
     return;
   }
-  if (dt == DT_Q8_0) {
-    const a = cut(rows >> 2, part, parts) << 2, b = part == parts - 1 ? rows : cut(rows >> 2, part + 1, parts) << 2;
-    q8_matvec(w + <usize>a * stride, stride, xp, out + (<usize>a << 2), b - a, cols);
-    return;
-  }
   if (dt >= DT_Q8_0) {
-    for (let r = cut(rows, part, parts), e = cut(rows, part + 1, parts); r < e; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, cols));
+    const a = cut(rows >> 2, part, parts) << 2, b = part == parts - 1 ? rows : cut(rows >> 2, part + 1, parts) << 2;
+    q_matvec(dt, w + <usize>a * stride, stride, xp, out + (<usize>a << 2), b - a, cols);
     return;
   }
   // f32 takes 4 rows per pass, the half types 8: their x is twice the weight bytes, and
@@ -357,18 +353,18 @@ function mv4_f32(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i3
     let xq = x;
     while (p0 < end8) {
       const x0 = v128.load(xq), x1 = v128.load(xq, 16);
-      a0 = f32x4.add(a0, f32x4.add(f32x4.mul(v128.load(p0), x0), f32x4.mul(v128.load(p0, 16), x1)));
-      a1 = f32x4.add(a1, f32x4.add(f32x4.mul(v128.load(p1), x0), f32x4.mul(v128.load(p1, 16), x1)));
-      a2 = f32x4.add(a2, f32x4.add(f32x4.mul(v128.load(p2), x0), f32x4.mul(v128.load(p2, 16), x1)));
-      a3 = f32x4.add(a3, f32x4.add(f32x4.mul(v128.load(p3), x0), f32x4.mul(v128.load(p3, 16), x1)));
+      a0 = madd2(v128.load(p0), x0, v128.load(p0, 16), x1, a0);
+      a1 = madd2(v128.load(p1), x0, v128.load(p1, 16), x1, a1);
+      a2 = madd2(v128.load(p2), x0, v128.load(p2, 16), x1, a2);
+      a3 = madd2(v128.load(p3), x0, v128.load(p3, 16), x1, a3);
       p0 += 32; p1 += 32; p2 += 32; p3 += 32; xq += 32;
     }
     if (b4 > b8) {
       const x0 = v128.load(xq);
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), x0));
-      a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), x0));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), x0));
-      a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), x0));
+      a0 = madd(v128.load(p0), x0, a0);
+      a1 = madd(v128.load(p1), x0, a1);
+      a2 = madd(v128.load(p2), x0, a2);
+      a3 = madd(v128.load(p3), x0, a3);
     }
     let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
     for (let i = b4; i < nb; i += 4) {
@@ -383,13 +379,13 @@ function mv4_f32(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i3
   }
 }
 
-/** Products of 8 bf16 weights with their x lanes, summed pairwise into 4 lanes. */
-@inline function bf16_dot8(v: v128, xe: v128, xo: v128, m: v128): v128 {
-  return f32x4.add(f32x4.mul(bf16_even(v), xe), f32x4.mul(bf16_odd(v, m), xo));
+/** a + products of 8 bf16 weights with their x lanes, summed pairwise into 4 lanes. */
+@inline function bf16_dot8(a: v128, v: v128, xe: v128, xo: v128, m: v128): v128 {
+  return madd2(bf16_even(v), xe, bf16_odd(v, m), xo, a);
 }
-/** Same for f16 (result scaled by 2^-56 with x prepared at 2^56). */
-@inline function f16_dot8(v: v128, xe: v128, xo: v128, m: v128, ce: v128, co: v128): v128 {
-  return f32x4.add(f32x4.mul(f16_even(v, m, ce), xe), f32x4.mul(f16_odd(v, m, co), xo));
+/** Same for f16 (products scaled by 2^-56 with x prepared at 2^56). */
+@inline function f16_dot8(a: v128, v: v128, xe: v128, xo: v128, m: v128, ce: v128, co: v128): v128 {
+  return madd2(f16_even(v, m, ce), xe, f16_odd(v, m, co), xo, a);
 }
 
 /** Rows r + k*q (k < 8) for r0 <= r < r1 (r1 <= q); bf16 weights, x in the even/odd layout. */
@@ -405,14 +401,14 @@ function mv8_bf16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i
     let xq = x;
     while (p0 < end) {
       const xe = v128.load(xq), xo = v128.load(xq, 16);
-      a0 = f32x4.add(a0, bf16_dot8(v128.load(p0), xe, xo, m));
-      a1 = f32x4.add(a1, bf16_dot8(v128.load(p1), xe, xo, m));
-      a2 = f32x4.add(a2, bf16_dot8(v128.load(p2), xe, xo, m));
-      a3 = f32x4.add(a3, bf16_dot8(v128.load(p3), xe, xo, m));
-      a4 = f32x4.add(a4, bf16_dot8(v128.load(p4), xe, xo, m));
-      a5 = f32x4.add(a5, bf16_dot8(v128.load(p5), xe, xo, m));
-      a6 = f32x4.add(a6, bf16_dot8(v128.load(p6), xe, xo, m));
-      a7 = f32x4.add(a7, bf16_dot8(v128.load(p7), xe, xo, m));
+      a0 = bf16_dot8(a0, v128.load(p0), xe, xo, m);
+      a1 = bf16_dot8(a1, v128.load(p1), xe, xo, m);
+      a2 = bf16_dot8(a2, v128.load(p2), xe, xo, m);
+      a3 = bf16_dot8(a3, v128.load(p3), xe, xo, m);
+      a4 = bf16_dot8(a4, v128.load(p4), xe, xo, m);
+      a5 = bf16_dot8(a5, v128.load(p5), xe, xo, m);
+      a6 = bf16_dot8(a6, v128.load(p6), xe, xo, m);
+      a7 = bf16_dot8(a7, v128.load(p7), xe, xo, m);
       p0 += 16; p1 += 16; p2 += 16; p3 += 16; p4 += 16; p5 += 16; p6 += 16; p7 += 16; xq += 32;
     }
     let o = out + (<usize>r << 2), pr = row;
@@ -440,14 +436,14 @@ function mv8_f16(w: usize, stride: usize, x: usize, out: usize, q: i32, cols: i3
     let xq = x;
     while (p0 < end) {
       const xe = v128.load(xq), xo = v128.load(xq, 16);
-      a0 = f32x4.add(a0, f16_dot8(v128.load(p0), xe, xo, m, ce, co));
-      a1 = f32x4.add(a1, f16_dot8(v128.load(p1), xe, xo, m, ce, co));
-      a2 = f32x4.add(a2, f16_dot8(v128.load(p2), xe, xo, m, ce, co));
-      a3 = f32x4.add(a3, f16_dot8(v128.load(p3), xe, xo, m, ce, co));
-      a4 = f32x4.add(a4, f16_dot8(v128.load(p4), xe, xo, m, ce, co));
-      a5 = f32x4.add(a5, f16_dot8(v128.load(p5), xe, xo, m, ce, co));
-      a6 = f32x4.add(a6, f16_dot8(v128.load(p6), xe, xo, m, ce, co));
-      a7 = f32x4.add(a7, f16_dot8(v128.load(p7), xe, xo, m, ce, co));
+      a0 = f16_dot8(a0, v128.load(p0), xe, xo, m, ce, co);
+      a1 = f16_dot8(a1, v128.load(p1), xe, xo, m, ce, co);
+      a2 = f16_dot8(a2, v128.load(p2), xe, xo, m, ce, co);
+      a3 = f16_dot8(a3, v128.load(p3), xe, xo, m, ce, co);
+      a4 = f16_dot8(a4, v128.load(p4), xe, xo, m, ce, co);
+      a5 = f16_dot8(a5, v128.load(p5), xe, xo, m, ce, co);
+      a6 = f16_dot8(a6, v128.load(p6), xe, xo, m, ce, co);
+      a7 = f16_dot8(a7, v128.load(p7), xe, xo, m, ce, co);
       p0 += 16; p1 += 16; p2 += 16; p3 += 16; p4 += 16; p5 += 16; p6 += 16; p7 += 16; xq += 32;
     }
     let o = out + (<usize>r << 2), pr = row;
@@ -582,3 +578,8 @@ export function row_bytes(dt: i32, n: i32): usize { return rowBytes(dt, n); }
 
 // keep the import used in every build
 export const F32_SIZE: i32 = dtypeSize(DT_F32);
+
+/** Which kernels this build has: 0 scalar, 1 SIMD, 2 relaxed SIMD (for the host's reports). */
+export function simd_level(): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? 2 : ASC_FEATURE_SIMD ? 1 : 0;
+}

@@ -6,16 +6,37 @@
 //         byte j holds element j (low nibble) and element j + 16 (high nibble)
 //
 // dot() quantizes the activation vector once per call site (prep_x) to int8 blocks with an f32
-// scale each, widened to i16, so a block's products sum with i32x4.dot_i16x8_s in integers;
-// one f32 multiply per block applies both scales (as llama.cpp's Q8_0 × Q8_0 / Q4_0 × Q8_0).
-// axpy() (y += a * w: the FFN's down columns) dequantizes in f32. The scalar build and the *_ref
-// references use natural f32 x and dequantized weights.
+// scale each, so a block's products sum exactly in integers and one f32 multiply per block
+// applies both scales (as llama.cpp's Q8_0 × Q8_0 / Q4_0 × Q8_0). The float work is shared:
+// four integer block sums are reduced into one vector and their four weight scales widened from
+// f16 together (matvec: the same block of four rows; dot: four blocks of one row). axpy() (y += a * w: the FFN's down columns) dequantizes in f32. The scalar build and
+// the *_ref references use natural f32 x and dequantized weights.
 //
-// Prepared x (SIMD build), within prep_len(n) f32 slots:
-//   bytes [0, 2n)          int16 q of every element, blocks of 32 in order
-//   bytes [2n, 2n + n/8)   f32 scale of every block
+// Integer products: the SIMD build widens weights to i16 against x prepared as i16 and sums with
+// i32x4.dot_i16x8_s. The relaxed-SIMD build uses i32x4.relaxed_dot_i8x16_i7x16_add_s (one
+// instruction with AVX-VNNI or Arm's sdot), whose second operand must lie in [0, 127] for the
+// result to be the same everywhere: Q4_0 passes its stored nibbles (0..15) there and x as the
+// signed operand; Q8_0 weights are signed, so x is split into max(x, 0) and max(-x, 0) and the
+// two dots subtract. Both forms give every block the exact integer sum, so both builds return
+// the same bits. Q4_0's "- 8" moves out of the loop: sum (n - 8) x = sum n x - 8 sum x, with
+// 8 sum x per block prepared with x.
+//
+// Prepared x (SIMD builds), within prep_len(n) f32 slots:
+//   bytes [0, 2n)            64 bytes per block of 32:
+//                              SIMD build: int16 q of its 32 elements
+//                              relaxed, Q8_0: int8 max(q, 0) of the 32, then int8 max(-q, 0)
+//                              relaxed, Q4_0: int8 q of the 32 (the other 32 bytes unused)
+//   bytes [2n, 2n + n/8)     f32 scale of every block
+//   bytes [2n + n/8, 2n + n/4)  Q4_0: i32 8 * sum q of every block
 import { DT_Q8_0, f16_to_f32, loadElem } from "../dtype";
-import { hsum } from "./lanes";
+import { hsum, madd } from "./lanes";
+
+// Vector constants live in memory: V8 re-materialises v128.const inside loops.
+const QK = memory.data<u32>([
+  0x8FFFE000, 0x8FFFE000, 0x8FFFE000, 0x8FFFE000, //  0: f16 sign|exponent|mantissa after << 13
+  0x77800000, 0x77800000, 0x77800000, 0x77800000, // 16: 2^112 (f32): restores the f16 exponent
+  0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, // 32: low nibbles
+], 16);
 
 /** A block's f16 scale as f32 through the bit trick (scales are normal or zero; 2^112 restores the exponent). */
 @inline function scale(p: usize): f32 {
@@ -23,9 +44,33 @@ import { hsum } from "./lanes";
   return reinterpret<f32>(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16)) * reinterpret<f32>(0x77800000);
 }
 
-/** xp <- x quantized to int8 blocks (as int16) with an f32 scale per block (SIMD layout above). */
-export function q_prep_x(x: usize, xp: usize, n: i32): void {
-  const scales = xp + (<usize>n << 1);
+/** The f16 scales of four blocks `bs` bytes apart from p, as f32 lanes (scale() for each). */
+@inline function scales4(p: usize, bs: usize): v128 {
+  let h = i16x8.splat(0);
+  h = v128.load16_lane(p, h, 0);
+  h = v128.load16_lane(p + bs, h, 1);
+  h = v128.load16_lane(p + 2 * bs, h, 2);
+  h = v128.load16_lane(p + 3 * bs, h, 3);
+  // sign-extended << 13: sign at bit 31, exponent and mantissa at 13..27; the mask clears 28..30
+  const f = v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(h), 13), v128.load(QK));
+  return f32x4.mul(f, v128.load(QK, 16));
+}
+
+/** The sum of the four i32 lanes. */
+@inline function isum(s: v128): i32 {
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3);
+}
+
+/** Lane k = the sum of the lanes of s_k. */
+@inline function sum4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const t0 = i32x4.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7));
+  const t1 = i32x4.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
+}
+
+/** xp <- x quantized to int8 blocks with an f32 scale per block (the layout above, per build and dt). */
+export function q_prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
+  const scales = xp + (<usize>n << 1), sums = scales + (<usize>n >> 3);
   for (let b = 0; b < n >> 5; b++) {
     const src = x + (<usize>b << 7), dst = xp + (<usize>b << 6);
     let m = f32x4.abs(v128.load(src));
@@ -34,84 +79,143 @@ export function q_prep_x(x: usize, xp: usize, n: i32): void {
     const d: f32 = amax / 127;
     const id = f32x4.splat(d > 0 ? 1 / d : 0);
     store<f32>(scales + (<usize>b << 2), d);
-    for (let k: usize = 0; k < 4; k++) {
-      const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5)), id)));
-      const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5) + 16), id)));
-      v128.store(dst + (k << 4), i16x8.narrow_i32x4_s(lo, hi));
+    let sum = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k += 2) {
+      // two groups of 8: 16 elements as i16, in order
+      const a = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5)), id))),
+                                     i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5) + 16), id))));
+      const c = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5) + 32), id))),
+                                     i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5) + 48), id))));
+      sum = i32x4.add(sum, i32x4.add(i32x4.extadd_pairwise_i16x8_s(a), i32x4.extadd_pairwise_i16x8_s(c)));
+      if (!ASC_FEATURE_RELAXED_SIMD) {
+        v128.store(dst + (k << 4), a);
+        v128.store(dst + (k << 4), c, 16);
+      } else {
+        const q = i8x16.narrow_i16x8_s(a, c); // |q| <= 127
+        if (dt == DT_Q8_0) {
+          const z = i8x16.splat(0);
+          v128.store(dst + (k << 3), i8x16.max_s(q, z));
+          v128.store(dst + (k << 3), i8x16.max_s(i8x16.neg(q), z), 32);
+        } else {
+          v128.store(dst + (k << 3), q);
+        }
+      }
     }
+    if (dt != DT_Q8_0) store<i32>(sums + (<usize>b << 2), (i32x4.extract_lane(sum, 0) + i32x4.extract_lane(sum, 1) + i32x4.extract_lane(sum, 2) + i32x4.extract_lane(sum, 3)) << 3);
   }
 }
 
-/** Integer dot of a block's 32 weights (a: elements 0–15, b: 16–31, int8 lanes) with a prepared x block. */
-@inline function dot32(a: v128, b: v128, q: usize): v128 {
+/** Integer dot of a Q8_0 block's 32 weights (a: elements 0–15, b: 16–31) with its prepared x block: lanes sum to it. */
+@inline function q8_block(a: v128, b: v128, q: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const z = i32x4.splat(0);
+    const pos = i32x4.relaxed_dot_i8x16_i7x16_add_s(b, v128.load(q, 16), i32x4.relaxed_dot_i8x16_i7x16_add_s(a, v128.load(q), z));
+    const neg = i32x4.relaxed_dot_i8x16_i7x16_add_s(b, v128.load(q, 48), i32x4.relaxed_dot_i8x16_i7x16_add_s(a, v128.load(q, 32), z));
+    return i32x4.sub(pos, neg);
+  }
   let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), v128.load(q));
   s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), v128.load(q, 16)));
   s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), v128.load(q, 32)));
   return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), v128.load(q, 48)));
 }
 
-/** sum_i w[i] * x[i] over a quantized row against prepared x (one loop per type: the branch stays out of it). */
-export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
-  const scales = xp + (<usize>n << 1), nb = n >> 5;
-  let acc = f32x4.splat(0), p = w;
-  if (dt == DT_Q8_0) {
-    for (let b = 0; b < nb; b++, p += 34) {
-      const s = dot32(v128.load(p + 2), v128.load(p + 18), xp + (<usize>b << 6));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(scale(p) * load<f32>(scales + (<usize>b << 2)))));
-    }
-  } else {
-    // Q4_0: low nibbles are elements 0–15, high nibbles 16–31, both stored + 8.
-    const low = i8x16.splat(15), eight = i8x16.splat(8);
-    for (let b = 0; b < nb; b++, p += 18) {
-      const v = v128.load(p + 2);
-      const s = dot32(i8x16.sub(v128.and(v, low), eight), i8x16.sub(i8x16.shr_u(v, 4), eight), xp + (<usize>b << 6));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.splat(scale(p) * load<f32>(scales + (<usize>b << 2)))));
-    }
+/** Integer dot of a Q4_0 block's stored nibbles (v: byte j = element j | element j+16 << 4) with x: lanes sum to sum nibble * q. */
+@inline function q4_block(v: v128, q: usize, low: v128): v128 {
+  const lo = v128.and(v, low), hi = v128.and(i16x8.shr_u(v, 4), low);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(q, 16), hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(q), lo, i32x4.splat(0)));
   }
-  return hsum(acc);
-}
-
-/** dot32 with the prepared x block already in registers (shared by several rows). */
-@inline function dot32x(a: v128, b: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0);
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1));
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2));
-  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3));
+  let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), v128.load(q));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), v128.load(q, 16)));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), v128.load(q, 32)));
+  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), v128.load(q, 48)));
 }
 
 /**
- * out[r] = row r . x for Q8_0 rows (stride bytes apart) against prepared x, four rows per pass:
- * each x block is loaded once for the four (short rows, such as a predictor's, are otherwise
- * dominated by per-row overhead). The same sums as q_dot, row by row.
+ * sum_i w[i] * x[i] over a quantized row against prepared x. Four blocks per step: their integer
+ * sums (exact) into one vector, times the four weight scales times the four x scales, added into
+ * one accumulator (lane k: blocks 4j + k); the blocks past a multiple of 4 go one by one (each
+ * block's integer sum whole: the builds split it into lanes differently). One
+ * loop per type keeps the branch out of it. The row's bits never depend on its neighbours.
  */
-export function q8_matvec(w: usize, stride: usize, xp: usize, out: usize, rows: i32, n: i32): void {
+export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
+  const scales = xp + (<usize>n << 1), nb = n >> 5, nb4 = nb & ~3;
+  let acc = f32x4.splat(0), p = w;
+  let tail: f32 = 0, b = 0;
+  if (dt == DT_Q8_0) {
+    for (; b < nb4; b += 4, p += 136) {
+      const q = xp + (<usize>b << 6);
+      const s = sum4(q8_block(v128.load(p, 2), v128.load(p, 18), q), q8_block(v128.load(p, 36), v128.load(p, 52), q + 64),
+                     q8_block(v128.load(p, 70), v128.load(p, 86), q + 128), q8_block(v128.load(p, 104), v128.load(p, 120), q + 192));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(p, 34), v128.load(scales + (<usize>b << 2)))));
+    }
+    for (; b < nb; b++, p += 34) {
+      tail += <f32>isum(q8_block(v128.load(p, 2), v128.load(p, 18), xp + (<usize>b << 6))) * (scale(p) * load<f32>(scales + (<usize>b << 2)));
+    }
+  } else {
+    const low = v128.load(QK, 32), sums = scales + (<usize>n >> 3);
+    for (; b < nb4; b += 4, p += 72) {
+      const q = xp + (<usize>b << 6);
+      const s = sum4(q4_block(v128.load(p, 2), q, low), q4_block(v128.load(p, 20), q + 64, low),
+                     q4_block(v128.load(p, 38), q + 128, low), q4_block(v128.load(p, 56), q + 192, low));
+      const t = i32x4.sub(s, v128.load(sums + (<usize>b << 2)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(t), f32x4.mul(scales4(p, 18), v128.load(scales + (<usize>b << 2)))));
+    }
+    for (; b < nb; b++, p += 18) {
+      const s = isum(q4_block(v128.load(p, 2), xp + (<usize>b << 6), low)) - load<i32>(sums + (<usize>b << 2));
+      tail += <f32>s * (scale(p) * load<f32>(scales + (<usize>b << 2)));
+    }
+  }
+  return hsum(acc) + tail;
+}
+
+/**
+ * out[r] = row r . x for quantized rows `stride` bytes apart against prepared x. Four rows per
+ * pass share each x block: their four block sums reduce into one vector (lane k: row r + k),
+ * scaled by the four rows' scales of that block, into one accumulator, so the float work is
+ * per block for four rows. Rows past a multiple of 4 go through q_dot. A row's bits depend
+ * only on whether it is in a run of four (the parts of matvec_part split whole runs).
+ */
+export function q_matvec(dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, n: i32): void {
   const scales = xp + (<usize>n << 1), nb = n >> 5;
   let r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    let p0 = w + <usize>r * stride, p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (let b = 0; b < nb; b++, p0 += 34, p1 += 34, p2 += 34, p3 += 34) {
-      const q = xp + (<usize>b << 6);
-      const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
-      const xs = load<f32>(scales + (<usize>b << 2));
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p0 + 2), v128.load(p0 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p0) * xs)));
-      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p1 + 2), v128.load(p1 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p1) * xs)));
-      a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p2 + 2), v128.load(p2 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p2) * xs)));
-      a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(dot32x(v128.load(p3 + 2), v128.load(p3 + 18), x0, x1, x2, x3)), f32x4.splat(scale(p3) * xs)));
+  if (dt == DT_Q8_0) {
+    for (; r + 4 <= rows; r += 4) {
+      let p0 = w + <usize>r * stride, q = xp, xs = scales;
+      let acc = f32x4.splat(0);
+      for (let b = 0; b < nb; b++, p0 += 34, q += 64, xs += 4) {
+        const p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
+        const s = sum4(q8_block(v128.load(p0, 2), v128.load(p0, 18), q), q8_block(v128.load(p1, 2), v128.load(p1, 18), q),
+                       q8_block(v128.load(p2, 2), v128.load(p2, 18), q), q8_block(v128.load(p3, 2), v128.load(p3, 18), q));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(p0, stride), f32x4.splat(load<f32>(xs)))));
+      }
+      v128.store(out + (<usize>r << 2), acc);
     }
-    const o = out + (<usize>r << 2);
-    store<f32>(o, hsum(a0)); store<f32>(o, hsum(a1), 4); store<f32>(o, hsum(a2), 8); store<f32>(o, hsum(a3), 12);
+  } else {
+    const low = v128.load(QK, 32), sums = scales + (<usize>n >> 3);
+    for (; r + 4 <= rows; r += 4) {
+      let p0 = w + <usize>r * stride, q = xp, xs = scales, cs = sums;
+      let acc = f32x4.splat(0);
+      for (let b = 0; b < nb; b++, p0 += 18, q += 64, xs += 4, cs += 4) {
+        const p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
+        const s = sum4(q4_block(v128.load(p0, 2), q, low), q4_block(v128.load(p1, 2), q, low),
+                       q4_block(v128.load(p2, 2), q, low), q4_block(v128.load(p3, 2), q, low));
+        const t = i32x4.sub(s, i32x4.splat(load<i32>(cs)));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(t), f32x4.mul(scales4(p0, stride), f32x4.splat(load<f32>(xs)))));
+      }
+      v128.store(out + (<usize>r << 2), acc);
+    }
   }
-  for (; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(DT_Q8_0, w + <usize>r * stride, xp, n));
+  for (; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, n));
 }
 
 /** y[0..16) += k * v (16 int8 lanes), y natural-order f32. */
 @inline function axpy16(v: v128, k: v128, o: usize): void {
   const l = i16x8.extend_low_i8x16_s(v), u = i16x8.extend_high_i8x16_s(v);
-  v128.store(o, f32x4.add(v128.load(o), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l)), k)));
-  v128.store(o, f32x4.add(v128.load(o, 16), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l)), k)), 16);
-  v128.store(o, f32x4.add(v128.load(o, 32), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(u)), k)), 32);
-  v128.store(o, f32x4.add(v128.load(o, 48), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(u)), k)), 48);
+  v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l)), k, v128.load(o)));
+  v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l)), k, v128.load(o, 16)), 16);
+  v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(u)), k, v128.load(o, 32)), 32);
+  v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(u)), k, v128.load(o, 48)), 48);
 }
 
 /** y[i] += a * w[i] (y natural-order f32), dequantizing block by block. */

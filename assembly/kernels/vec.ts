@@ -2,19 +2,19 @@
 // Each SIMD kernel has a scalar *_ref beside it; tests compare them at awkward lengths.
 // The SIMD versions sum in 4-16 lanes, so results differ from the refs by rounding only.
 import { exp4 } from "./exp";
-import { hsum } from "./lanes";
+import { hsum, madd } from "./lanes";
 
 /** Lane sums of a[i] * b[i] over bytes [0, nb & ~15): 16 floats per step, then 4. */
 @inline function dot_body(a: usize, b: usize, nb: usize): v128 {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let i: usize = 0;
   for (; i + 64 <= nb; i += 64) {
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(a + i), v128.load(b + i)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(a + i, 16), v128.load(b + i, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(v128.load(a + i, 32), v128.load(b + i, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(v128.load(a + i, 48), v128.load(b + i, 48)));
+    a0 = madd(v128.load(a + i), v128.load(b + i), a0);
+    a1 = madd(v128.load(a + i, 16), v128.load(b + i, 16), a1);
+    a2 = madd(v128.load(a + i, 32), v128.load(b + i, 32), a2);
+    a3 = madd(v128.load(a + i, 48), v128.load(b + i, 48), a3);
   }
-  for (; i + 16 <= nb; i += 16) a0 = f32x4.add(a0, f32x4.mul(v128.load(a + i), v128.load(b + i)));
+  for (; i + 16 <= nb; i += 16) a0 = madd(v128.load(a + i), v128.load(b + i), a0);
   return f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3));
 }
 
@@ -34,10 +34,10 @@ export function vaxpy(a: f32, x: usize, y: usize, n: i32): void {
   if (ASC_FEATURE_SIMD) {
     const av = f32x4.splat(a);
     for (; i + 32 <= nb; i += 32) {
-      v128.store(y + i, f32x4.add(v128.load(y + i), f32x4.mul(v128.load(x + i), av)));
-      v128.store(y + i, f32x4.add(v128.load(y + i, 16), f32x4.mul(v128.load(x + i, 16), av)), 16);
+      v128.store(y + i, madd(v128.load(x + i), av, v128.load(y + i)));
+      v128.store(y + i, madd(v128.load(x + i, 16), av, v128.load(y + i, 16)), 16);
     }
-    for (; i + 16 <= nb; i += 16) v128.store(y + i, f32x4.add(v128.load(y + i), f32x4.mul(v128.load(x + i), av)));
+    for (; i + 16 <= nb; i += 16) v128.store(y + i, madd(v128.load(x + i), av, v128.load(y + i)));
   }
   for (; i < nb; i += 4) store<f32>(y + i, load<f32>(y + i) + a * load<f32>(x + i));
 }

@@ -87,7 +87,7 @@ export class Engine {
     this.memoryBytes = wasm.memory.buffer.byteLength + (reader?.hostBytes ?? 0);
     this.ffnBytes = header.ffn.bundle_bytes * header.config.ffn * header.config.nLayers;
     this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
-    this.cpu = new WasmBackend(wasm, simd ? 'wasm simd' : 'wasm');
+    this.cpu = new WasmBackend(wasm, (['wasm', 'wasm simd', 'wasm relaxed simd'] as const)[wasm.simd_level()] ?? 'wasm');
     this.backend = this.cpu;
     this.kvIds = new Int32Array(contextLength);
   }

@@ -1,23 +1,70 @@
-// The wasm modules: the engine (SIMD build where the runtime validates it, else scalar) and the
-// predictor-training kernels. Their bytes come from the host (src/node reads build/*.wasm, a
-// browser fetches them); the exports are typed by the generated ABI (abi.ts).
+// The wasm modules: the engine (the relaxed-SIMD build where the runtime validates it, else SIMD,
+// else scalar; the SIMD ones with a threads twin) and the predictor-training kernels. Their bytes
+// come from the host (src/node reads build/*.wasm, a browser fetches them); the exports are typed
+// by the generated ABI (abi.ts).
 import { ENGINE_UNSIGNED, type EngineExports, TRAIN_UNSIGNED, type TrainExports } from './abi.js';
+import { relaxedSimd } from './relaxed.js';
 
 export type { EngineExports, TrainExports } from './abi.js';
-export type WasmName = 'simd' | 'plain' | 'threads' | 'train';
+export type WasmName = 'simd' | 'plain' | 'threads' | 'relaxed' | 'relaxed-threads' | 'train';
+/**
+ * Which engine build runs: 'auto' the fastest this runtime validates (relaxed SIMD, SIMD, scalar);
+ * a named one (benchmarks, tests) is used, or refused in one line where the runtime rejects it.
+ */
+export type WasmBuild = 'auto' | 'relaxed' | 'simd' | 'plain';
+export const WASM_BUILDS: readonly WasmBuild[] = ['auto', 'relaxed', 'simd', 'plain'];
+let build: string = 'auto';
 
 type Binaries = Partial<Record<WasmName, Uint8Array<ArrayBuffer>>>;
 let binaries: Binaries = {};
 let loader: ((name: WasmName) => Uint8Array<ArrayBuffer>) | undefined;
 
-/** Supplies the wasm builds (browsers: fetched bytes); `threads` enables compute threads where shared memory exists. */
-export function setEngineBinaries(simd: Uint8Array<ArrayBuffer>, plain: Uint8Array<ArrayBuffer>, train?: Uint8Array<ArrayBuffer>, threads?: Uint8Array<ArrayBuffer>): void {
-  binaries = { ...binaries, simd, plain, ...(train ? { train } : {}), ...(threads ? { threads } : {}) };
+/**
+ * Supplies the wasm builds (browsers: fetched bytes); `threads` enables compute threads where
+ * shared memory exists; `more` the relaxed-SIMD builds, used where the runtime validates them.
+ */
+export function setEngineBinaries(simd: Uint8Array<ArrayBuffer>, plain: Uint8Array<ArrayBuffer>, train?: Uint8Array<ArrayBuffer>, threads?: Uint8Array<ArrayBuffer>,
+  more: { relaxed?: Uint8Array<ArrayBuffer>; 'relaxed-threads'?: Uint8Array<ArrayBuffer> } = {}): void {
+  binaries = { ...binaries, simd, plain, ...(train ? { train } : {}), ...(threads ? { threads } : {}), ...more };
+  valid.clear();
+}
+
+/** Picks the engine build (WasmBuild; checked when an engine starts); Node, Deno and Bun take it from FLASHNEURON_WASM. */
+export function setWasmBuild(b: WasmBuild): void {
+  build = b;
 }
 
 /** Where a host finds a build on first use (src/node: the package's build/ folder). */
 export function setWasmLoader(load: (name: WasmName) => Uint8Array<ArrayBuffer>): void {
   loader = load;
+}
+
+/** Whether a build was supplied (or found) and this runtime validates it (relaxed: and runs it as standardised); remembered. */
+const valid = new Map<WasmName, boolean>();
+function validates(name: WasmName): boolean {
+  let ok = valid.get(name);
+  if (ok === undefined) {
+    try { ok = (!name.startsWith('relaxed') || relaxedSimd()) && WebAssembly.validate(wasmBinary(name)); } catch { ok = false; }
+    valid.set(name, ok);
+  }
+  return ok;
+}
+
+/** The single-thread engine build to run, and its threads twin ('plain' has none). */
+function chosen(preferSimd: boolean, asked: string = build): { single: WasmName; threads?: WasmName } {
+  if (!(WASM_BUILDS as readonly string[]).includes(asked)) throw new Error(`FLASHNEURON_WASM=${asked}: unknown wasm build (${WASM_BUILDS.join(', ')})`);
+  const want = preferSimd ? asked : 'plain';
+  const refuse = (what: string, flag: string) => new Error(`the ${what} wasm build was asked for (FLASHNEURON_WASM=${want}) but this runtime rejects it${flag}`);
+  if (want === 'relaxed' || (want === 'auto' && validates('relaxed'))) {
+    if (!validates('relaxed')) throw refuse('relaxed SIMD', ' (Node ≥ 22, Deno, Bun and Chromium run it; Node 20 has no standard relaxed SIMD)');
+    // a host that supplied the relaxed build alone still gets threads, from the SIMD twin
+    return { single: 'relaxed', threads: validates('relaxed-threads') ? 'relaxed-threads' : 'threads' };
+  }
+  if (want === 'simd' || (want === 'auto' && validates('simd'))) {
+    if (!validates('simd')) throw refuse('SIMD', '');
+    return { single: 'simd', threads: 'threads' };
+  }
+  return { single: 'plain' };
 }
 
 /** The bytes of a wasm build. */
@@ -33,18 +80,18 @@ export function wasmBinary(name: WasmName): Uint8Array<ArrayBuffer> {
  */
 export function threadsSupported(): boolean {
   if (typeof SharedArrayBuffer === 'undefined' || (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) return false;
-  try {
-    return WebAssembly.validate(wasmBinary('threads'));
-  } catch {
-    return false;
-  }
+  const t = chosen(true).threads;
+  return t !== undefined && validates(t);
 }
 
-/** The engine binary this runtime should run: SIMD when `WebAssembly.validate` accepts it. */
-export function engineBinary(preferSimd = true): { bytes: Uint8Array<ArrayBuffer>; simd: boolean } {
-  const simd = wasmBinary('simd');
-  if (preferSimd && WebAssembly.validate(simd)) return { bytes: simd, simd: true };
-  return { bytes: wasmBinary('plain'), simd: false };
+/**
+ * The engine binary this runtime should run (`WebAssembly.validate` decides, see WasmBuild):
+ * `simd` whether it is a SIMD build, `relaxed` whether the relaxed-SIMD one.
+ */
+export function engineBinary(preferSimd = true, threaded = false, asked?: WasmBuild): { bytes: Uint8Array<ArrayBuffer>; simd: boolean; relaxed: boolean; name: WasmName } {
+  const c = chosen(preferSimd, asked);
+  const name = threaded && c.threads ? c.threads : c.single;
+  return { bytes: wasmBinary(name), simd: name !== 'plain', relaxed: name.startsWith('relaxed'), name };
 }
 
 /** Reads an AssemblyScript string (UTF-16, length at ptr-4) out of memory for abort messages. */
@@ -75,14 +122,17 @@ function typedExports<T>(instance: WebAssembly.Instance, unsigned: readonly stri
 export interface EngineInstance {
   exports: EngineExports;
   simd: boolean;
+  /** The relaxed-SIMD build runs (f32 products fused where the CPU has FMA). */
+  relaxed: boolean;
   instance: WebAssembly.Instance;
   /** The threads build: its module and shared memory, for the compute workers (threadsSupported()). */
   shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory };
 }
 
-export function instantiateEngine(opts: { simd?: boolean; threads?: boolean; wasiImports?: Record<string, Function> } = {}): EngineInstance {
-  const threaded = opts.threads === true && (opts.simd ?? true);
-  const { bytes, simd } = threaded ? { bytes: wasmBinary('threads'), simd: true } : engineBinary(opts.simd ?? true);
+/** `build` overrides the chosen build (setWasmBuild) for this instance: kernels' tests and benchmarks. */
+export function instantiateEngine(opts: { simd?: boolean; threads?: boolean; build?: WasmBuild; wasiImports?: Record<string, Function> } = {}): EngineInstance {
+  const { bytes, simd, relaxed, name } = engineBinary(opts.simd ?? true, opts.threads === true, opts.build);
+  const threaded = name.endsWith('threads');
   const module = new WebAssembly.Module(bytes);
   // The threads build imports its memory: shared, so that workers can run on it; it grows in
   // place (up to wasm32's 4 GiB) and never moves.
@@ -98,7 +148,7 @@ export function instantiateEngine(opts: { simd?: boolean; threads?: boolean; was
   const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasiOrEnosys(opts.wasiImports) } as WebAssembly.Imports);
   const exports = typedExports<EngineExports>(instance, ENGINE_UNSIGNED);
   memory = exports.memory;
-  return { exports, simd, instance, ...(shared ? { shared: { module, memory: shared } } : {}) };
+  return { exports, simd, relaxed, instance, ...(shared ? { shared: { module, memory: shared } } : {}) };
 }
 
 /** WASI imports, every call not supplied failing with ENOSYS (enough for kernels alone). */

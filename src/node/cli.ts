@@ -326,7 +326,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** What ran a generation's arithmetic, for the stats line: the wasm build, or the WebGPU adapter (stats.device). */
-const ranOn = (device: string, simd: boolean, threads = 1) => (device.startsWith("wasm") ? `${simd ? "SIMD" : "scalar"} wasm${threads > 1 ? `, ${threads} threads` : ""}` : `WebGPU (${device})`);
+const ranOn = (device: string, simd: boolean, threads = 1) => (device.startsWith("wasm") ? `${simd ? (device.includes("relaxed") ? "relaxed SIMD" : "SIMD") : "scalar"} wasm${threads > 1 ? `, ${threads} threads` : ""}` : `WebGPU (${device})`);
 
 /** Deno refused an access: what the CLI needs there (README, "Deno and Bun"). */
 const DENO_PERMISSIONS = ' (Deno: flashneuron needs --allow-read --allow-env; --allow-write to keep conversions in the cache; serve: --allow-net)';

@@ -9,6 +9,7 @@ import type { ModelConfig } from '../format/config.js';
 import type { ModelSpec } from './opfs.js';
 import type { ChatMessage } from '../core/chat-template.js';
 import type { Reply, Request, WorkerLoadOptions } from './protocol.js';
+import { relaxedSimd } from '../core/relaxed.js';
 
 /** What a loaded model is, as the worker reports it. */
 export interface ModelInfo {
@@ -52,20 +53,24 @@ export class WorkerModel {
     };
   }
 
-  /** Hands the worker the engine's wasm builds (fetched from these URLs). */
   /**
    * Hands the worker the engine's wasm builds (fetched from these URLs). `threads` (the threads
    * build) lets it compute on several threads where the page is cross-origin isolated
-   * (COOP/COEP headers: shared memory); it is fetched only there.
+   * (COOP/COEP headers: shared memory); it is fetched only there. `relaxed` / `relaxedThreads`
+   * (the relaxed-SIMD builds) are fetched only where the browser has relaxed SIMD, and the worker
+   * runs the best build that validates.
    */
-  async init(wasm: { simd: string | URL; plain: string | URL; threads?: string | URL }): Promise<void> {
+  async init(wasm: { simd: string | URL; plain: string | URL; threads?: string | URL; relaxed?: string | URL; relaxedThreads?: string | URL }): Promise<void> {
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-    const urls = [wasm.simd, wasm.plain, ...(wasm.threads !== undefined && isolated ? [wasm.threads] : [])];
-    const [simd, plain, threads] = await Promise.all(urls.map((u) => fetch(u).then((r) => {
+    const relaxed = relaxedSimd();
+    const get = (u: string | URL | undefined, wanted = true) => u === undefined || !wanted ? undefined : fetch(u).then((r) => {
       if (!r.ok) throw new Error(`cannot fetch ${u}: HTTP ${r.status}`);
       return r.arrayBuffer();
-    })));
-    await this.call({ op: 'init', simd, plain, ...(threads ? { threads } : {}) }, {}, threads ? [simd, plain, threads] : [simd, plain]);
+    });
+    const [simd, plain, threads, rs, rt] = await Promise.all([get(wasm.simd), get(wasm.plain), get(wasm.threads, isolated),
+      get(wasm.relaxed, relaxed), get(wasm.relaxedThreads, relaxed && isolated)]);
+    const body = { op: 'init' as const, simd: simd!, plain: plain!, ...(threads ? { threads } : {}), ...(rs ? { relaxed: rs } : {}), ...(rt ? { relaxedThreads: rt } : {}) };
+    await this.call(body, {}, [simd!, plain!, threads, rs, rt].filter((b): b is ArrayBuffer => b !== undefined));
   }
 
   /** Puts the model into OPFS (once) and loads it with `options` (memory budget, mode, device …). */

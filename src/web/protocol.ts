@@ -9,7 +9,7 @@ import type { ChatMessage } from '../core/chat-template.js';
 export type WorkerLoadOptions = Omit<LoadOptions, 'onProgress' | 'tokenizer' | 'predictor' | 'planner'>;
 
 export type Request =
-  | { id: number; op: 'init'; simd: ArrayBuffer; plain: ArrayBuffer; threads?: ArrayBuffer }
+  | { id: number; op: 'init'; simd: ArrayBuffer; plain: ArrayBuffer; threads?: ArrayBuffer; relaxed?: ArrayBuffer; relaxedThreads?: ArrayBuffer }
   | { id: number; op: 'load'; spec: ModelSpec; options: WorkerLoadOptions }
   | { id: number; op: 'generate'; prompt: string | number[]; options: Omit<GenerateOptions, 'signal'> }
   | { id: number; op: 'tokenize'; text: string; options: { addSpecialTokens?: boolean } }

@@ -49,7 +49,8 @@ self.onmessage = async (ev: MessageEvent<Request>) => {
 
 async function handle(m: Request): Promise<unknown> {
   switch (m.op) {
-    case 'init': setEngineBinaries(new Uint8Array(m.simd), new Uint8Array(m.plain), undefined, m.threads ? new Uint8Array(m.threads) : undefined); return null;
+    case 'init': setEngineBinaries(new Uint8Array(m.simd), new Uint8Array(m.plain), undefined, m.threads ? new Uint8Array(m.threads) : undefined,
+      { ...(m.relaxed ? { relaxed: new Uint8Array(m.relaxed) } : {}), ...(m.relaxedThreads ? { 'relaxed-threads': new Uint8Array(m.relaxedThreads) } : {}) }); return null;
     case 'load': return load(m.id, m);
     case 'generate': return generate(m.id, m);
     case 'tokenize': return loaded().tokenize(m.text, m.options);
