@@ -11,7 +11,7 @@
 import { alloc } from "./mem";
 import { rowBytes } from "./dtype";
 import { axpy, dot } from "./kernels/matvec";
-import { pmatvec } from "./threads";
+import { pmatvec, pdot_list } from "./threads";
 import { nLayers, d, ffn, xb, xp, yp, hAct, listRows, listIds } from "./forward";
 
 let siluOn = false;
@@ -43,8 +43,17 @@ export function silu_layer(l: i32, gateUp: usize, dt: i32, threshold: f32): void
 export function siluWant(l: i32, list: usize, countAt: usize): void {
   const p = tab + (<usize>l << 4);
   const w = <usize>load<u32>(p), dt = load<i32>(p, 4), thr = load<f32>(p, 8);
-  pmatvec(dt, w, rowBytes(dt, d), xb, xp, dots, cats ? ffn : ffn << 1, d);
-  const acts = hAct + (<usize>(l * ffn) << 2), up = dots + (<usize>ffn << 2);
+  // The gate products in one multi-row product and the up products row by row, as the dense FFN
+  // takes them (forward.ts: ffnDense, fireList): a cut of 0 then gives the dense FFN bit for bit
+  // whatever the dtype (the Q8_0/Q4_0 multi-row kernels may round the last bit otherwise, which
+  // the next layer's int8 activations can turn into a visible change).
+  const rb = rowBytes(dt, d), up = dots + (<usize>ffn << 2);
+  pmatvec(dt, w, rb, xb, xp, dots, ffn, d);
+  if (!cats) {
+    for (let i = 0; i < ffn; i++) store<u32>(listRows + (<usize>i << 2), <u32>(w + <usize>(ffn + i) * rb));
+    pdot_list(dt, listRows, ffn, xp, d, up);
+  }
+  const acts = hAct + (<usize>(l * ffn) << 2);
   let n = 0;
   for (let i = 0; i < ffn; i++) {
     const g = load<f32>(dots + (<usize>i << 2));

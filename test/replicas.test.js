@@ -13,6 +13,8 @@ after(cleanupTmp);
 
 const DIR = join(ROOT, 'test', 'fixtures', 'replicas');
 const REPLICAS = ['relullama-tiny', 'prosparse-tiny', 'turbosparse-mistral-tiny', 'llama3-relu-tiny', 'falcon-relu-tiny', 'phi2-relu-tiny', 'opt-relu-bin-tiny', 'spm-only-relu-tiny'];
+// SiLU replicas run sparse mode from calibrated thresholds, not a trained predictor: test/silu-families.test.js.
+const SILU_REPLICAS = ['qwen2-silu-tiny'];
 const goldenOf = (name) => JSON.parse(readFileSync(join(DIR, name, 'golden.json'), 'utf8'));
 const CALIBRATION = readFileSync(join(ROOT, 'models', 'calibration.txt'), 'utf8').slice(0, 3000);
 
@@ -21,7 +23,7 @@ describe('replicas of real checkpoints: load, tokenize, generate as transformers
   let cache;
   before(() => { cache = tmpDir('replicacache'); });
 
-  for (const name of REPLICAS) {
+  for (const name of [...REPLICAS, ...SILU_REPLICAS]) {
     it(`${name}: prompt ids, last logits within 1e-3 and greedy ids equal transformers'`, async () => {
       const g = goldenOf(name);
       const model = await loadModel(join(DIR, name), { cacheDir: cache });

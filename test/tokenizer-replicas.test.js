@@ -6,9 +6,10 @@
 // prompt's ids and greedy text; then the features one by one, GGUF's "llama" tokenizer, and the
 // refusals.
 //
-// Which reading each replica matches: transformers 5's `ids` everywhere, for all eight (none
-// needs its `alt_ids`). Where the two differ (Llama-2, Mistral, the SentencePiece folder: text
-// starting with a space, or a space after a special token; OPT: a literal `<s>`), `alt_ids` are
+// Which reading each replica matches: transformers 5's `ids` everywhere (qwen2-silu-tiny's come from
+// scripts/reference/qwen2.py), for all nine (none needs its `alt_ids`). Where the two differ
+// (Llama-2, Mistral, the SentencePiece folder: text starting with a space, or a space after a
+// special token; OPT: a literal `<s>`), `alt_ids` are
 // what the tokenizer files give read as written (the tokenizers library on tokenizer.json,
 // sentencepiece on tokenizer.model); Tokenizer follows transformers' LlamaTokenizer and
 // GPT2Tokenizer instead (src/core/tokenizer.ts: asTransformersLlama; src/format/tokenizer-files.ts).
@@ -42,6 +43,7 @@ const EXPECTED = {
   'relullama-tiny': { source: 'tokenizer.json', reading: 'ids' },
   'spm-only-relu-tiny': { source: 'tokenizer.model', reading: 'ids' },
   'turbosparse-mistral-tiny': { source: 'tokenizer.json', reading: 'ids' },
+  'qwen2-silu-tiny': { source: 'tokenizer.json', reading: 'ids' },
 };
 
 /** The folder's tokenizer files read into tokenizerFromFiles (text as text, tokenizer.model as bytes). */
@@ -75,7 +77,7 @@ function reading(got, ids, alt) {
 describe('tokenizer replicas: built from the folder files, as transformers tokenizes', function () {
   this.timeout(120000);
 
-  it('has the eight replicas', () => {
+  it('has the nine replicas', () => {
     assert.deepEqual(REPLICAS, Object.keys(EXPECTED).sort());
   });
 

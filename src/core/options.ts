@@ -302,8 +302,8 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
 
   // WebGPU where asked for, or ('auto') where a hardware adapter is present and runs these weights.
   const wanted = o.device ?? 'auto';
-  if (wanted === 'gpu' && facts.gpu === 'none') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
   if (siluSparse && wanted === 'gpu') throw new Error('sparse mode on a SiLU model (calibrated thresholds) runs on the wasm: use --device cpu or auto');
+  if (wanted === 'gpu' && facts.gpu === 'none') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
   const device = !siluSparse && (wanted === 'gpu' || (wanted === 'auto' && facts.gpu === 'hardware' && facts.gpuWeights)) ? 'gpu' : 'cpu';
   // The WebGPU backend takes the weights as stored; on the wasm a tight budget quantizes them.
   const residentDtype = o.residentDtype ?? (device === 'gpu' ? 'stored' : 'auto');

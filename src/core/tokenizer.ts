@@ -127,18 +127,19 @@ function checkModel(model: unknown): void {
   // (never with Llama's or Mistral's 256 byte tokens).
 }
 
-/** Normalizers implemented: none, Prepend, Replace of a plain string, and Sequences of them. */
+/** Normalizers implemented: none, NFC (Qwen2), Prepend, Replace of a plain string, and Sequences of them. */
 function checkNormalizer(n: unknown): void {
   if (n == null) return;
   if (!isObj(n)) throw malformed('normalizer must be an object or null');
   if (n.type === 'Sequence' && Array.isArray(n.normalizers)) return n.normalizers.forEach(checkNormalizer);
+  if (n.type === 'NFC') return;
   if (n.type === 'Prepend' && typeof n.prepend === 'string') return;
   if (n.type === 'Replace') {
     if (stringPattern(n.pattern) === undefined) throw unsupported('normalizer "Replace" with a Regex pattern');
     if (typeof n.content !== 'string') throw malformed('normalizer Replace needs a content string');
     return;
   }
-  throw unsupported(`normalizer type ${typeName(n)} (only Prepend, Replace and Sequence are implemented)`);
+  throw unsupported(`normalizer type ${typeName(n)} (only NFC, Prepend, Replace and Sequence are implemented)`);
 }
 
 /** Pre-tokenizers implemented: none, ByteLevel, Metaspace (split false), Split (Isolated), Sequences of them. */

@@ -1,6 +1,6 @@
 // The engine's view of a model: one flat config shared by the importer, the image and the wasm.
 // Keys added after the first images (norm, parallelAttn, rotaryDim, actParam, slidingWindow,
-// lmHeadBias, ropeScaling) are optional: an image whose header lacks them runs as before
+// lmHeadBias, ropeScaling, attnOutBias) are optional: an image whose header lacks them runs as before
 // (the defaults below), and the writer leaves them out where they hold their default.
 
 export type Arch = 'opt' | 'llama' | 'falcon' | 'phi';
@@ -46,6 +46,8 @@ export interface ModelConfig {
   posOffset: number;
   tieWordEmbeddings: boolean;
   attnBias: boolean;
+  /** With attnBias: o_proj has one too (default). false: q, k and v only (Qwen2). */
+  attnOutBias?: boolean;
   mlpBias: boolean;
   /** Llama has gate_proj; OPT does not. */
   hasGate: boolean;

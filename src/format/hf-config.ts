@@ -8,7 +8,7 @@ import { CheckpointError } from './safetensors.js';
 import { LIMITS } from './check.js';
 
 export const SUPPORTED_ARCHITECTURES = [
-  'OPTForCausalLM', 'LlamaForCausalLM', 'MistralForCausalLM', 'SparseLlamaForCausalLM', 'BambooForCausalLM', 'FalconForCausalLM', 'PhiForCausalLM',
+  'OPTForCausalLM', 'LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'SparseLlamaForCausalLM', 'BambooForCausalLM', 'FalconForCausalLM', 'PhiForCausalLM',
 ] as const;
 
 /** Architecture a bare `model_type` implies when `architectures` is absent. */
@@ -16,6 +16,7 @@ const MODEL_TYPE_ARCH: Record<string, string> = {
   opt: 'OPTForCausalLM',
   llama: 'LlamaForCausalLM',
   mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
   sparsellama: 'SparseLlamaForCausalLM',
   bamboo: 'BambooForCausalLM',
   falcon: 'FalconForCausalLM',
@@ -126,6 +127,7 @@ function parseArchitecture(json: any, architecture: string): ModelConfig {
       return parseOPT(json, architecture);
     case 'LlamaForCausalLM':
     case 'MistralForCausalLM':
+    case 'Qwen2ForCausalLM':
     case 'SparseLlamaForCausalLM':
     case 'BambooForCausalLM':
       return parseLlama(json, architecture);
@@ -243,8 +245,32 @@ function slidingWindow(j: any, maxPositions: number): number | undefined {
   return sw < maxPositions ? sw : undefined;
 }
 
+/** Mistral-style window keys as Qwen2 reads them: layers from max_window_layers on (or as layer_types says) get it when use_sliding_window. */
+function qwen2Window(j: any, architecture: string, nLayers: number, maxPositions: number): number | undefined {
+  if (!bool(j, 'use_sliding_window', false)) return undefined;
+  const sw = slidingWindow(j, maxPositions);
+  if (sw === undefined) return undefined;
+  const types = j.layer_types;
+  let windowed: boolean[];
+  if (types != null) {
+    if (!Array.isArray(types) || types.length !== nLayers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+      throw cfgErr(`"layer_types" must list "full_attention" or "sliding_attention" for each of the ${nLayers} layers, got ${show(types)}`);
+    }
+    windowed = types.map((t: string) => t === 'sliding_attention');
+  } else {
+    const from = j.max_window_layers ?? 28;
+    if (!Number.isSafeInteger(from) || from < 0) throw cfgErr(`"max_window_layers" must be a non-negative integer, got ${show(j.max_window_layers)}`);
+    windowed = Array.from({ length: nLayers }, (_, l) => l >= from);
+  }
+  if (windowed.every((w) => !w)) return undefined;
+  if (windowed.every((w) => w)) return sw;
+  const first = windowed.indexOf(true);
+  throw unsupported(`unsupported use_sliding_window=true for ${architecture}: a ${sw}-token window on some layers only (layer ${first} on); supported: on every layer or none`);
+}
+
 /**
- * The Llama family: LlamaForCausalLM, MistralForCausalLM, ProSparse's SparseLlamaForCausalLM
+ * The Llama family: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM (q, k, v with biases,
+ * o_proj without, whatever attention_bias says), ProSparse's SparseLlamaForCausalLM
  * (hidden_act "fatrelu" with hidden_act_param t: gate if gate >= t else 0) and TurboSparse's
  * BambooForCausalLM (Mistral with act(gate) * act(up), act = relu: dReLU).
  */
@@ -274,17 +300,20 @@ function parseLlama(j: any, architecture: string): ModelConfig {
   if (j.head_dim == null && hidden % nHeads !== 0) throw cfgErr(`hidden_size ${hidden} is not divisible by num_attention_heads ${nHeads} and no head_dim is given`);
   const headDim = posInt(j, 'head_dim', hidden / nHeads);
   const mistral = architecture === 'MistralForCausalLM' || architecture === 'BambooForCausalLM';
-  const maxPositions = posInt(j, 'max_position_embeddings', mistral ? 4096 * 32 : 2048);
+  const qwen2 = architecture === 'Qwen2ForCausalLM';
+  if (qwen2 && j.use_mrope === true) throw unsupported(`unsupported use_mrope=true for ${architecture} (multimodal rotary sections)`);
+  const maxPositions = posInt(j, 'max_position_embeddings', mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);
   const rope = parseRope(j, architecture, true);
   if (rope.partial !== undefined && rope.partial !== 1) {
     throw unsupported(`unsupported partial_rotary_factor ${show(rope.partial)} for ${architecture} (supported: 1)`);
   }
   // Mistral's projections never have biases; a sliding window that can bind changes attention.
-  const sw = mistral ? slidingWindow(j, maxPositions) : undefined;
+  const nLayers = posInt(j, 'num_hidden_layers');
+  const sw = mistral ? slidingWindow(j, maxPositions) : qwen2 ? qwen2Window(j, architecture, nLayers, maxPositions) : undefined;
   return {
     architecture,
     arch: 'llama',
-    nLayers: posInt(j, 'num_hidden_layers'),
+    nLayers,
     hidden,
     ffn: posInt(j, 'intermediate_size'),
     nHeads,
@@ -297,10 +326,11 @@ function parseLlama(j: any, architecture: string): ModelConfig {
     ropeTheta: rope.theta,
     posOffset: 0,
     tieWordEmbeddings: bool(j, 'tie_word_embeddings', false),
-    attnBias: mistral ? false : bool(j, 'attention_bias', false),
-    mlpBias: mistral ? false : bool(j, 'mlp_bias', false),
+    attnBias: qwen2 ? true : mistral ? false : bool(j, 'attention_bias', false),
+    ...(qwen2 ? { attnOutBias: false } : {}),
+    mlpBias: mistral || qwen2 ? false : bool(j, 'mlp_bias', false),
     hasGate: true,
-    bosId: tokenId(j, 'bos_token_id', 1),
+    bosId: tokenId(j, 'bos_token_id', qwen2 ? -1 : 1),
     eosIds: eosIds(j, [2]),
     padId: tokenId(j, 'pad_token_id', -1),
     ...(actParam !== undefined ? { actParam } : {}),

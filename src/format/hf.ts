@@ -140,7 +140,7 @@ export function modelTensors(cfg: ModelConfig, prefix = defaultPrefix(cfg)): Mod
       L.qB = qkv?.qB ?? t(p + a + nq + '.bias', qd);
       L.kB = qkv?.kB ?? t(p + a + nk + '.bias', kvd);
       L.vB = qkv?.vB ?? t(p + a + nv + '.bias', kvd);
-      L.oB = t(p + a + no + '.bias', d);
+      if (cfg.attnOutBias !== false) L.oB = t(p + a + no + '.bias', d);
     }
     if (cfg.mlpBias) {
       L.upB = t(p + nup + '.bias', f);

@@ -129,6 +129,7 @@ function checkConfig(j: Json, bad: Fail): ModelConfig {
   }
   if (c.slidingWindow !== undefined && !(isInt(c.slidingWindow) && c.slidingWindow > 0)) bad(`config.slidingWindow is ${show(c.slidingWindow)}`, 'a positive integer');
   if (c.lmHeadBias !== undefined && typeof c.lmHeadBias !== 'boolean') bad(`config.lmHeadBias is ${show(c.lmHeadBias)}`, 'true or false');
+  if (c.attnOutBias !== undefined && typeof c.attnOutBias !== 'boolean') bad(`config.attnOutBias is ${show(c.attnOutBias)}`, 'true or false');
   const r = c.ropeScaling;
   if (r !== undefined && !(isObj(r) && r.type === 'llama3' && [r.factor, r.lowFreqFactor, r.highFreqFactor, r.originalMaxPositions].every((v) => isNum(v) && v > 0))) {
     bad(`config.ropeScaling is ${show(r)}`, 'type llama3 with positive factor, lowFreqFactor, highFreqFactor and originalMaxPositions');
@@ -249,7 +250,7 @@ function checkTensors(list: unknown, c: ModelConfig, residentLen: number, bad: F
     const key = `${t.role}@${t.layer}`, shape = expected.get(key);
     if (!shape) {
       bad(`${what} is not one this model has`, t.layer >= c.nLayers ? `layers 0 to ${c.nLayers - 1}`
-        : `what arch ${c.arch} with this config's attnBias, mlpBias, lmHeadBias, parallelAttn and tieWordEmbeddings has`);
+        : `what arch ${c.arch} with this config's attnBias, attnOutBias, mlpBias, lmHeadBias, parallelAttn and tieWordEmbeddings has`);
     }
     if (seen.has(key)) bad(`${what} is listed twice`, 'one entry per tensor');
     seen.add(key);

@@ -160,6 +160,12 @@ export interface ModelSpec {
   files?: File[];
   /** Where its sparsity predictor (.fnpred) is, when it is not among `files`. */
   predictorUrl?: string;
+  /**
+   * SiLU-gated models: where its calibrated thresholds (.fnthr, `flashneuron calibrate`) are, when
+   * they are not among `files` (as flashneuron.fnthr). Kept in OPFS beside the image (NAME.fnthr),
+   * where later loads find them.
+   */
+  thresholdsUrl?: string;
 }
 
 /**

@@ -9,7 +9,8 @@ import { setEngineBinaries } from '../core/wasm.js';
 import { setEngineHost } from '../core/engine.js';
 import { readImageHeader } from '../format/image.js';
 import { decodePredictor, modelFingerprint } from '../predictor/format.js';
-import { openOpfs, storeModel } from './opfs.js';
+import { decodeThresholds, type FfnThresholds } from '../predictor/thresholds.js';
+import { openOpfs, storeModel, writeAll, writeOpfs, type ModelSpec } from './opfs.js';
 import type { Reply, Request } from './protocol.js';
 
 const post = (m: Reply) => (self as unknown as Worker).postMessage(m);
@@ -84,7 +85,8 @@ async function load(id: number, m: Extract<Request, { op: 'load' }>): Promise<un
   try {
     const header = readImageHeader(src);
     const predictor = predictorBytes && decodePredictor(predictorBytes, m.spec.predictorUrl ?? 'flashneuron.fnpred', modelFingerprint(header));
-    model = await openModel({ image: src, header, size: src.size, label: m.spec.name, predictor },
+    const thresholds = await storedThresholds(m.spec, m.options, modelFingerprint(header));
+    model = await openModel({ image: src, header, size: src.size, label: m.spec.name, predictor, thresholds },
       { ...m.options, wasi: 'shim', onProgress: (done, total, phase) => progress(phase, done, total) });
   } catch (e) {
     src.close();
@@ -92,6 +94,34 @@ async function load(id: number, m: Extract<Request, { op: 'load' }>): Promise<un
   }
   const e = model.engine;
   return { name: m.spec.name, mode: e.mode, model_bytes: src.size, memory: e.memory, config: e.config, simd: e.simd, device: e.backend.name, options: model.options };
+}
+
+/**
+ * The calibrated thresholds of a SiLU-gated model (sparse mode without a predictor): those the page
+ * names (spec.thresholdsUrl, or flashneuron.fnthr among a folder's files), checked against the model
+ * and kept in OPFS as NAME.fnthr beside the image; else the NAME.fnthr kept there before. As in
+ * Node, a file calibrated for another model is refused in one line.
+ */
+async function storedThresholds(spec: ModelSpec, options: { thresholdsPath?: string }, fingerprint: string): Promise<FfnThresholds | undefined> {
+  if (options.thresholdsPath !== undefined) throw new Error('thresholdsPath is a file path (Node): in a page, give the model spec a thresholdsUrl, or pass ffnThresholds');
+  const dir = await navigator.storage.getDirectory();
+  const name = spec.name.replace(/\.fnimg$/i, '') + '.fnthr';
+  let text: string | undefined, label = name;
+  const picked = spec.files?.find((f) => f.name === 'flashneuron.fnthr');
+  if (spec.thresholdsUrl !== undefined) {
+    const r = await fetch(spec.thresholdsUrl);
+    if (!r.ok) throw new Error(`cannot fetch ${spec.thresholdsUrl}: HTTP ${r.status}`);
+    [text, label] = [await r.text(), spec.thresholdsUrl];
+  } else if (picked) {
+    [text, label] = [await picked.text(), picked.name];
+  }
+  if (text === undefined) {
+    const kept = await dir.getFileHandle(name).then((h) => h.getFile()).catch(() => undefined);
+    return kept && decodeThresholds(await kept.text(), `${name} (OPFS)`, fingerprint);
+  }
+  const t = decodeThresholds(text, label, fingerprint), bytes = new TextEncoder().encode(text);
+  await writeOpfs(name, bytes.length, (h) => writeAll(h, bytes, 0), () => {});
+  return t;
 }
 
 /** A generation (or a session's turn), its tokens streamed to the page. */
