@@ -16,7 +16,7 @@ import { alloc } from "./mem";
 import { flash_read } from "./flash";
 import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy } from "./kernels/matvec";
-import { pmatvec, pdot_list } from "./threads";
+import { pmatvec, pdot_list, paxpy_list } from "./threads";
 import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
@@ -554,6 +554,8 @@ function fireList(dt: i32, n: i32, acts: usize): void {
   }
   if (hasGate) pdot_list(dt, listRows, m, xp, d, listDots);
   const reluUp = act == ACT_DRELU;   // dReLU: the neuron is active where relu(gate) * relu(up) != 0
+  // Each firing neuron's coefficient and down column, then all the columns into yp at once
+  // (sliced over the compute threads; the same sums in the same order on any number).
   for (let k = 0; k < m; k++) {
     const id = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>id << 2);
     let h = load<f32>(a);
@@ -563,8 +565,10 @@ function fireList(dt: i32, n: i32, acts: usize): void {
       if (reluUp) u = max<f32>(u, 0);
       h *= u; store<f32>(a, h); bundle -= upOff;
     }
-    if (h != 0) axpy(dt, h, bundle + downOff, yp, d);
+    store<f32>(listDots + (<usize>k << 2), h);
+    store<u32>(listRows + (<usize>k << 2), <u32>(bundle + downOff));
   }
+  paxpy_list(dt, listRows, listDots, m, yp, d);
 }
 
 /** out = accumulated y + down bias. */

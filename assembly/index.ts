@@ -14,6 +14,7 @@ export { alloc, alloc_bytes, memory_bytes } from "./mem";
 export { flash_open, flash_close, flash_read, crc32 } from "./flash";
 export * from "./kernels/matvec";
 export * from "./kernels/vec";
+export * from "./kernels/axpy-list";
 export {
   ARCH_OPT, ARCH_LLAMA, ACT_RELU, ACT_SILU, ACT_FATRELU, ACT_DRELU, ACT_GELU_TANH, NORM_LAYER, NORM_RMS,
   model_config, model_features, model_rope_llama3, set_kv_dtype, model_init,

@@ -11,6 +11,7 @@
 import { alloc } from "./mem";
 import { now } from "./stats";
 import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";
+import { axpy_list_part } from "./kernels/axpy-list";
 
 const J_GEN: usize = 0;      // u32, bumped per job
 const J_DONE: usize = 4;     // u32, chunks of the current job finished
@@ -22,6 +23,7 @@ const J_NEXT: usize = 48;    // u32: the job's generation (low 16 bits) << 16 | 
 const KIND_MATVEC: i32 = 1;
 const KIND_EXIT: i32 = 2;
 const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_COLS: their length
+const KIND_AXPY_LIST: i32 = 4;  // J_W: the row pointers, J_STRIDE: their coefficients, J_ROWS: how many, J_COLS: y's length
 
 // The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
 // own do, and a sleeping thread takes tens of microseconds to wake. (Workers poll as briefly
@@ -69,9 +71,17 @@ export function pdot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, o
   share(KIND_DOT_LIST, dt, ptrs, 0, xp, out, count, n, ready);
 }
 
+/** y += Σ coefs[k] · rows[k] (the down columns of the neurons that fired), y sliced over the ready workers. */
+export function paxpy_list(dt: i32, rows: usize, coefs: usize, count: i32, y: usize, n: i32): void {
+  const ready = !ASC_FEATURE_THREADS || job == 0 || <i64>count * <i64>n < <i64>MIN_PARALLEL || n < 64 ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) { axpy_list_part(dt, rows, coefs, count, y, n, 0, 1); return; }
+  share(KIND_AXPY_LIST, dt, rows, coefs, 0, y, count, n, ready);
+}
+
 /** Posts a job in chunks for the ready workers and wakes them, claims chunks until none are left, then waits for the rest. */
 function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, ready: i32): void {
-  const chunks = CHUNKS_PER_THREAD * (1 + ready);
+  // y slices are whole 32-element blocks: no more chunks than blocks.
+  const chunks = kind == KIND_AXPY_LIST ? min(CHUNKS_PER_THREAD * (1 + ready), cols >> 5) : CHUNKS_PER_THREAD * (1 + ready);
   const gen = atomic.load<u32>(job + J_GEN) + 1;
   atomic.store<i32>(job + J_KIND, kind);
   store<i32>(job + J_DT, dt); store<u32>(job + J_W, <u32>w); store<u32>(job + J_STRIDE, <u32>stride);
@@ -99,6 +109,7 @@ function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
     if ((v >>> 16) != (gen & 0xffff) || c >= chunks) return;
     if (atomic.cmpxchg<u32>(block + J_NEXT, v, v + 1) != v) continue;
     if (kind == KIND_DOT_LIST) dot_list_part(dt, w, rows, xp, cols, out, c, chunks);
+    else if (kind == KIND_AXPY_LIST) axpy_list_part(dt, w, stride, rows, out, cols, c, chunks);
     else matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
     if (atomic.add<u32>(block + J_DONE, 1) + 1 == <u32>chunks) atomic.notify(block + J_DONE, 1);
   }

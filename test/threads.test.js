@@ -2,10 +2,16 @@
 // gives exactly the ids one thread gives (parts split the kernels' row groups, so each row's
 // bits never depend on the thread count).
 import assert from 'node:assert/strict';
-import { loadModel } from '../dist/src/index.js';
+import { instantiateEngine, loadModel } from '../dist/src/index.js';
+import { convertDtype, quantize } from '../dist/src/format/dtype.js';
+import { join } from 'node:path';
 import { golden, imagePath, modelDir } from './helpers/models.js';
+import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { synthImage } from '../dist/src/node/synth-file.js';
 
 const GREEDY = { temperature: 0, maxTokens: 12, stopAtEos: false };
+
+after(cleanupTmp);
 
 /** Waits (no deadline but mocha's) until the model's compute workers have all started. */
 async function started(model, n) {
@@ -53,4 +59,64 @@ describe('compute threads', function () {
       await assert.rejects(loadModel(await imagePath('opt-relu-mini'), { threads: bad }), /^Error: threads must be an integer from 1 to 256 \(got [-\d.]+\)$/);
     }
   });
+});
+
+// A real width (OPT-125M's shape, random weights): here the dense FFN's products and its down
+// columns (half of ReLU's neurons fire on random weights) are large enough to be shared out.
+describe('compute threads at a real width', () => {
+  it('opt-125m shape, dense: 3 threads give the logits of 1 bit for bit', async function () {
+    this.timeout(120000);
+    const image = join(tmpDir('synth'), 'opt-125m.fnimg');
+    synthImage('opt-125m', image, { dtype: 'f16' });
+    const run = async (threads) => {
+      const m = await loadModel(image, { threads, contextLength: 16 });
+      try {
+        await started(m, threads);
+        const out = [];
+        for (let t = 0; t < 4; t++) { await m.engine.forwardAsync(100 + t, t); out.push(new Uint32Array(m.engine.logits().slice().buffer)); }
+        return out;
+      } finally { m.close(); }
+    };
+    assert.deepEqual(await run(3), await run(1));
+  });
+});
+
+// The down columns are summed over slices of y (axpy_list_part), one per thread: any slicing must
+// give the bits of the one-row-at-a-time reference, for every storage type and with a tail.
+describe('down columns over slices of y', () => {
+  const { exports: e } = instantiateEngine();
+  e._initialize();
+  const mem = () => e.memory.buffer;
+  const encode = (v, dt) => dt === 'f32' ? new Uint8Array(v.buffer) : dt.startsWith('q') ? quantize(dt, v, v.length)
+    : convertDtype(new Uint8Array(v.buffer), 'f32', dt, v.length);
+  for (const [dt, code] of [['f32', 0], ['f16', 1], ['bf16', 2], ['q8_0', 3], ['q4_0', 4]]) {
+    for (const n of dt.startsWith('q') ? [384, 1024] : [384, 1000]) {
+      it(`${dt}, y of ${n}: 1..7 slices equal the reference bit for bit`, () => {
+        const count = 37;
+        let seed = 7;
+        const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+        const rows = [], coefs = new Float32Array(count);
+        for (let k = 0; k < count; k++) {
+          const v = new Float32Array(n).map(rand);
+          const bytes = encode(v, dt);
+          const p = e.alloc(bytes.length, 16);
+          new Uint8Array(mem(), p, bytes.length).set(bytes);
+          rows.push(p);
+          coefs[k] = k % 5 === 0 ? 0 : rand();   // some neurons add nothing
+        }
+        const ptrs = e.alloc(count * 4, 16), cp = e.alloc(count * 4, 16);
+        new Uint32Array(mem(), ptrs, count).set(rows);
+        new Float32Array(mem(), cp, count).set(coefs);
+        const len = e.prep_len(n) * 4, ref = e.alloc(len, 16), got = e.alloc(len, 16);
+        e.prep_zero(code, ref, n);
+        e.axpy_list_ref(code, ptrs, cp, count, ref, n);
+        const want = new Uint32Array(mem(), ref, len / 4).slice();
+        for (let parts = 1; parts <= 7; parts++) {
+          e.prep_zero(code, got, n);
+          for (let part = parts - 1; part >= 0; part--) e.axpy_list_part(code, ptrs, cp, count, got, n, part, parts);
+          assert.deepEqual(new Uint32Array(mem(), got, len / 4), want, `${parts} slices`);
+        }
+      });
+    }
+  }
 });
