@@ -21,6 +21,7 @@ import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
 import { now, ioError, set_io_failure, add_io, computeSince } from "./stats";
+import { tealIn, tealMatvec, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
 
 export const ARCH_OPT: i32 = 0;     // learned positions (OPT)
 export const ARCH_LLAMA: i32 = 1;   // rotary positions (Llama, Mistral, Falcon, Phi)
@@ -252,7 +253,7 @@ export function forward(token: i32, pos: i32): void {
   forward_begin(token, pos);
   for (let l = 0; l < nLayers; l++) {
     layer_attention(l, pos);
-    if (!flash) ffnDense(l, xb, xb2);
+    if (!flash) ffnDense(l, tealIn(l, TEAL_FFN, xb, d), xb2);
     else {
       ffn_begin(l);
       ffn_hits(l);
@@ -302,9 +303,10 @@ export function layer_attention(l: i32, pos: i32): void {
   const t0 = now();
   const kvDim = nKv * headDim;
   norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);                  // xb (d,)
-  linear(l, L_Q, L_QB, xb, q, nHeads * headDim, d);
-  linear(l, L_K, L_KB, xb, k, kvDim, d);
-  linear(l, L_V, L_VB, xb, v, kvDim, d);
+  const xa = tealIn(l, TEAL_QKV, xb, d);                      // xb, or its small entries zeroed (teal.ts)
+  linear(l, L_Q, L_QB, xa, q, nHeads * headDim, d);
+  linear(l, L_K, L_KB, xa, k, kvDim, d);
+  linear(l, L_V, L_VB, xa, v, kvDim, d);
   if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
   const es = <usize>dtypeSize(kvDt);
   const layerK = kCache + <usize>(l * maxSeq * kvDim) * es;
@@ -312,7 +314,7 @@ export function layer_attention(l: i32, pos: i32): void {
   kvStore(layerK + <usize>(pos * kvDim) * es, k, kvDim);
   kvStore(layerV + <usize>(pos * kvDim) * es, v, kvDim);
   attention(layerK, layerV, pos);                             // attOut (nHeads*headDim,)
-  linear(l, L_O, L_OB, attOut, xb2, d, nHeads * headDim);     // xb2 (d,)
+  linear(l, L_O, L_OB, tealIn(l, TEAL_O, attOut, nHeads * headDim), xb2, d, nHeads * headDim);  // xb2 (d,)
   if (!parallel) {
     vadd(xb2, x, d);                                          // x += attention
     norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);                // xb (d,) the FFN's input
@@ -359,7 +361,7 @@ function allFinite(p: usize, n: i32): bool {
 /** Layer l's FFN over its resident bundles (the dense mode of forward()). */
 export function ffn_dense(l: i32): void {
   const t0 = now();
-  ffnDense(l, xb, xb2);
+  ffnDense(l, tealIn(l, TEAL_FFN, xb, d), xb2);
   computeSince(t0);
 }
 
@@ -389,7 +391,7 @@ function norm(src: usize, w: usize, b: usize, out: usize): void {
 /** out (rows) = W (rows, cols) @ in (cols) + bias, for weight slot `slot` of layer l. */
 function linear(l: i32, slot: i32, biasSlot: i32, src: usize, out: usize, rows: i32, cols: i32): void {
   const dt = WDT(l, slot);
-  pmatvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
+  tealMatvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
   const b = W(l, biasSlot);
   if (b) vadd(b, out, rows);
 }
@@ -485,7 +487,7 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   const acts = hAct + (<usize>(l * ffn) << 2);
   // The first product of every neuron (gate, or up for OPT) as one matvec over the neurons'
   // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
-  pmatvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
+  tealMatvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
   prep_zero(dt, yp, d);
   const bStride = biasStride ? biasStride : bundleBytes;
   for (let i = 0; i < ffn; i++) {

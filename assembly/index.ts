@@ -8,6 +8,7 @@
 //   sparse.ts            FFN on flash: the wanted set (predictor, window/LRU over the caches)
 //   planner.ts           FFN on flash: the reads (extents, rounds, staging)
 //   silu.ts              FFN on flash for SiLU models: gate and up resident, |h| over a cut
+//   teal.ts              optional input sparsity of the resident matrices (calibrated cuts)
 //   cache.ts             one layer's preallocated neuron cache
 //   stats.ts             traffic and time counters, the last read error
 export { alloc, alloc_bytes, memory_bytes } from "./mem";
@@ -15,6 +16,7 @@ export { flash_open, flash_close, flash_read, crc32 } from "./flash";
 export * from "./kernels/matvec";
 export * from "./kernels/vec";
 export * from "./kernels/axpy-list";
+export * from "./kernels/sparse-input";
 export {
   ARCH_OPT, ARCH_LLAMA, ACT_RELU, ACT_SILU, ACT_FATRELU, ACT_DRELU, ACT_GELU_TANH, NORM_LAYER, NORM_RMS,
   model_config, model_features, model_rope_llama3, set_kv_dtype, model_init,
@@ -36,6 +38,7 @@ export {
   VERIFY_OFF, VERIFY_FIRST, VERIFY_ALWAYS, IO_BAD_BUNDLE, flash_verify_init, bad_bundle,
 } from "./sparse";
 export { silu_init, silu_layer } from "./silu";
+export { teal_init, teal_layer, teal_gather_below, teal_counts_ptr, teal_record_ptr, teal_reset } from "./teal";
 export { threads_init, threads_ready, threads_stop, worker_join, worker_part, pmatvec } from "./threads";
 export {
   planner_costs, set_max_op_bytes, plan_round, plan_ptr, plan_capacity, plan_bytes, exec_plan_sync,

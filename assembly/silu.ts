@@ -11,8 +11,9 @@
 import { alloc } from "./mem";
 import { rowBytes } from "./dtype";
 import { axpy, dot } from "./kernels/matvec";
-import { pmatvec, pdot_list } from "./threads";
+import { pdot_list } from "./threads";
 import { nLayers, d, ffn, xb, xp, yp, hAct, listRows, listIds } from "./forward";
+import { tealIn, tealMatvec, TEAL_FFN } from "./teal";
 
 let siluOn = false;
 let tab: usize = 0;     // (nLayers, 4) 32-bit: [gate; up] matrix, its dtype, the cut (f32 bits)
@@ -48,7 +49,7 @@ export function siluWant(l: i32, list: usize, countAt: usize): void {
   // whatever the dtype (the Q8_0/Q4_0 multi-row kernels may round the last bit otherwise, which
   // the next layer's int8 activations can turn into a visible change).
   const rb = rowBytes(dt, d), up = dots + (<usize>ffn << 2);
-  pmatvec(dt, w, rb, xb, xp, dots, ffn, d);
+  tealMatvec(dt, w, rb, tealIn(l, TEAL_FFN, xb, d), xp, dots, ffn, d);   // xb, or its small entries zeroed (teal.ts)
   if (!cats) {
     for (let i = 0; i < ffn; i++) store<u32>(listRows + (<usize>i << 2), <u32>(w + <usize>(ffn + i) * rb));
     pdot_list(dt, listRows, ffn, xp, d, up);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { instantiateEngine } from '../dist/src/index.js';
 import { dequantize, quantize } from '../dist/src/format/dtype.js';
+import { rng } from '../dist/src/predictor/util.js';   // deterministic (mulberry32): failures reproduce
 
 const LENGTHS = [1, 3, 7, 15, 16, 17, 31, 33, 384, 1536];
 const DTYPES = [
@@ -17,17 +18,6 @@ const DTYPES = [
 /** Max |simd - ref| / sum |w x| per weight dtype (all accumulate in f32; n <= 1536 here). */
 const TOL = { f32: 1e-5, f16: 1e-5, bf16: 1e-5 };
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const F = new Float32Array(1);
 const U = new Uint32Array(F.buffer);

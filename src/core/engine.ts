@@ -6,6 +6,7 @@
 import type { ModelConfig } from '../format/config.js';
 import { DTYPE_CODE } from '../format/dtype.js';
 import { readImageHeader, readTokenizerJson, section, type FfnLayout, type ImageHeader, type Progress } from '../format/image.js';
+import { ActivationModel } from '../format/synth.js';
 import { readExact, type FlashSource } from '../io/source.js';
 import { BatchReader, type PlanReader } from '../io/plan-reader.js';
 import { createWasiShim, PREOPEN_FD, type WasiProvider } from '../io/wasi-shim.js';
@@ -51,10 +52,10 @@ export function setEngineHost(h: EngineHost): void { host = { ...host, ...h }; }
 
 export class Engine {
   readonly config: ModelConfig;
-  /** Bytes of wasm memory the engine holds (fixed after loading: nothing grows per token). */
-  readonly memoryBytes: number;
   /** Bytes of all FFN sections in the image. */
   readonly ffnBytes: number;
+  /** Bytes of wasm memory the engine holds, read as it is now (fixed after loading: nothing grows per token). */
+  get memoryBytes(): number { return this.wasm.memory.buffer.byteLength + (this.reader?.hostBytes ?? 0); }
   private logitsView: Float32Array;
   private readonly cpu: WasmBackend;
   /** What runs the forward pass's arithmetic (setDevice). */
@@ -84,7 +85,6 @@ export class Engine {
     private readonly pool?: { close(): void },
   ) {
     this.config = header.config;
-    this.memoryBytes = wasm.memory.buffer.byteLength + (reader?.hostBytes ?? 0);
     this.ffnBytes = header.ffn.bundle_bytes * header.config.ffn * header.config.nLayers;
     this.logitsView = this.view(wasm.logits_ptr(), this.config.vocab);
     this.cpu = new WasmBackend(wasm, (['wasm', 'wasm simd', 'wasm relaxed simd'] as const)[wasm.simd_level()] ?? 'wasm');
@@ -164,6 +164,13 @@ export class Engine {
       parts.forEach((at, p) => { e.flash_part(p, BigInt(at), part, p * part); e.flash_part_stride(p, f.bundle_bytes); });
       e.flash_row_bytes(layout.rowBytes);
     }
+    // TEAL (optional): per layer the cuts on the inputs of q/k/v, o and gate/up (assembly/teal.ts).
+    if (opts.tealThresholds || opts.tealRecord) {
+      const t = opts.tealThresholds, qDim = cfg.nHeads * cfg.headDim;
+      if (t && !(t.length === cfg.nLayers && t.every((c) => c.length === 3 && c.every((v) => Number.isFinite(v) && v >= 0)))) throw new Error(`tealThresholds must be ${cfg.nLayers} rows of 3 cuts ≥ 0 (q/k/v, o, gate/up inputs)`);
+      e.teal_init(Math.max(cfg.hidden, cfg.ffn, qDim), qDim, opts.tealRecord ? 1 : 0);
+      t?.forEach((c, l) => e.teal_layer(l, c[0], c[1], c[2]));
+    }
     // Per-neuron checksums of the FFN on flash (older images have none: unverified).
     const verify = opts.verify ?? 'first';
     if (!['first', 'always', 'off'].includes(verify)) throw new Error(`verify must be first, always or off (got ${opts.verify})`);
@@ -219,6 +226,10 @@ export class Engine {
     const engine = new Engine(header, src, e, simd, tokenizerJson, wasi, fd, layout.contextLength, layout.mode, memory, layout.ffnInMemory, reader, pool);
     if (layout.ioOnly) { engine.backend = new IoReplayBackend(e); e.set_host_compute(1); }
     engine.silu = layout.silu;
+    if (opts.syntheticFiring) {
+      if (layout.want !== ABI.WANT_HOST) throw new Error('syntheticFiring draws the firing sets of sparse mode without a predictor');
+      engine.firing = new ActivationModel(cfg.nLayers, cfg.ffn, { seed: opts.syntheticFiring.seed, active: opts.syntheticFiring.activeShare });
+    }
     return engine;
   }
 
@@ -278,6 +289,7 @@ export class Engine {
     const reader = this.flash ? this.reader : undefined;
     if (b === this.cpu && !reader) { this.forward(token, pos); return; }
     this.checkStep(token, pos);
+    if (this.firing) this.fire();
     const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
     b.begin(token, pos);
     for (let l = 0; l < this.config.nLayers; l++) {
@@ -322,6 +334,7 @@ export class Engine {
   forward(token: number, pos: number): void {
     if (this.backend !== this.cpu) throw new Error(`the ${this.backend.name} backend runs asynchronously: use forwardAsync()`);
     this.checkStep(token, pos);
+    if (this.firing) this.fire();
     this.wasm.forward(token, pos);
     this.checkIo();
     this.checkFinite(pos, true);
@@ -335,6 +348,17 @@ export class Engine {
   /** Whether the FFN is read from flash (naive, hybrid or sparse mode). */
   get flash(): boolean { return this.mode !== 'dense'; }
 
+
+  /** syntheticFiring: the sets each pass wants, drawn into the wasm's predicted lists (and the time it took). */
+  private firing: ActivationModel | undefined;
+  private firingMs = 0;
+  private heap32: Int32Array | undefined;
+  private fire(): void {
+    const w = this.wasm, t0 = performance.now();
+    if (this.heap32?.buffer !== w.memory.buffer) this.heap32 = new Int32Array(w.memory.buffer);
+    for (let l = 0; l < this.config.nLayers; l++) w.set_predicted_count(l, this.firing!.fill(l, this.heap32, w.predicted_ptr(l) >>> 2));
+    this.firingMs += performance.now() - t0;
+  }
 
   /** Oracle/host predictions: the neurons of layer l wanted at the next token (ascending ids). */
   predict(l: number, ids: ArrayLike<number>): void {
@@ -356,6 +380,7 @@ export class Engine {
     if (!this.flash) return;
     this.wasm.flash_reset();
     this.kvLength = 0;
+    this.firing?.reset();
   }
 
   /**
@@ -377,10 +402,10 @@ export class Engine {
   /** Counters since the last resetStats(): flash traffic and where the time went (ms). */
   stats(): { bytes_read: number; reads: number; io_ms: number; mem_ms: number; compute_ms: number; predict_ms: number } {
     const w = this.wasm;
-    return { bytes_read: w.stat_bytes_read(), reads: w.stat_reads(), io_ms: w.stat_io_ms(), mem_ms: w.stat_mem_ms(), compute_ms: w.stat_compute_ms(), predict_ms: w.stat_predict_ms() };
+    return { bytes_read: w.stat_bytes_read(), reads: w.stat_reads(), io_ms: w.stat_io_ms(), mem_ms: w.stat_mem_ms(), compute_ms: w.stat_compute_ms(), predict_ms: w.stat_predict_ms() + this.firingMs };
   }
 
-  resetStats(): void { this.wasm.stats_reset(); }
+  resetStats(): void { this.wasm.stats_reset(); this.firingMs = 0; this.wasm.teal_reset(); }
 
   /** Neurons now cached per layer. */
   cacheRows(): number[] {
@@ -463,6 +488,25 @@ export class Engine {
   /** FFN activations of layer l for the last token (ffn values; 0 = neuron inactive). */
   activations(l: number): Float32Array {
     return this.view(this.wasm.activations_ptr() + l * this.config.ffn * 4, this.config.ffn);
+  }
+
+  /**
+   * TEAL: per layer and input (0 q/k/v, 1 o, 2 gate/up) the entries cut and seen since
+   * resetStats (all zero without tealThresholds).
+   */
+  tealCounts(): { cut: number; seen: number }[][] {
+    const p = this.wasm.teal_counts_ptr();
+    if (!p) return [];
+    const c = new Float64Array(this.wasm.memory.buffer, p, this.config.nLayers * 6);
+    return Array.from({ length: this.config.nLayers }, (_, l) => [0, 1, 2].map((g) => ({ cut: c[6 * l + 2 * g], seen: c[6 * l + 2 * g + 1] })));
+  }
+
+  /** TEAL calibration (tealRecord): layer l's attention norm output (q/k/v input) and attention output (o input) for the last token. */
+  tealInputs(l: number): { qkv: Float32Array; o: Float32Array } {
+    const p = this.wasm.teal_record_ptr(), d = this.config.hidden, q = this.config.nHeads * this.config.headDim;
+    if (!p) throw new Error('tealInputs needs the engine opened with tealRecord');
+    const at = p + 4 * l * (d + q);
+    return { qkv: this.view(at, d), o: this.view(at + 4 * d, q) };
   }
 
   /** FFN input of layer l for the last token (the normed residual the FFN and its predictor see). */

@@ -6,7 +6,7 @@ import type { ImageHeader } from '../format/image.js';
 import type { FlashSource } from '../io/source.js';
 import type { DeviceProfile } from '../io/profile.js';
 import type { Predictor } from '../predictor/types.js';
-import { thresholdsAt, type FfnThresholds } from '../predictor/thresholds.js';
+import { tealCutsAt, thresholdsAt, type FfnThresholds } from '../predictor/thresholds.js';
 import { pickRank } from '../predictor/ladder.js';
 import { gpuLacks, openGpu, type Gpu } from '../gpu/webgpu.js';
 import { Engine, hostCores } from './engine.js';
@@ -48,18 +48,19 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
   try {
     resolved = resolveOptions(opts, {
       config: header.config, modelBytes: info.size, hasPredictor: !!info.predictor || !!opts.oracle, hasThresholds: !!info.thresholds || !!opts.ffnThresholds,
+      hasTeal: !!info.thresholds?.teal || !!opts.tealThresholds,
       gpu: gpu ? (gpu.fallback ? 'software' : 'hardware') : 'none',
       // What the WebGPU backend runs: f32/f16/bf16 weights of the families its kernels cover.
       gpuWeights: ['f32', 'f16', 'bf16'].includes(header.ffn.dtype) && !gpuLacks(header.config, header.config.maxPositions),
       jobTokens: opts.jobTokens, profile: info.profile, bundleChecksums: header.sections.some((s) => s.name === 'ffn.crc'),
-      cores: hostCores(),
+      cores: hostCores(), synthetic: String(header.source?.converted_from ?? '').startsWith('synthetic '),
     });
   } catch (e) {
     gpu?.device.destroy();
     throw e;
   }
   const r = resolved;
-  const predictor = r.mode === 'sparse' && !r.siluSparse && !opts.oracle && info.predictor ? pickRank(info.predictor, r.predictorRank, r.predictorDtype) : undefined;
+  const predictor = r.mode === 'sparse' && !r.siluSparse && !opts.oracle && !r.syntheticFiring && info.predictor ? pickRank(info.predictor, r.predictorRank, r.predictorDtype) : undefined;
   // The file's cuts, or those of another target sparsity from the same calibration.
   const ffnThresholds = !r.siluSparse ? undefined : opts.ffnThresholds ?? (opts.sparsity !== undefined ? thresholdsAt(info.thresholds!, opts.sparsity) : info.thresholds!.thresholds);
   let engine: Engine;
@@ -68,6 +69,8 @@ export async function openModel(info: ImageInfo, opts: LoadOptions = {}): Promis
       ...opts, mode: r.mode, memoryBytes: r.memoryBytes, contextLength: r.contextLength, kvDtype: r.kvDtype, residentDtype: r.residentDtype,
       window: r.window, threshold: r.threshold, predictorDtype: r.predictorDtype, hybridShare: r.hybridShare, io: r.io, direct: r.direct,
       queueDepth: r.queueDepth, planner: opts.planner ?? r.planner, predictor, verify: r.verify, threads: r.threads, ffnThresholds,
+      syntheticFiring: r.syntheticFiring,
+      tealThresholds: r.teal === false ? undefined : opts.tealThresholds ?? tealCutsAt(info.thresholds!.teal!, r.teal === true ? undefined : r.teal),
       siluRule: opts.siluRule ?? (info.thresholds?.statistic === 'abs_silu_gate' ? 'gate' : undefined),
     });
   } catch (e) {

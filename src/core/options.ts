@@ -131,7 +131,24 @@ export interface EngineOptions {
    * (an f16 7B model; bench:table2). Flash modes only; the wanted neurons come from predict().
    */
   ioOnly?: boolean;
+  /** Sparse mode on a synthetic image: each pass's firing sets come from an ActivationModel (format/synth.ts), not a predictor. */
+  syntheticFiring?: SyntheticFiring;
+  /**
+   * TEAL input sparsity: per layer the cuts [q/k/v input, o input, gate/up input] under which an
+   * input entry of those resident matrices counts as zero (flashneuron calibrate --teal). The wasm only.
+   */
+  tealThresholds?: number[][];
+  /** Keep each layer's q/k/v and o inputs of the last token (Engine.tealInputs: TEAL calibration). */
+  tealRecord?: boolean;
 }
+
+/**
+ * Synthetic images (flashneuron synth) have random weights and no predictor: in sparse mode the
+ * neurons wanted each token are drawn by an ActivationModel (power-law firing rates, sticky
+ * across tokens) seeded by `seed`; `activeShare` is the mean share of each layer firing
+ * (default 0.1, as the paper measured on OPT-6.7B). The same seed gives the same sets on every host.
+ */
+export interface SyntheticFiring { seed: number; activeShare?: number }
 
 /** Memory the engine holds, by part (bytes). */
 export interface MemoryReport {
@@ -163,6 +180,10 @@ export interface RunOptions {
   verify?: 'first' | 'always' | 'off';
   /** Threads computing (default: the cores the host reports). */
   threads?: number;
+  /** Synthetic images only: sparse mode with firing sets drawn by an ActivationModel in place of a predictor. */
+  syntheticFiring?: SyntheticFiring;
+  /** SiLU-gated models: TEAL input sparsity of q/k/v, o, gate/up by calibrated cuts — true: the calibrated target; a number: that share from the calibration's quantiles. */
+  teal?: boolean | number;
 }
 
 /** What the options depend on besides the user. */
@@ -186,6 +207,10 @@ export interface RunFacts {
   bundleChecksums?: boolean;
   /** Cores the host offers (os.availableParallelism(), navigator.hardwareConcurrency); default 1. */
   cores?: number;
+  /** Whether the image is synthetic (flashneuron synth: random weights). */
+  synthetic?: boolean;
+  /** Whether calibrated TEAL cuts (inputs of q/k/v, o, gate/up) are available. */
+  hasTeal?: boolean;
 }
 
 /** Every decision the engine needs, made. */
@@ -212,6 +237,10 @@ export interface ResolvedOptions {
   threads: number;
   /** Sparse mode by calibrated |silu(gate)·up| thresholds (a SiLU-gated model) instead of a predictor. */
   siluSparse: boolean;
+  /** Sparse mode's firing sets drawn by an ActivationModel (synthetic images), when asked for. */
+  syntheticFiring?: Required<SyntheticFiring>;
+  /** TEAL input sparsity: off, the calibrated target (true), or another target share. */
+  teal: boolean | number;
   /** Things the user should know about the choices made (printed by the CLI). */
   notes: string[];
 }
@@ -235,6 +264,9 @@ export const RANGES = {
   threads: { int: true, min: 1, max: 256 },
   /** SiLU-gated models: the share of down_proj inputs dropped (calibrate, and a run's target). */
   sparsity: { min: 0, below: 1 },
+  /** syntheticFiring: the seed and the mean share of each layer firing. */
+  firingSeed: { int: true, min: 0, max: 2 ** 32 - 1 },
+  activeShare: { above: 0, max: 0.9 },
 } satisfies Record<string, Range>;
 
 export function inRange(v: number, r: Range): boolean {
@@ -266,16 +298,19 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   // predictor's place (gate and up resident, down columns read: assembly/silu.ts).
   const siluGated = cfg.act === 'silu' && cfg.hasGate;
   const thresholds = siluGated && !!facts.hasThresholds;
-  const mode: FfnMode = o.mode ?? (memoryBytes === undefined ? 'dense' : facts.hasPredictor || thresholds ? 'sparse' : 'hybrid');
+  const firing = syntheticFiring(o, facts);
+  const mode: FfnMode = o.mode ?? (firing ? 'sparse' : memoryBytes === undefined ? 'dense' : facts.hasPredictor || thresholds ? 'sparse' : 'hybrid');
   if (o.mode === undefined && mode === 'hybrid') {
     notes.push(siluGated ? 'no calibrated thresholds for this SiLU model: the FFN runs in hybrid mode (run flashneuron calibrate for sparse mode)'
       : 'no sparsity predictor for this model: the FFN runs in hybrid mode (train one with train-predictor for sparse mode)');
   }
-  if (mode === 'sparse' && !facts.hasPredictor && !thresholds) {
+  if (firing && mode !== 'sparse') throw new Error(`syntheticFiring draws sparse mode's firing sets: use mode sparse (got ${mode})`);
+  if (mode === 'sparse' && !facts.hasPredictor && !thresholds && !firing) {
     throw new Error(siluGated ? 'sparse mode on a SiLU model needs calibrated thresholds: run "flashneuron calibrate --sparsity 0.5 TEXT_FILE" for it, or use mode naive or hybrid'
       : 'sparse mode needs a sparsity predictor for this model: train one with "flashneuron train-predictor", or use mode naive or hybrid');
   }
-  const siluSparse = mode === 'sparse' && thresholds;
+  const siluSparse = mode === 'sparse' && thresholds && !firing;
+  const teal = tealOption(o, facts, mode, siluSparse);
 
   checkRange('contextLength', o.contextLength, RANGES.contextLength);
   const contextLength = Math.min(cfg.maxPositions, o.contextLength ?? (memoryBytes === undefined ? DEFAULT_CONTEXT_CAP : facts.jobTokens ?? BUDGET_CONTEXT));
@@ -302,9 +337,10 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
 
   // WebGPU where asked for, or ('auto') where a hardware adapter is present and runs these weights.
   const wanted = o.device ?? 'auto';
+  if (teal !== false && wanted === 'gpu') throw new Error('teal (input sparsity) runs on the wasm: use --device cpu or auto');
   if (siluSparse && wanted === 'gpu') throw new Error('sparse mode on a SiLU model (calibrated thresholds) runs on the wasm: use --device cpu or auto');
   if (wanted === 'gpu' && facts.gpu === 'none') throw new Error('no WebGPU adapter here (navigator.gpu is missing or offers none); use --device cpu or auto');
-  const device = !siluSparse && (wanted === 'gpu' || (wanted === 'auto' && facts.gpu === 'hardware' && facts.gpuWeights)) ? 'gpu' : 'cpu';
+  const device = !siluSparse && teal === false && (wanted === 'gpu' || (wanted === 'auto' && facts.gpu === 'hardware' && facts.gpuWeights)) ? 'gpu' : 'cpu';
   // The WebGPU backend takes the weights as stored; on the wasm a tight budget quantizes them.
   const residentDtype = o.residentDtype ?? (device === 'gpu' ? 'stored' : 'auto');
 
@@ -317,10 +353,32 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
   return {
     memoryBytes, mode, contextLength, kvDtype: o.kvDtype ?? (memoryBytes === undefined ? 'f32' : 'f16'), residentDtype, window,
     threshold: o.threshold, predictorRank: o.predictorRank, predictorDtype: o.predictorDtype ?? 'q8_0', hybridShare: o.hybridShare,
-    io, direct, queueDepth, planner, device, verify: o.verify ?? 'first', siluSparse,
+    io, direct, queueDepth, planner, device, verify: o.verify ?? 'first', siluSparse, teal, ...(firing ? { syntheticFiring: firing } : {}),
     threads: o.threads ?? (device === 'gpu' ? 1 : Math.max(1, Math.min(RANGES.threads.max, facts.cores ?? 1))),
     notes,
   };
+}
+
+/** The synthetic firing asked for, checked: refused on a real image (it has weights whose own firing a predictor learns). */
+function syntheticFiring(o: RunOptions, facts: RunFacts): Required<SyntheticFiring> | undefined {
+  const f = o.syntheticFiring;
+  if (f === undefined) return undefined;
+  if (typeof f !== 'object' || f === null) throw new Error(`syntheticFiring must be { seed, activeShare? } (got ${f})`);
+  if (!facts.synthetic) throw new Error('syntheticFiring is for synthetic images (flashneuron synth) only: a real model fires as its weights say; use its predictor (train-predictor) for sparse mode');
+  checkRange('syntheticFiring.seed', f.seed, RANGES.firingSeed);
+  if (f.seed === undefined) throw new Error('syntheticFiring needs a seed (an integer from 0 to 4294967295)');
+  checkRange('syntheticFiring.activeShare', f.activeShare, RANGES.activeShare);
+  return { seed: f.seed, activeShare: f.activeShare ?? 0.1 };
+}
+
+/** TEAL asked for, checked: calibrated cuts, dense mode or sparse mode on a SiLU model. */
+function tealOption(o: RunOptions, facts: RunFacts, mode: FfnMode, siluSparse: boolean): boolean | number {
+  const t = o.teal;
+  if (t === undefined || t === false) return false;
+  if (t !== true) checkRange('teal', t, RANGES.sparsity);
+  if (!facts.hasTeal) throw new Error('teal needs calibrated TEAL cuts for this model: run "flashneuron calibrate --sparsity 0.5 --teal 0.4 TEXT_FILE" for it');
+  if (mode !== 'dense' && !siluSparse) throw new Error(`teal runs in dense mode or in sparse mode on a SiLU model with calibrated thresholds (got mode ${mode})`);
+  return t;
 }
 
 function oneOf<T>(name: string, v: T | undefined, allowed: readonly T[]): void {

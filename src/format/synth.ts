@@ -18,6 +18,8 @@ export const SHAPES: Record<string, ModelConfig> = {
   'opt-1.3b': { ...OPT, eosIds: [2], nLayers: 24, hidden: 2048, ffn: 8192, nHeads: 32, nKvHeads: 32, headDim: 64 },
   'opt-6.7b': { ...OPT, eosIds: [2], nLayers: 32, hidden: 4096, ffn: 16384, nHeads: 32, nKvHeads: 32, headDim: 128 },
   'llama-2-7b': { ...LLAMA, eosIds: [2], nLayers: 32, hidden: 4096, ffn: 11008, nHeads: 32, nKvHeads: 32, headDim: 128 },
+  /** Not a published model: Llama-2-7B's layout at a size for tests (≈ 20 MB in int4). */
+  'tiny-llama': { ...LLAMA, eosIds: [2], nLayers: 4, hidden: 256, ffn: 1024, nHeads: 4, nKvHeads: 4, headDim: 64, maxPositions: 512 },
 };
 
 /**
@@ -101,10 +103,15 @@ function hash(s: string): number {
 export class ActivationModel {
   private readonly p: Float32Array[] = [];
   private readonly on: Uint8Array[] = [];
+  /** Per neuron: the chance to stay on, and to turn on (the chain's two transitions). */
+  private readonly stayOn: Float64Array[] = [];
+  private readonly turnOn: Float64Array[] = [];
   private s: number;
+  /** The state after construction, for reset(). */
+  private readonly start: { s: number; on: Uint8Array[] };
 
   constructor(readonly nLayers: number, readonly ffn: number, readonly opts: { active?: number; stay?: number; alpha?: number; seed?: number } = {}) {
-    const active = opts.active ?? 0.1, alpha = opts.alpha ?? 0.6;
+    const active = opts.active ?? 0.1, alpha = opts.alpha ?? 0.6, stay = opts.stay ?? 0.7;
     this.s = (opts.seed ?? 7) >>> 0 || 1;
     for (let l = 0; l < nLayers; l++) {
       const w = new Float32Array(ffn);
@@ -117,24 +124,41 @@ export class ActivationModel {
         scale *= active / mean;
       }
       const p = w.map((v) => Math.min(0.95, v * scale));
-      const on = new Uint8Array(ffn);
-      for (let i = 0; i < ffn; i++) on[i] = this.rand() < p[i] ? 1 : 0;
-      this.p.push(p); this.on.push(on);
+      const on = new Uint8Array(ffn), a = new Float64Array(ffn), b = new Float64Array(ffn);
+      for (let i = 0; i < ffn; i++) {
+        on[i] = this.rand() < p[i] ? 1 : 0;
+        a[i] = Math.max(stay, p[i]); b[i] = p[i] * (1 - a[i]) / (1 - p[i]);   // stationary share p_i
+      }
+      this.p.push(p); this.on.push(on); this.stayOn.push(a); this.turnOn.push(b);
     }
+    this.start = { s: this.s, on: this.on.map((o) => o.slice()) };
   }
 
   /** The next token's firing neurons of every layer (ascending ids). */
   next(): Int32Array[] {
-    const stay = this.opts.stay ?? 0.7;
-    return this.p.map((p, l) => {
-      const on = this.on[l], ids: number[] = [];
-      for (let i = 0; i < this.ffn; i++) {
-        const a = Math.max(stay, p[i]), b = p[i] * (1 - a) / (1 - p[i]);   // stationary share p_i
-        on[i] = this.rand() < (on[i] ? a : b) ? 1 : 0;
-        if (on[i]) ids.push(i);
-      }
-      return Int32Array.from(ids);
-    });
+    const buf = new Int32Array(this.ffn);
+    return this.p.map((_, l) => buf.slice(0, this.fill(l, buf, 0)));
+  }
+
+  /**
+   * Moves layer `l` on by one token (layers in order, as next() does) and writes its firing
+   * neurons' ids, ascending, into `out` from `at`; returns how many. Allocates nothing.
+   */
+  fill(l: number, out: Int32Array, at: number): number {
+    const on = this.on[l], a = this.stayOn[l], b = this.turnOn[l];
+    let n = 0;
+    for (let i = 0; i < this.ffn; i++) {
+      const v = this.rand() < (on[i] ? a[i] : b[i]) ? 1 : 0;
+      on[i] = v;
+      if (v) out[at + n++] = i;
+    }
+    return n;
+  }
+
+  /** Back to the state after construction: the same sets again, token after token. */
+  reset(): void {
+    this.s = this.start.s;
+    this.start.on.forEach((o, l) => this.on[l].set(o));
   }
 
   private rand(): number {

@@ -242,6 +242,7 @@ export function runOptions(f: Flags): RunOptions {
     contextLength: num(f.context), kvDtype: str(f.kv) as RunOptions['kvDtype'],
     io: str(f.io) as RunOptions['io'], direct: f.direct === true ? true : undefined, queueDepth: num(f['queue-depth']),
     device: str(f.device) as RunOptions['device'], verify: str(f.verify) as RunOptions['verify'], threads: num(f.threads),
+    teal: f.teal === true ? true : undefined,
   };
 }
 

@@ -44,13 +44,13 @@ export async function loadModel(path: string = DEFAULT_MODEL, opts: LoadOptions 
   const mayBeSparse = opts.mode === 'sparse' || (opts.mode === undefined && opts.memory !== undefined);
   // SiLU-gated models run sparse by calibrated magnitude cuts (flashneuron calibrate), not a predictor.
   const siluGated = header.config.act === 'silu' && header.config.hasGate;
-  if (mayBeSparse && siluGated && !opts.oracle && !opts.ffnThresholds) {
+  if ((mayBeSparse || (opts.teal !== undefined && opts.teal !== false)) && siluGated && !opts.oracle && !opts.ffnThresholds) {
     const p = opts.thresholdsPath ?? thresholdsPath(file === undefined || statSync(full).isDirectory() ? full : file);
     if (opts.thresholdsPath !== undefined || existsSync(p)) thresholds = loadThresholds(p, modelFingerprint(header));
   } else if (opts.thresholdsPath !== undefined && !siluGated) {
     throw new Error(`thresholds are for SiLU-gated models; ${path} uses ${header.config.act}`);
   }
-  if (mayBeSparse && !opts.oracle && !siluGated) {
+  if (mayBeSparse && !opts.oracle && !opts.syntheticFiring && !siluGated) {
     // Asked for; else trained beside the model; else shipped with it (PowerInfer GGUF, TurboSparse: the image's sidecar).
     const beside = predictorPath(file === undefined || statSync(full).isDirectory() ? full : file);
     const p = opts.predictorPath ?? (existsSync(beside) || file === undefined ? beside : predictorPath(file));
