@@ -5,6 +5,7 @@
 // gives the bits of one. Rows whose coefficient is 0 add nothing and are skipped.
 import { rowBytes } from "../dtype";
 import { axpy } from "./matvec";
+import { cut } from "./parts";
 
 /** y (n, prepared for dt) += Σ_k coefs[k] · rows[k] (count rows, u32 addresses; f32 coefficients). */
 export function axpy_list(dt: i32, rows: usize, coefs: usize, count: i32, y: usize, n: i32): void {
@@ -14,7 +15,7 @@ export function axpy_list(dt: i32, rows: usize, coefs: usize, count: i32, y: usi
 /** axpy_list over slice `part` of `parts` of y. */
 export function axpy_list_part(dt: i32, rows: usize, coefs: usize, count: i32, y: usize, n: i32, part: i32, parts: i32): void {
   const blocks = n >> 5;
-  const a = slice(blocks, part, parts) << 5, b = part == parts - 1 ? n : slice(blocks, part + 1, parts) << 5;
+  const a = cut(blocks, part, parts) << 5, b = part == parts - 1 ? n : cut(blocks, part + 1, parts) << 5;
   if (b <= a) return;
   const wOff = rowBytes(dt, a), yOff = <usize>a << 2;
   for (let k = 0; k < count; k++) {
@@ -29,8 +30,4 @@ export function axpy_list_ref(dt: i32, rows: usize, coefs: usize, count: i32, y:
     const c = load<f32>(coefs + (<usize>k << 2));
     if (c != 0) axpy(dt, c, <usize>load<u32>(rows + (<usize>k << 2)), y, n);
   }
-}
-
-@inline function slice(total: i32, p: i32, n: i32): i32 {
-  return <i32>((<i64>total * <i64>p) / <i64>n);
 }

@@ -38,6 +38,7 @@ import { vdot } from "./vec";
 import { hsum, madd, madd2 } from "./lanes";
 import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
 import { q_prep_x, q_dot, q_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
+import { cut } from "./parts";
 
 /** f32 slots a prepared vector of n elements needs. */
 export function prep_len(n: i32): i32 {
@@ -304,11 +305,6 @@ export function dot_list_ref(dt: i32, ptrs: usize, count: i32, x: usize, n: i32,
 export function matvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, out: usize, rows: i32, cols: i32): void {
   prep_x(dt, x, xp, cols);
   matvec_part(dt, w, stride, xp, out, rows, cols, 0, 1);
-}
-
-/** Where part p of n starts in [0, total): parts differ by at most one. */
-@inline function cut(total: i32, p: i32, n: i32): i32 {
-  return <i32>((<i64>total * <i64>p) / <i64>n);
 }
 
 /**

@@ -19,6 +19,7 @@
 // rows in the dense kernels, so gathering wins only where few entries are kept; a Q8_0/Q4_0
 // block of 32 is skipped whole only where all its entries are cut (mask_blocks_skippable()).
 import { DT_F32, DT_F16, DT_BF16, loadElem } from "../dtype";
+import { cut } from "./parts";
 
 const F16_UP: f32 = 5.192296858534828e33; // 2^112: f16 bits placed in an f32 read as value * 2^-112
 
@@ -65,10 +66,6 @@ export function gather_inputs(x: usize, n: i32, t: f32, idx: usize, xs: usize): 
   return m;
 }
 
-/** Where part p of n starts in [0, total) (as matvec.ts's cut). */
-@inline function cut(total: i32, p: i32, n: i32): i32 {
-  return <i32>((<i64>total * <i64>p) / <i64>n);
-}
 
 export function sparse_matvec(dt: i32, w: usize, stride: usize, idx: usize, xs: usize, m: i32, out: usize, rows: i32, cols: i32): void {
   sparse_matvec_part(dt, w, stride, idx, xs, m, out, rows, cols, 0, 1);
