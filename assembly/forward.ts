@@ -16,12 +16,13 @@ import { alloc } from "./mem";
 import { flash_read } from "./flash";
 import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy } from "./kernels/matvec";
-import { pmatvec, pdot_list, paxpy_list } from "./threads";
-import { vdot, vaxpy, vadd, layernorm, rmsnorm, softmax } from "./kernels/vec";
+import { pmatvec, pdot_list, paxpy_list, pattention } from "./threads";
+import { vadd, layernorm, rmsnorm } from "./kernels/vec";
+import { attention_init, attention_set } from "./attention";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
 import { now, ioError, set_io_failure, add_io, computeSince } from "./stats";
-import { tealIn, tealMatvec, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
+import { tealIn, tealMatvec, tealMatvec3, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
 
 export const ARCH_OPT: i32 = 0;     // learned positions (OPT)
 export const ARCH_LLAMA: i32 = 1;   // rotary positions (Llama, Mistral, Falcon, Phi)
@@ -154,15 +155,13 @@ let q: usize = 0;       // (nHeads*headDim,)
 let k: usize = 0;       // (nKv*headDim,)
 let v: usize = 0;       // (nKv*headDim,)
 let attOut: usize = 0;  // (nHeads*headDim,)
-let att: usize = 0;     // (maxSeq,) scores of one head
+let attn: usize = 0;    // attention.ts's block: per head its scores and prepared buffers
 let hAct: usize = 0;    // (nLayers, ffn) FFN activations of the last token
 let ffnIn: usize = 0;   // (nLayers, d) FFN input (normed) of the last token: what predictors see
 let logits: usize = 0;  // (vocab,)
 let kCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
 let vCache: usize = 0;  // (nLayers, maxSeq, nKv*headDim) kvDt
 let kvDt: i32 = DT_F32; // f16 halves the KV cache (the host chooses, before model_init)
-let qp: usize = 0;      // (prep_len(headDim),) one query head, prepared for an f16 KV cache
-let vp: usize = 0;      // (prep_len(headDim),) one head's value accumulator, prepared
 let ropeCos: usize = 0; // (maxSeq, rotaryDim/2)
 let ropeSin: usize = 0; // (maxSeq, rotaryDim/2)
 let xp: usize = 0;      // prepared activation (kernel layout), widest input
@@ -182,11 +181,11 @@ export function model_init(): usize {
   const qDim = nHeads * headDim, kvDim = nKv * headDim;
   x = f32s(d); xb = f32s(d); xb2 = f32s(d); capture = f32s(d);
   q = f32s(qDim); k = f32s(kvDim); v = f32s(kvDim); attOut = f32s(qDim);
-  att = f32s(maxSeq); hAct = f32s(nLayers * ffn); ffnIn = f32s(nLayers * d); logits = f32s(vocab);
+  hAct = f32s(nLayers * ffn); ffnIn = f32s(nLayers * d); logits = f32s(vocab);
   listRows = f32s(ffn); listIds = f32s(ffn); listDots = f32s(ffn);
   const kvElems = nLayers * maxSeq * kvDim, kvHalves = kvDt == DT_F32 ? 1 : 0;
   kCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1); vCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1);
-  qp = f32s(prep_len(headDim)); vp = f32s(prep_len(headDim));
+  attn = attention_init(q, attOut, nHeads, nKv, headDim, maxSeq, kvDt);
   const widest = max(max(d, ffn), qDim);
   xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
   if (ropeTheta > 0) {
@@ -304,16 +303,23 @@ export function layer_attention(l: i32, pos: i32): void {
   const kvDim = nKv * headDim;
   norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);                  // xb (d,)
   const xa = tealIn(l, TEAL_QKV, xb, d);                      // xb, or its small entries zeroed (teal.ts)
-  linear(l, L_Q, L_QB, xa, q, nHeads * headDim, d);
-  linear(l, L_K, L_KB, xa, k, kvDim, d);
-  linear(l, L_V, L_VB, xa, v, kvDim, d);
+  const dq = WDT(l, L_Q);
+  if (dq == WDT(l, L_K) && dq == WDT(l, L_V)) {
+    tealMatvec3(dq, rowBytes(dq, d), xa, xp, d, W(l, L_Q), q, nHeads * headDim, W(l, L_K), k, kvDim, W(l, L_V), v, kvDim);
+    addBias(l, L_QB, q, nHeads * headDim); addBias(l, L_KB, k, kvDim); addBias(l, L_VB, v, kvDim);
+  } else {
+    linear(l, L_Q, L_QB, xa, q, nHeads * headDim, d);
+    linear(l, L_K, L_KB, xa, k, kvDim, d);
+    linear(l, L_V, L_VB, xa, v, kvDim, d);
+  }
   if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
   const es = <usize>dtypeSize(kvDt);
   const layerK = kCache + <usize>(l * maxSeq * kvDim) * es;
   const layerV = vCache + <usize>(l * maxSeq * kvDim) * es;
   kvStore(layerK + <usize>(pos * kvDim) * es, k, kvDim);
   kvStore(layerV + <usize>(pos * kvDim) * es, v, kvDim);
-  attention(layerK, layerV, pos);                             // attOut (nHeads*headDim,)
+  attention_set(attn, layerK, layerV, slidingWindow > 0 && pos >= slidingWindow ? pos - slidingWindow + 1 : 0, pos);
+  pattention(attn);                                           // attOut (nHeads*headDim,)
   linear(l, L_O, L_OB, tealIn(l, TEAL_O, attOut, nHeads * headDim), xb2, d, nHeads * headDim);  // xb2 (d,)
   if (!parallel) {
     vadd(xb2, x, d);                                          // x += attention
@@ -392,7 +398,12 @@ function norm(src: usize, w: usize, b: usize, out: usize): void {
 function linear(l: i32, slot: i32, biasSlot: i32, src: usize, out: usize, rows: i32, cols: i32): void {
   const dt = WDT(l, slot);
   tealMatvec(dt, W(l, slot), rowBytes(dt, cols), src, xp, out, rows, cols);
-  const b = W(l, biasSlot);
+  addBias(l, biasSlot, out, rows);
+}
+
+/** out += layer l's bias in `slot`, where the model has one. */
+function addBias(l: i32, slot: i32, out: usize, rows: i32): void {
+  const b = W(l, slot);
   if (b) vadd(b, out, rows);
 }
 
@@ -417,49 +428,6 @@ function rope(vec: usize, heads: i32, pos: i32): void {
 function kvStore(dst: usize, src: usize, n: i32): void {
   if (kvDt == DT_F32) { memory.copy(dst, src, <usize>n << 2); return; }
   for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), f32_to_f16(load<f32>(src + (<usize>i << 2))));
-}
-
-/** Causal attention of q over cached positions first..pos (first = 0, or the start of a binding
- *  sliding window: the last slidingWindow positions); query heads share KV heads in groups (GQA). */
-function attention(layerK: usize, layerV: usize, pos: i32): void {
-  const kvDim = nKv * headDim, group = nHeads / nKv;
-  const scale: f32 = 1.0 / Mathf.sqrt(<f32>headDim);
-  const first = slidingWindow > 0 && pos >= slidingWindow ? pos - slidingWindow + 1 : 0;
-  if (kvDt != DT_F32) { attentionHalf(layerK, layerV, first, pos, scale); return; }
-  for (let h = 0; h < nHeads; h++) {
-    const qh = q + (<usize>(h * headDim) << 2);
-    const kvOff = <usize>((h / group) * headDim) << 2;
-    for (let t = first; t <= pos; t++) {
-      const kt = layerK + (<usize>(t * kvDim) << 2) + kvOff;
-      store<f32>(att + (<usize>t << 2), vdot(qh, kt, headDim) * scale);
-    }
-    softmax(att + (<usize>first << 2), pos + 1 - first);
-    const oh = attOut + (<usize>(h * headDim) << 2);
-    memory.fill(oh, 0, <usize>headDim << 2);
-    for (let t = first; t <= pos; t++) {
-      vaxpy(load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 2) + kvOff, oh, headDim);
-    }
-  }
-}
-
-/** attention() over an f16 KV cache, through the weight kernels' prepared layout. */
-function attentionHalf(layerK: usize, layerV: usize, first: i32, pos: i32, scale: f32): void {
-  const kvDim = nKv * headDim, group = nHeads / nKv;
-  for (let h = 0; h < nHeads; h++) {
-    prep_x(DT_F16, q + (<usize>(h * headDim) << 2), qp, headDim);
-    const kvOff = <usize>((h / group) * headDim) << 1;
-    for (let t = first; t <= pos; t++) {
-      store<f32>(att + (<usize>t << 2), dot(DT_F16, layerK + (<usize>(t * kvDim) << 1) + kvOff, qp, headDim) * scale);
-    }
-    softmax(att + (<usize>first << 2), pos + 1 - first);
-    prep_zero(DT_F16, vp, headDim);
-    for (let t = first; t <= pos; t++) {
-      axpy(DT_F16, load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 1) + kvOff, vp, headDim);
-    }
-    const oh = attOut + (<usize>(h * headDim) << 2);
-    memory.fill(oh, 0, <usize>headDim << 2);
-    unprep_y(DT_F16, vp, oh, headDim);
-  }
 }
 
 // ---- The FFN: dense over resident bundles, and the neuron lists the sparse path shares ----

@@ -15,7 +15,7 @@ import { alloc } from "./mem";
 import { DT_Q8_0 } from "./dtype";
 import { prep_len, prep_x } from "./kernels/matvec";
 import { mask_inputs, gather_inputs, sparse_matvec } from "./kernels/sparse-input";
-import { pmatvec } from "./threads";
+import { pmatvec, pmatvec3 } from "./threads";
 import { nLayers, d } from "./forward";
 
 export const TEAL_QKV: i32 = 0;
@@ -78,4 +78,14 @@ export function tealMatvec(dt: i32, w: usize, stride: usize, src: usize, xp: usi
     sparse_matvec(dt, w, stride, idx, xs, gathered, out, rows, cols);
     prep_x(dt, src, xp, cols);
   } else pmatvec(dt, w, stride, src, xp, out, rows, cols);
+}
+
+/** tealMatvec of one src by three matrices of one dtype (q, k, v): one threaded job unless src was gathered. */
+export function tealMatvec3(dt: i32, stride: usize, src: usize, xp: usize, cols: i32,
+                            w0: usize, out0: usize, rows0: i32, w1: usize, out1: usize, rows1: i32, w2: usize, out2: usize, rows2: i32): void {
+  if (src == xt && gathered >= 0 && dt < DT_Q8_0) {
+    tealMatvec(dt, w0, stride, src, xp, out0, rows0, cols);
+    tealMatvec(dt, w1, stride, src, xp, out1, rows1, cols);
+    tealMatvec(dt, w2, stride, src, xp, out2, rows2, cols);
+  } else pmatvec3(dt, stride, src, xp, cols, w0, out0, rows0, w1, out1, rows1, w2, out2, rows2);
 }

@@ -1,5 +1,5 @@
 // Compute threads over one shared memory (the "threads" build: shared, imported memory). The
-// main instance posts a job — a matvec's arguments — in a 64-byte block of that memory, bumps
+// main instance posts a job — a matvec's, attention's or a neuron list's arguments — in a 128-byte block of that memory, bumps
 // its generation and wakes the workers. The job is cut into chunks along the kernels' row
 // groups (so a row's bits never depend on who computes it); every thread, the main one too,
 // claims chunks one at a time until none are left, and the main instance then waits only for
@@ -12,6 +12,7 @@ import { alloc } from "./mem";
 import { now } from "./stats";
 import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";
 import { axpy_list_part } from "./kernels/axpy-list";
+import { attention_heads, attention_part, attention_work } from "./attention";
 
 const J_GEN: usize = 0;      // u32, bumped per job
 const J_DONE: usize = 4;     // u32, chunks of the current job finished
@@ -20,10 +21,15 @@ const J_READY: usize = 12;   // i32, workers that have started (they join jobs f
 const J_KIND: usize = 16;
 const J_DT: usize = 20, J_W: usize = 24, J_STRIDE: usize = 28, J_XP: usize = 32, J_OUT: usize = 36, J_ROWS: usize = 40, J_COLS: usize = 44;
 const J_NEXT: usize = 48;    // u32: the job's generation (low 16 bits) << 16 | the next chunk to claim
+const J_W1: usize = 64, J_OUT1: usize = 68, J_ROWS1: usize = 72, J_W2: usize = 76, J_OUT2: usize = 80, J_ROWS2: usize = 84;  // KIND_MATVEC3
+const J_TEAM: usize = 88;   // i32: threads the job was cut for (1 + ready)
+const BLOCK: usize = 128;
 const KIND_MATVEC: i32 = 1;
 const KIND_EXIT: i32 = 2;
 const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_COLS: their length
 const KIND_AXPY_LIST: i32 = 4;  // J_W: the row pointers, J_STRIDE: their coefficients, J_ROWS: how many, J_COLS: y's length
+const KIND_ATTN: i32 = 6;       // J_W: an attention block (attention.ts), J_ROWS: its heads
+const KIND_MATVEC3: i32 = 5;    // three matrices (q, k, v) of one dtype, stride and x: one job, each chunk a part of each
 
 // The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
 // own do, and a sleeping thread takes tens of microseconds to wake. (Workers poll as briefly
@@ -42,8 +48,8 @@ let workers: i32 = 0;
 export function threads_init(n: i32): usize {
   // Allocated whatever the build and the count, so that the memory plan (and the neuron-cache
   // rows it sizes) never depends on them.
-  const block = alloc(64, 64);
-  memory.fill(block, 0, 64);
+  const block = alloc(BLOCK, 64);
+  memory.fill(block, 0, BLOCK);
   if (!ASC_FEATURE_THREADS || n <= 0) return block;   // job stays 0: one thread
   job = block;
   workers = n;
@@ -65,6 +71,33 @@ export function pmatvec(dt: i32, w: usize, stride: usize, x: usize, xp: usize, o
   share(KIND_MATVEC, dt, w, stride, xp, out, rows, cols, ready);
 }
 
+/**
+ * Three products of one x as one job (attention's q, k and v: a barrier instead of three, and the
+ * small k and v shared out too); each matrix's rows get the bits pmatvec gives them.
+ */
+export function pmatvec3(dt: i32, stride: usize, x: usize, xp: usize, cols: i32,
+                         w0: usize, out0: usize, rows0: i32, w1: usize, out1: usize, rows1: i32, w2: usize, out2: usize, rows2: i32): void {
+  prep_x(dt, x, xp, cols);
+  const ready = !ASC_FEATURE_THREADS || job == 0 || <i64>(rows0 + rows1 + rows2) * <i64>cols < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) {
+    matvec_part(dt, w0, stride, xp, out0, rows0, cols, 0, 1);
+    matvec_part(dt, w1, stride, xp, out1, rows1, cols, 0, 1);
+    matvec_part(dt, w2, stride, xp, out2, rows2, cols, 0, 1);
+    return;
+  }
+  store<u32>(job + J_W1, <u32>w1); store<u32>(job + J_OUT1, <u32>out1); store<i32>(job + J_ROWS1, rows1);
+  store<u32>(job + J_W2, <u32>w2); store<u32>(job + J_OUT2, <u32>out2); store<i32>(job + J_ROWS2, rows2);
+  share(KIND_MATVEC3, dt, w0, stride, xp, out0, rows0, cols, ready);
+}
+
+/** The query heads of attention block p (attention.ts), split over the ready workers. */
+export function pattention(p: usize): void {
+  const heads = attention_heads(p);
+  const ready = !ASC_FEATURE_THREADS || job == 0 || heads < 2 || attention_work(p) < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) { attention_part(p, 0, 1); return; }
+  share(KIND_ATTN, 0, p, 0, 0, 0, heads, 0, ready);
+}
+
 /** dot_list (x prepared in xp) split over the ready workers: the FFN's neuron lists. */
 export function pdot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, out: usize): void {
   const ready = !ASC_FEATURE_THREADS || job == 0 || <i64>count * <i64>n < <i64>MIN_PARALLEL || count < 8 ? 0 : atomic.load<i32>(job + J_READY);
@@ -81,12 +114,15 @@ export function paxpy_list(dt: i32, rows: usize, coefs: usize, count: i32, y: us
 
 /** Posts a job in chunks for the ready workers and wakes them, claims chunks until none are left, then waits for the rest. */
 function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, ready: i32): void {
-  // y slices are whole 32-element blocks: no more chunks than blocks.
-  const chunks = kind == KIND_AXPY_LIST ? min(CHUNKS_PER_THREAD * (1 + ready), cols >> 5) : CHUNKS_PER_THREAD * (1 + ready);
+  // Down columns: two slices of y per thread (each slice costs a pass over the whole row list),
+  // whole 32-element blocks. Attention: no more chunks than heads.
+  const most = CHUNKS_PER_THREAD * (1 + ready);
+  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_ATTN ? min(most, rows) : most;
   const gen = atomic.load<u32>(job + J_GEN) + 1;
   atomic.store<i32>(job + J_KIND, kind);
   store<i32>(job + J_DT, dt); store<u32>(job + J_W, <u32>w); store<u32>(job + J_STRIDE, <u32>stride);
   store<u32>(job + J_XP, <u32>xp); store<u32>(job + J_OUT, <u32>out); store<i32>(job + J_ROWS, rows); store<i32>(job + J_COLS, cols);
+  store<i32>(job + J_TEAM, 1 + ready);
   atomic.store<i32>(job + J_CHUNKS, chunks);
   atomic.store<u32>(job + J_DONE, 0);
   atomic.store<u32>(job + J_NEXT, (gen & 0xffff) << 16);
@@ -104,16 +140,36 @@ function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usiz
 function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
   const dt = load<i32>(block + J_DT), w = <usize>load<u32>(block + J_W), stride = <usize>load<u32>(block + J_STRIDE);
   const xp = <usize>load<u32>(block + J_XP), out = <usize>load<u32>(block + J_OUT), rows = load<i32>(block + J_ROWS), cols = load<i32>(block + J_COLS);
+  const team = load<i32>(block + J_TEAM);
   for (;;) {
     const v = atomic.load<u32>(block + J_NEXT);
-    const c = <i32>(v & 0xffff);
-    if ((v >>> 16) != (gen & 0xffff) || c >= chunks) return;
+    if ((v >>> 16) != (gen & 0xffff) || <i32>(v & 0xffff) >= chunks) return;
     if (atomic.cmpxchg<u32>(block + J_NEXT, v, v + 1) != v) continue;
+    const c = spread(v & 0xffff, chunks, team);
     if (kind == KIND_DOT_LIST) dot_list_part(dt, w, rows, xp, cols, out, c, chunks);
     else if (kind == KIND_AXPY_LIST) axpy_list_part(dt, w, stride, rows, out, cols, c, chunks);
-    else matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
+    else if (kind == KIND_ATTN) attention_part(w, c, chunks);
+    else {
+      matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
+      if (kind == KIND_MATVEC3) {
+        matvec_part(dt, <usize>load<u32>(block + J_W1), stride, xp, <usize>load<u32>(block + J_OUT1), load<i32>(block + J_ROWS1), cols, c, chunks);
+        matvec_part(dt, <usize>load<u32>(block + J_W2), stride, xp, <usize>load<u32>(block + J_OUT2), load<i32>(block + J_ROWS2), cols, c, chunks);
+      }
+    }
     if (atomic.add<u32>(block + J_DONE, 1) + 1 == <u32>chunks) atomic.notify(block + J_DONE, 1);
   }
+}
+
+/**
+ * The part that the c-th claim of a job takes. Claims alternate among the threads, so claim c
+ * goes to part (c % team) * (chunks / team) + c / team: each thread walks a region of its own,
+ * part after part, instead of the part beside another thread's. (Neighbouring rows streamed by
+ * two cores at once cost each core a third of its speed here: each one's prefetcher fetches the
+ * other's rows.) Which thread computes a part never changes its bits.
+ */
+@inline function spread(c: u32, chunks: i32, team: i32): i32 {
+  if (team <= 1 || chunks % team != 0) return <i32>c;
+  return (<i32>c % team) * (chunks / team) + <i32>c / team;
 }
 
 /** Until the u32 at p reaches n: spin, then sleep on it. */

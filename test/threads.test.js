@@ -79,6 +79,26 @@ describe('compute threads at a real width', () => {
     };
     assert.deepEqual(await run(3), await run(1));
   });
+
+  // From ~85 positions on, llama-relu-mini's 6 query heads (over 2 KV heads) are shared out.
+  for (const kvDtype of ['f32', 'f16']) {
+    it(`llama-relu-mini, ${kvDtype} KV cache, 120 positions: attention over 3 threads gives the logits of 1 bit for bit`, async function () {
+      const image = await imagePath('llama-relu-mini');
+      const run = async (threads) => {
+        const m = await loadModel(image, { threads, contextLength: 128, kvDtype });
+        try {
+          await started(m, threads);
+          const out = [];
+          for (let t = 0; t < 120; t++) {
+            await m.engine.forwardAsync(100 + ((t * 37) % 4000), t);
+            if (t % 10 === 9) out.push(new Uint32Array(m.engine.logits().slice().buffer));
+          }
+          return out;
+        } finally { m.close(); }
+      };
+      assert.deepEqual(await run(3), await run(1));
+    });
+  }
 });
 
 // The down columns are summed over slices of y (axpy_list_part), one per thread: any slicing must

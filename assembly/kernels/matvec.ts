@@ -35,7 +35,7 @@
 //   subnormal f16 weights become f32 denormals, which Zen 4 multiplies slowly (at the ~0.25%
 //   subnormals of N(0, 0.02) weights the in-cache f16 matvec loses about a quarter).
 import { vdot } from "./vec";
-import { hsum, madd, madd2 } from "./lanes";
+import { hsum, madd, madd2, K, F16_SCALE, f16_fast, bf16_even, bf16_odd, f16_even, f16_odd } from "./lanes";
 import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
 import { q_prep_x, q_dot, q_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
 import { cut } from "./parts";
@@ -45,26 +45,7 @@ export function prep_len(n: i32): i32 {
   return (n + 15) & ~15;
 }
 
-// Vector constants live in memory: V8 re-materialises v128.const inside loops (3 instructions each).
-const K = memory.data<u32>([
-  0x8FFFE000, 0x8FFFE000, 0x8FFFE000, 0x8FFFE000, //  0: f16 sign|exponent|mantissa mask
-  0xFFFF0000, 0xFFFF0000, 0xFFFF0000, 0xFFFF0000, // 16: bf16 odd-half mask
-  0x00002000, 0x00002000, 0x00002000, 0x00002000, // 32: i16 pairs (2^13, 0): even half << 13
-  0x20000000, 0x20000000, 0x20000000, 0x20000000, // 48: i16 pairs (0, 2^13): odd half << 13
-], 16);
 
-const F16_SCALE: f32 = 72057594037927936.0; // 2^56: half of the 2^112 the f16 bit trick loses
-
-/** Scalar form of the SIMD f16 trick: bits of (h as f16) * 2^-112. */
-@inline function f16_fast(h: u32): f32 {
-  return reinterpret<f32>(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16));
-}
-
-// Widening of 8 halves (i32 lane k = element 2k | element 2k+1 << 16) into even / odd f32 lanes.
-@inline function bf16_even(v: v128): v128 { return i32x4.shl(v, 16); }
-@inline function bf16_odd(v: v128, m: v128): v128 { return v128.and(v, m); }
-@inline function f16_even(v: v128, m: v128, ce: v128): v128 { return v128.and(i32x4.dot_i16x8_s(v, ce), m); }
-@inline function f16_odd(v: v128, m: v128, co: v128): v128 { return v128.and(i32x4.dot_i16x8_s(v, co), m); }
 
 export function prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
   const pad = <usize>prep_len(n) << 2;
