@@ -80,7 +80,7 @@ export function model_rope_llama3(factor: f64, lowFreqFactor: f64, highFreqFacto
 }
 
 // What sparse.ts and planner.ts read of the model (only this module writes it).
-export { nLayers, d, ffn, hasGate, bundleBytes, xb, xp, yp, hAct, listRows, listIds };
+export { nLayers, d, ffn, hasGate, bundleBytes, xb, xp, yp, hAct, listRows, listIds, listDots };
 
 // ---- Weights: (pointer, dtype) per slot; vectors (norms, biases) are always f32 ----
 export const G_TOK_EMBED: i32 = 0;   // (vocab, d)

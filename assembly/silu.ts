@@ -11,8 +11,8 @@
 import { alloc } from "./mem";
 import { rowBytes } from "./dtype";
 import { axpy, dot } from "./kernels/matvec";
-import { pdot_list } from "./threads";
-import { nLayers, d, ffn, xb, xp, yp, hAct, listRows, listIds } from "./forward";
+import { pdot_list, paxpy_list } from "./threads";
+import { nLayers, d, ffn, xb, xp, yp, hAct, listRows, listIds, listDots } from "./forward";
 import { tealIn, tealMatvec, TEAL_FFN } from "./teal";
 
 let siluOn = false;
@@ -69,7 +69,13 @@ export function siluWant(l: i32, list: usize, countAt: usize): void {
 
 /** y += h · down for the neurons whose cache rows lie at listRows[0, n) (ids listIds; h from acts). */
 export function siluList(dt: i32, n: i32, acts: usize): void {
-  for (let k = 0; k < n; k++) siluOne(dt, <usize>load<u32>(listRows + (<usize>k << 2)), load<i32>(listIds + (<usize>k << 2)), acts);
+  if (cats) {
+    for (let k = 0; k < n; k++) siluOne(dt, <usize>load<u32>(listRows + (<usize>k << 2)), load<i32>(listIds + (<usize>k << 2)), acts);
+    return;
+  }
+  // The rows are the down columns: their h as coefficients, summed in list order on every thread count.
+  for (let k = 0; k < n; k++) store<f32>(listDots + (<usize>k << 2), load<f32>(acts + (<usize>load<i32>(listIds + (<usize>k << 2)) << 2)));
+  paxpy_list(dt, listRows, listDots, n, yp, d);
 }
 
 /** One neuron from its row: the down column (CATS: up row | down column; xp holds the FFN input prepared). */

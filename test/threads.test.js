@@ -2,10 +2,10 @@
 // gives exactly the ids one thread gives (parts split the kernels' row groups, so each row's
 // bits never depend on the thread count).
 import assert from 'node:assert/strict';
-import { instantiateEngine, loadModel } from '../dist/src/index.js';
+import { convertHF, instantiateEngine, loadModel } from '../dist/src/index.js';
 import { convertDtype, quantize } from '../dist/src/format/dtype.js';
 import { join } from 'node:path';
-import { golden, imagePath, modelDir } from './helpers/models.js';
+import { ROOT, golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
 import { synthImage } from '../dist/src/node/synth-file.js';
 
@@ -78,6 +78,21 @@ describe('compute threads at a real width', () => {
       } finally { m.close(); }
     };
     assert.deepEqual(await run(3), await run(1));
+  });
+
+  it('llama-silu-mini, SiLU sparse mode (down columns shared out), 48-row caches: 3 threads give the ids of 1', async () => {
+    const image = join(tmpDir('silu-threads'), 'silu.fnimg');
+    await convertHF(join(ROOT, 'test/fixtures/llama-silu-mini'), image);
+    // A fixed cut per layer (no calibration needed to compare thread counts): some neurons dropped, most kept.
+    const opts = { mode: 'sparse', ffnThresholds: new Array(6).fill(0.002), cacheRows: 48 };
+    const one = await loadModel(image, { ...opts, threads: 1 }), three = await loadModel(image, { ...opts, threads: 3 });
+    try {
+      await started(three, 3);
+      const prompt = 'The meaning of the word';
+      const a = await one.complete(prompt, { ...GREEDY, maxTokens: 24 }), b = await three.complete(prompt, { ...GREEDY, maxTokens: 24 });
+      assert.equal(b.stats.mode, 'sparse');
+      assert.deepEqual(b.ids, a.ids);
+    } finally { one.close(); three.close(); }
   });
 
   // From ~85 positions on, llama-relu-mini's 6 query heads (over 2 KV heads) are shared out.
