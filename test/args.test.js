@@ -14,6 +14,7 @@ import { trainedPredictorPath } from '../dist/src/node/predictor-file.js';
 import { describeRange, RANGES } from '../dist/src/core/options.js';
 import { ROOT, golden, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { inParallel } from './helpers/parallel.js';
 
 after(cleanupTmp);
 const BIN = join(ROOT, 'bin', 'flashneuron.js');
@@ -72,26 +73,28 @@ describe('command line: the option table', function () {
       ['serve', '--port', '70000', 'an integer from 0 to 65535'], ['serve', '--max-body', '0', 'an integer ≥ 1'],
       ['probe', '--seconds', '0', 'a number > 0 and ≤ 600'], ['synth', '--seed', '-3', 'an integer from 0 to 4294967295'],
     ];
-    for (const [cmd, flag, v, range] of cases) {
-      const r = await cli(cmd, flag, v, 'x');
-      refused(r, 2, new RegExp(`^flashneuron ${cmd}: ${esc(flag)}( \\(--[a-z-]+\\))? must be .*${esc(range)}.*\\(got "${esc(v)}"\\)`), `${cmd} ${flag} ${v}`);
-    }
+    // Each a process that stops at its arguments: they run at once, one per core.
+    const runs = await inParallel(cases, ([cmd, flag, v]) => cli(cmd, flag, v, 'x'));
+    cases.forEach(([cmd, flag, v, range], i) => {
+      refused(runs[i], 2, new RegExp(`^flashneuron ${cmd}: ${esc(flag)}( \\(--[a-z-]+\\))? must be .*${esc(range)}.*\\(got "${esc(v)}"\\)`), `${cmd} ${flag} ${v}`);
+    });
   });
 
   it('enum options list their choices; a flag that needs a value says what it takes', async () => {
-    for (const [cmd, flag, v, choices] of [['generate', '--mode', 'turbo', 'dense, naive, hybrid or sparse'], ['generate', '--io', 'mmap', 'wasi, async or thread'],
+    const enums = [['generate', '--mode', 'turbo', 'dense, naive, hybrid or sparse'], ['generate', '--io', 'mmap', 'wasi, async or thread'],
       ['generate', '--kv', 'f8', 'f32 or f16'], ['generate', '--device', 'tpu', 'cpu, gpu or auto'], ['convert', '--dtype', 'f8', 'f32, f16, bf16, int8 or int4'],
-      ['generate', '--predictor-dtype', 'int4', 'q8_0 or f16'], ['synth', '--shape', 'gpt-5', 'opt-125m']]) {
-      refused(await cli(cmd, flag, v, 'x'), 2, new RegExp(`${esc(flag)} must be .*${esc(choices)}.*\\(got "${esc(v)}"\\)`), `${cmd} ${flag}`);
-    }
-    refused(await cli('generate', 'x', '--max-tokens'), 2, /--max-tokens needs a value: an integer ≥ 1/, 'missing value');
-    refused(await cli('generate', '--json=yes', 'x'), 2, /--json takes no value/, 'flag with a value');
-    refused(await cli('generate', '--model', '--json', 'x'), 2, /--model needs a value \(got the option --json\)/, 'forgotten value');
+      ['generate', '--predictor-dtype', 'int4', 'q8_0 or f16'], ['synth', '--shape', 'gpt-5', 'opt-125m']];
+    const values = [[['generate', 'x', '--max-tokens'], /--max-tokens needs a value: an integer ≥ 1/, 'missing value'],
+      [['generate', '--json=yes', 'x'], /--json takes no value/, 'flag with a value'], [['generate', '--model', '--json', 'x'], /--model needs a value \(got the option --json\)/, 'forgotten value']];
+    const runs = await inParallel([...enums.map(([cmd, flag, v]) => [cmd, flag, v, 'x']), ...values.map(([args]) => args)], (args) => cli(...args));
+    enums.forEach(([cmd, flag, v, choices], i) => refused(runs[i], 2, new RegExp(`${esc(flag)} must be .*${esc(choices)}.*\\(got "${esc(v)}"\\)`), `${cmd} ${flag}`));
+    values.forEach(([, re, what], i) => refused(runs[enums.length + i], 2, re, what));
   });
 
   it('--help of every command lists every option with its range or choices', async () => {
-    for (const [name, spec] of Object.entries(COMMANDS)) {
-      const r = await cli(name, '--help');
+    const helps = await inParallel(Object.keys(COMMANDS), (name) => cli(name, '--help'));
+    for (const [i, [name, spec]] of Object.entries(COMMANDS).entries()) {
+      const r = helps[i];
       assert.equal(r.code, 0, name);
       assert.match(r.stdout, new RegExp(`^Usage: flashneuron ${name}`));
       const text = r.stdout.replace(/\s+/g, ' ');
@@ -105,11 +108,13 @@ describe('command line: the option table', function () {
   });
 
   it('unknown options: a suggestion for near misses, and an unknown -x is an error, never the prompt', async () => {
-    refused(await cli('generate', '--max-token', '5', 'x'), 2, /unknown option --max-token; did you mean --max-tokens\?/, 'near miss');
-    refused(await cli('generate', '--temprature', '0', 'x'), 2, /did you mean --temperature\?/, 'typo');
-    refused(await cli('tokenize', '--port', '3', 'x'), 2, /unknown option --port \(serve takes it, tokenize does not\)/, 'other command');
-    for (const s of ['-x', '-5', '-q']) refused(await cli('generate', s, 'Hello'), 2, new RegExp(`unknown option ${s} .*goes after --`), s);
-    refused(await cli('generat', 'x'), 2, /unknown command "generat"; did you mean generate\?/, 'command');
+    const unknown = [[['generate', '--max-token', '5', 'x'], /unknown option --max-token; did you mean --max-tokens\?/, 'near miss'],
+      [['generate', '--temprature', '0', 'x'], /did you mean --temperature\?/, 'typo'],
+      [['tokenize', '--port', '3', 'x'], /unknown option --port \(serve takes it, tokenize does not\)/, 'other command'],
+      ...['-x', '-5', '-q'].map((s) => [['generate', s, 'Hello'], new RegExp(`unknown option ${s} .*goes after --`), s]),
+      [['generat', 'x'], /unknown command "generat"; did you mean generate\?/, 'command']];
+    const runs = await inParallel(unknown, ([args]) => cli(...args));
+    unknown.forEach(([, re, what], i) => refused(runs[i], 2, re, what));
     // after -- a text that starts with "-" is the prompt
     const r = await cli('tokenize', '--', '-5 degrees');
     assert.equal(r.code, 0, r.stderr);
@@ -209,6 +214,13 @@ describe('train-predictor: into the cache, never over the shipped predictor', fu
     const dir = tmpDir('trainp'), text = join(dir, 'text.txt');
     writeFileSync(text, golden('opt-relu-mini').activations.map((a) => a.text).join('\n').repeat(2));
     const train = ['train-predictor', '--rank', '8', '--epochs', '0', '--max-tokens', '300', '--json'];
+    // Two trainings, into the cache and (--force) over a file of ours, run at once: the image is
+    // converted into the cache first, so that neither writes anything the other reads.
+    (await loadModel(DEFAULT_MODEL, { cacheDir: env.FLASHNEURON_CACHE })).close();
+    const mine = join(dir, 'mine.fnpred');
+    writeFileSync(mine, 'old');
+    writeFileSync(`${mine}.tmp-${DEAD_PID}`, 'left by a killed run');
+    const forcing = cli(...train, '--out', mine, '--force', text);
     const r = await cli(...train, text);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout).path;
@@ -225,10 +237,7 @@ describe('train-predictor: into the cache, never over the shipped predictor', fu
     // an existing file: refused before training, without --force, in the cache or at --out
     refused(await cli(...train, text), 1, new RegExp(`${esc(out)} exists .*--force replaces it`), 'cache');
     refused(await cli(...train, '--out', shipped, text), 1, new RegExp(`${esc(shipped)} exists: --force replaces it`), 'shipped');
-    const mine = join(dir, 'mine.fnpred');
-    writeFileSync(mine, 'old');
-    writeFileSync(`${mine}.tmp-${DEAD_PID}`, 'left by a killed run');
-    const forced = await cli(...train, '--out', mine, '--force', text);
+    const forced = await forcing;
     assert.equal(forced.code, 0, forced.stderr);
     assert.notEqual(readFileSync(mine, 'utf8').slice(0, 3), 'old');
     assert.ok(!existsSync(`${mine}.tmp-${DEAD_PID}`), 'the stale temporary went');

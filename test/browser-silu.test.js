@@ -4,20 +4,19 @@
 // thresholds, at the calibrated sparsity and at 0 (the dense ids); thresholds of another model
 // are refused in one line.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ROOT } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { siluCalibrated, siluImage } from './helpers/silu.js';
 import { startServer } from '../web/server.js';
-import { convertHF, loadModel } from '../dist/src/index.js';
-import { calibrateThresholds, encodeThresholds } from '../dist/src/predictor/thresholds.js';
-import { modelFingerprint } from '../dist/src/predictor/format.js';
+import { loadModel } from '../dist/src/index.js';
+import { encodeThresholds } from '../dist/src/predictor/thresholds.js';
 
 after(cleanupTmp);
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
-const SILU_MINI = join(ROOT, 'test/fixtures/llama-silu-mini');
 const PROMPT = 'The meaning of the word';
 const greedy = { temperature: 0, maxTokens: 16, stopAtEos: false };
 
@@ -29,18 +28,14 @@ describe('browser: SiLU sparse mode with calibrated thresholds (Chromium, Web Wo
       console.warn('    browser tests skipped: no Chromium (apt-get install chromium, or set CHROMIUM_PATH)');
       this.skip();
     }
+    // The image and its calibrated cuts are silu.test.js's (made once); the files go elsewhere.
     const work = tmpDir('browser-silu');
-    image = join(work, 'silu.fnimg');
-    await convertHF(SILU_MINI, image);
-    const dense = await loadModel(image, { device: 'cpu' });
-    try {
-      const fp = modelFingerprint(dense.engine.header);
-      const t = await calibrateThresholds(dense, readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8'), fp, { sparsity: 0.5, maxTokens: 1500 });
-      thr = join(work, 'silu.fnthr');
-      writeFileSync(thr, encodeThresholds(t));
-      other = join(work, 'other.fnthr');
-      writeFileSync(other, encodeThresholds({ ...t, fingerprint: 'llama-6x384x1024-0123456789abcdef' }));
-    } finally { dense.close(); }
+    image = await siluImage();
+    const t = await siluCalibrated();
+    thr = join(work, 'silu.fnthr');
+    writeFileSync(thr, encodeThresholds(t));
+    other = join(work, 'other.fnthr');
+    writeFileSync(other, encodeThresholds({ ...t, fingerprint: 'llama-6x384x1024-0123456789abcdef' }));
     // Node's answers for the same image and thresholds.
     node = {};
     for (const [key, opts] of [['sparse', { memory: '70%' }], ['zero', { memory: '70%', sparsity: 0 }], ['dense', {}]]) {

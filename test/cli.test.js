@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ROOT, golden, modelDir } from './helpers/models.js';
 import { cliRunner } from './helpers/cli.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { inParallel } from './helpers/parallel.js';
 
 let cli;
 before(() => { cli = cliRunner('clicache'); });
@@ -58,12 +59,7 @@ describe('cli', () => {
   });
 
   it('--help on every command; errors go to stderr with a non-zero exit', async () => {
-    for (const c of ['generate', 'tokenize', 'perplexity', 'convert']) {
-      const r = await cli(c, '--help');
-      assert.equal(r.code, 0);
-      assert.match(r.stdout, new RegExp(`Usage: flashneuron ${c}`));
-    }
-    assert.match((await cli('perplexity', '--help')).stdout, /windows of --context tokens/);
+    const commands = ['generate', 'tokenize', 'perplexity', 'convert'];
     const bad = [
       [['generate', '--model', '/no/such/model', 'x'], 1, /model not found/],
       [['generate'], 2, /needs a PROMPT/],
@@ -71,8 +67,15 @@ describe('cli', () => {
       [['frobnicate'], 2, /unknown command/],
       [['tokenize', '--model', join(ROOT, 'package.json'), 'x'], 1, /not a flashneuron image/],
     ];
-    for (const [args, code, msg] of bad) {
-      const r = await cli(...args);
+    // Processes that stop before any model is converted or run: they run at once, one per core.
+    const runs = await inParallel([...commands.map((c) => [c, '--help']), ['perplexity', '--help'], ...bad.map(([args]) => args)], (args) => cli(...args));
+    commands.forEach((c, i) => {
+      assert.equal(runs[i].code, 0);
+      assert.match(runs[i].stdout, new RegExp(`Usage: flashneuron ${c}`));
+    });
+    assert.match(runs[commands.length].stdout, /windows of --context tokens/);
+    for (const [i, [args, code, msg]] of bad.entries()) {
+      const r = runs[commands.length + 1 + i];
       assert.equal(r.code, code, args.join(' '));
       assert.equal(r.stdout, '');
       assert.match(r.stderr, msg);

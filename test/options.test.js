@@ -75,14 +75,17 @@ describe('resolveOptions: the one place a budget is resolved', function () {
       [['--memory', '70%', '--mode', 'hybrid', '--context', '64'], { memory: '70%', mode: 'hybrid', contextLength: 64 }],
       [[], {}],
     ];
-    for (const [flags, opts] of cases) {
-      const r = await cli('perplexity', '--json', ...flags, text);
-      assert.equal(r.code, 0, r.stderr);
-      const fromCli = JSON.parse(r.stdout).options;
+    // The CLI runs go one after another (the first converts the model into their cache) while
+    // this process loads the same inputs through the API.
+    let chain = Promise.resolve();
+    const runs = cases.map(([flags]) => (chain = chain.then(() => cli('perplexity', '--json', ...flags, text))));
+    for (const [i, [flags, opts]] of cases.entries()) {
       const model = await loadModel(undefined, opts);
-      try {
-        assert.deepEqual(fromCli, JSON.parse(JSON.stringify(model.options)), flags.join(' '));
-      } finally { model.close(); }
+      let fromApi;
+      try { fromApi = JSON.parse(JSON.stringify(model.options)); } finally { model.close(); }
+      const r = await runs[i];
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout).options, fromApi, flags.join(' '));
     }
   });
 });

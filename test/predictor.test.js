@@ -4,6 +4,7 @@
 // activations on golden text (not in calibration.txt).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, convertHF } from '../dist/src/index.js';
 import { trainKernels } from '../dist/src/predictor/kernels.js';
@@ -17,6 +18,8 @@ import { f16ToF32, f32ToF16 } from '../dist/src/format/dtype.js';
 import { crc32 } from '../dist/src/format/crc32.js';
 import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
 import { tmpDir, cleanupTmp } from './helpers/hostile.js';
+import { inWorker } from './helpers/worker.js';
+import { limited } from './helpers/parallel.js';
 
 after(cleanupTmp);
 
@@ -85,10 +88,31 @@ describe('predictor training kernels: SIMD vs scalar reference', () => {
   });
 });
 
+// llama-relu-mini converted to each dtype and a predictor trained on it (rank 16, PCA only), for
+// 'training on images of every dtype' below. Each is independent, mostly the PCA's plain JS on one
+// thread: they run in worker threads, one per core at a time, from the start of this file's
+// single-threaded training tests on; the tests take their results in order.
+const DTYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+let dtypeRuns;
+function dtypeTrainings() {
+  if (!dtypeRuns) {
+    // ~590 tokens: ~490 train, ~100 held out; PCA only at rank 16, so each training takes seconds
+    const text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8').slice(0, 2000);
+    const dir = tmpDir('pred-dtype'), run = limited(availableParallelism()), trained = {};
+    for (const dtype of DTYPES) {
+      trained[dtype] = run(() => inWorker('trainOnImage', dtype, join(dir, `llama.${dtype}.fnimg`), text));
+      trained[dtype].catch(() => {});   // its test reports a failure
+    }
+    dtypeRuns = { dir, trained };
+  }
+  return dtypeRuns;
+}
+
 describe('predictor: short training run and the file format', () => {
   const name = 'opt-relu-mini';
   let model, text, small;
   before(async () => {
+    dtypeTrainings();
     model = await loadModel(modelDir(name));
     text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8').slice(0, 6000);
   });
@@ -282,36 +306,26 @@ describe('predictor: short training run and the file format', () => {
 // rows of every dtype (a quantized row is blocks of 32, not d × an element size) and both layouts.
 describe('predictor: training on images of every dtype and FFN layout', function () {
   this.timeout(300000);
-  const DTYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
   const mean = (a) => a.reduce((s, v) => s + v, 0) / a.length;
-  let text, dir;
+  let dir, trained;
   const gate = {}, recall = {};
-  before(() => {
-    // ~590 tokens: ~490 train, ~100 held out; PCA only at rank 16, so each training takes seconds
-    text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8').slice(0, 2000);
-    dir = tmpDir('pred-dtype');
-  });
+  before(() => { ({ dir, trained } = dtypeTrainings()); });
 
   for (const dtype of DTYPES) {
     it(`llama-relu-mini as ${dtype}: trains (rank 16, PCA only) to held-out recall ≥ 0.8`, async () => {
-      const out = join(dir, `llama.${dtype}.fnimg`);
-      const h = await convertHF(modelDir('llama-relu-mini'), out, undefined, { dtype });
+      const { header: h, gate: g, predictor: p, fingerprint, nLayers } = await trained[dtype];
       assert.equal(h.ffn.dtype, dtype);
-      const model = await loadModel(out);
-      try {
-        gate[dtype] = ffnGateWeights(model, 3).w;
-        const p = await trainPredictor(model, text, { rank: 16, epochs: 0 });
-        assert.equal(p.fingerprint, modelFingerprint(model.engine.header));
-        assert.equal(p.layers.length, model.config.nLayers);
-        assert.ok(p.report.heldout_tokens >= 50, `only ${p.report.heldout_tokens} held-out tokens`);
-        for (const l of p.report.layers) {
-          assert.ok(l.recall >= 0.7, `layer ${l.layer}: held-out recall ${l.recall}`);
-          assert.ok(Number.isFinite(l.ratio) && l.ratio > 0, `layer ${l.layer}: ratio ${l.ratio}`);
-        }
-        recall[dtype] = p.report.layers.map((l) => l.recall);
-        assert.ok(mean(recall[dtype]) >= 0.8, `mean held-out recall ${mean(recall[dtype])}`);
-        console.log(`      ${dtype}: held-out recall ` + recall[dtype].map((r) => r.toFixed(3)).join(' '));
-      } finally { model.close(); }
+      gate[dtype] = g;
+      assert.equal(p.fingerprint, fingerprint);
+      assert.equal(p.layers.length, nLayers);
+      assert.ok(p.report.heldout_tokens >= 50, `only ${p.report.heldout_tokens} held-out tokens`);
+      for (const l of p.report.layers) {
+        assert.ok(l.recall >= 0.7, `layer ${l.layer}: held-out recall ${l.recall}`);
+        assert.ok(Number.isFinite(l.ratio) && l.ratio > 0, `layer ${l.layer}: ratio ${l.ratio}`);
+      }
+      recall[dtype] = p.report.layers.map((l) => l.recall);
+      assert.ok(mean(recall[dtype]) >= 0.8, `mean held-out recall ${mean(recall[dtype])}`);
+      console.log(`      ${dtype}: held-out recall ` + recall[dtype].map((r) => r.toFixed(3)).join(' '));
     });
   }
 
@@ -372,13 +386,17 @@ for (const name of MODELS) {
           for (const a of g.activations) { const m = Buffer.from(a.layers[l], 'base64'); assert.equal(m.length, a.ids.length * yb); bits.set(m, t * yb); t += a.ids.length; }
           return bits;
         });
+        // Three independent scalar passes over the same samples (the predictor's own thresholds,
+        // a lower one, rank 64): two run in worker threads while this thread computes the first.
+        const others = Promise.all([inWorker('evaluate', p, s, Math.min(...p.layers.map((l) => l.threshold)) - 1), inWorker('evaluate', p, s, undefined, 64)]);
+        others.catch(() => {});   // awaited below, after the first pass
         const ev = evaluatePredictor(p, s);
+        const [loose, evm] = await others;
         for (const l of ev) {
           assert.ok(l.recall >= 0.97, `layer ${l.layer}: recall ${l.recall.toFixed(4)} < 0.97`);
           assert.ok(l.ratio <= 2.0, `layer ${l.layer}: predicted/true ratio ${l.ratio.toFixed(3)} > 2.0`);
         }
         // the global knob: a lower threshold predicts more and never loses recall
-        const loose = evaluatePredictor(p, s, Math.min(...p.layers.map((l) => l.threshold)) - 1);
         loose.forEach((l, i) => assert.ok(l.recall >= ev[i].recall && l.ratio >= ev[i].ratio));
         console.log(`      ${name} rank ${p.rank}, ${s.n} golden tokens: ` + ev.map((l) => `L${l.layer} ${l.recall.toFixed(3)}/${l.ratio.toFixed(2)}`).join(' '));
         // the nested-rank ladder: 16 … full, held-out calibration-text measures stored per rung
@@ -393,7 +411,6 @@ for (const name of MODELS) {
           assert.ok(G.recall >= 0.96, `rung ${g.rank} layer ${l}: held-out recall ${G.recall} (calibrated to 0.975)`);
         }
         // a mid rung on golden text: truncation keeps recall near its calibration
-        const mid = truncatePredictor(p, 64), evm = evaluatePredictor(mid, s);
         evm.forEach((l) => assert.ok(l.recall >= 0.955, `rank 64 layer ${l.layer}: golden recall ${l.recall.toFixed(4)}`));
         console.log(`      ${name} rank 64 (${(predictorBytesAt(p, 64) / 2 ** 20).toFixed(2)} MiB of ${(predictorBytes(p) / 2 ** 20).toFixed(2)}): ` + evm.map((l) => `L${l.layer} ${l.recall.toFixed(3)}/${l.ratio.toFixed(2)}`).join(' '));
       } finally {

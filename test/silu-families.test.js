@@ -7,21 +7,24 @@
 // attention are read as transformers reads them or refused in one line, and WebGPU refuses the
 // mode in one line (no adapter needed to see it).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { convertHF, loadModel, parseHFConfig, readImageHeaderFile } from '../dist/src/index.js';
 import { calibrateThresholds, decodeThresholds } from '../dist/src/predictor/thresholds.js';
 import { modelFingerprint } from '../dist/src/predictor/format.js';
 import { resolveOptions } from '../dist/src/core/options.js';
 import { ROOT } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { inWorker } from './helpers/worker.js';
 
 after(cleanupTmp);
 
 const SILU_MINI = join(ROOT, 'test/fixtures/llama-silu-mini');
 const QWEN2 = join(ROOT, 'test/fixtures/replicas/qwen2-silu-tiny');
 const CLI = join(ROOT, 'bin/flashneuron.js');
+const execFileAsync = promisify(execFile);
 const text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8');
 const goldenOf = (dir) => JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8'));
 const greedyOpts = (n) => ({ temperature: 0, maxTokens: n, stopAtEos: false });
@@ -78,6 +81,16 @@ async function siluChecks(image, prompts, n, calibration, budget) {
 
 describe('SiLU sparse mode across families and image dtypes', function () {
   this.timeout(300000);
+  // llama-silu-mini as Q8_0 and Q4_0 (plain JS, one thread): converted in worker threads while
+  // the tests before theirs run.
+  const quantized = {};
+  before(() => {
+    for (const dtype of ['q8_0', 'q4_0']) {
+      const image = join(tmpDir(`silu-${dtype}`), `silu-${dtype}.fnimg`);
+      quantized[dtype] = inWorker('convert', SILU_MINI, image, { dtype }).then(() => image);
+      quantized[dtype].catch(() => {});   // its test reports a failure
+    }
+  });
 
   it('Qwen2ForCausalLM: q/k/v biases without an o_proj bias, tied head, no window unless use_sliding_window', () => {
     const cfg = JSON.parse(readFileSync(join(QWEN2, 'config.json'), 'utf8'));
@@ -126,11 +139,20 @@ describe('SiLU sparse mode across families and image dtypes', function () {
     const mistral = patchedFolder(SILU_MINI, { architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: 4096 }, 'silu-mistral');
     assert.equal(parseHFConfig(JSON.parse(readFileSync(join(mistral, 'config.json'), 'utf8'))).slidingWindow, undefined);
     const cache = tmpDir('silu-mistral-cache'), env = { ...process.env, FLASHNEURON_CACHE: cache };
-    const results = {};
-    for (const [name, dir] of [['llama', SILU_MINI], ['mistral', mistral]]) {
+    const results = {}, folders = [['llama', SILU_MINI], ['mistral', mistral]];
+    const calibrate = ([name, dir]) => {
+      const p = execFileAsync(process.execPath, [CLI, 'calibrate', '--sparsity', '0.5', '--model', dir, '--out', join(cache, `${name}.fnthr`), '--max-tokens', '1500', '--threads', '1', '--json',
+        join(ROOT, 'models/calibration.txt')], { env, encoding: 'utf8' });
+      p.child.stdin.end();
+      return p;
+    };
+    // Mistral's calibration (its own folder, image in the cache and output) runs while Llama's
+    // image is checked here.
+    let next = calibrate(folders[0]);
+    for (const [i, [name, dir]] of folders.entries()) {
       const out = join(cache, `${name}.fnthr`);
-      const r = JSON.parse(execFileSync(process.execPath, [CLI, 'calibrate', '--sparsity', '0.5', '--model', dir, '--out', out, '--max-tokens', '1500', '--threads', '1', '--json',
-        join(ROOT, 'models/calibration.txt')], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+      const r = JSON.parse((await next).stdout);
+      if (i + 1 < folders.length) { next = calibrate(folders[i + 1]); next.catch(() => {}); }
       assert.equal(r.path, out);
       r.heldout_sparsity.forEach((s, l) => assert.ok(Math.abs(s - 0.5) <= 0.05, `${name} layer ${l}: held-out sparsity ${s}`));
       const image = readdirSync(cache).filter((f) => f.endsWith('.fnimg')).map((f) => join(cache, f))
@@ -149,8 +171,7 @@ describe('SiLU sparse mode across families and image dtypes', function () {
 
   for (const dtype of ['q8_0', 'q4_0']) {
     it(`llama-silu-mini as ${dtype}: at a cut of 0 the image's dense greedy ids, at the calibrated 50 % fewer bytes than naive`, async () => {
-      const image = join(tmpDir(`silu-${dtype}`), `silu-${dtype}.fnimg`);
-      await convertHF(SILU_MINI, image, undefined, { dtype });
+      const image = await quantized[dtype];
       assert.equal(readImageHeaderFile(image).ffn.dtype, dtype);
       const g = goldenOf(SILU_MINI);
       const { ids } = await siluChecks(image, g.prompts.slice(0, 3), undefined, undefined, '100%');

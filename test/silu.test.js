@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { closeSync, copyFileSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertHF, loadModel, readImageHeaderFile, section } from '../dist/src/index.js';
-import { calibrateThresholds, decodeThresholds, encodeThresholds, withSparsity } from '../dist/src/predictor/thresholds.js';
+import { loadModel, readImageHeaderFile, section } from '../dist/src/index.js';
+import { decodeThresholds, encodeThresholds, withSparsity } from '../dist/src/predictor/thresholds.js';
 import { predictorSplits } from '../dist/src/predictor/samples.js';
-import { modelFingerprint } from '../dist/src/predictor/format.js';
 import { ROOT } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { siluCalibrated, siluImage } from './helpers/silu.js';
+import { inWorker } from './helpers/worker.js';
 
 after(cleanupTmp);
 
@@ -23,10 +24,10 @@ const ZERO = new Array(6).fill(0);
 describe('SiLU sparse mode (calibrated magnitude thresholds): llama-silu-mini', function () {
   let image, dense, calibrated;
   before(async () => {
-    image = join(tmpDir('silu'), 'silu.fnimg');
-    await convertHF(DIR, image);
+    // The image and its cuts (sparsity 0.5, 4000 tokens) are browser-silu.test.js's too: made once.
+    image = await siluImage();
+    calibrated = await siluCalibrated();
     dense = await loadModel(image, { device: 'cpu' });
-    calibrated = await calibrateThresholds(dense, text, modelFingerprint(dense.engine.header), { sparsity: 0.5, maxTokens: 4000 });
   });
   after(() => { dense?.close(); });
 
@@ -65,8 +66,12 @@ describe('SiLU sparse mode (calibrated magnitude thresholds): llama-silu-mini', 
   it('calibrated cuts match the reference (transformers) within 12 % and give the target sparsity ±3 points on held-out text', async () => {
     const ref = Object.values(golden.magnitude_by_layer).map((L) => L.thr_sparsity_50);
     calibrated.thresholds.forEach((t, l) => assert.ok(Math.abs(t / ref[l] - 1) < 0.12, `layer ${l}: ${t} vs ${ref[l]}`));
-    const cats = await calibrateThresholds(dense, text, modelFingerprint(dense.engine.header), { sparsity: 0.5, statistic: 'abs_silu_gate', maxTokens: 2000 });
-    for (const [s, t, rule] of [[0.5, calibrated], [0.7, calibrated], [0.5, cats, 'gate']]) {
+    // CATS' cuts (its |silu(gate·x)| is plain JS over every gate row) are calibrated on the dense
+    // image in a worker thread while this one measures the product rule's.
+    const cats = inWorker('calibrate', image, { sparsity: 0.5, statistic: 'abs_silu_gate', maxTokens: 2000 });
+    cats.catch(() => {});   // awaited in the loop
+    for (const [s, cuts, rule] of [[0.5, calibrated], [0.7, calibrated], [0.5, cats, 'gate']]) {
+      const t = await cuts;
       const m = await loadModel(image, { device: 'cpu', mode: 'sparse', memory: '70%', siluRule: rule, ffnThresholds: withSparsity(t, s).thresholds });
       try {
         const held = predictorSplits(m, text).held.slice(0, 4);

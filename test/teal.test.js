@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertHF, instantiateEngine, loadModel } from '../dist/src/index.js';
+import { instantiateEngine, loadModel } from '../dist/src/index.js';
 import { quantize } from '../dist/src/format/dtype.js';
 import { crc32 } from '../dist/src/format/crc32.js';
 import { calibrateThresholds, decodeThresholds, encodeThresholds } from '../dist/src/predictor/thresholds.js';
@@ -17,11 +17,11 @@ import { resolveOptions } from '../dist/src/core/options.js';
 import { measuredTeal } from '../dist/src/node/calibrate.js';
 import { ROOT } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { siluImage } from './helpers/silu.js';
 import { rng } from '../dist/src/predictor/util.js';   // deterministic (mulberry32): failures reproduce
 
 after(cleanupTmp);
 
-const DIR = join(ROOT, 'test/fixtures/llama-silu-mini');
 const text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8');
 
 const F = new Float32Array(1), U = new Uint32Array(F.buffer);
@@ -90,8 +90,7 @@ describe('sparse-input kernel (TEAL)', () => {
 describe('TEAL on llama-silu-mini', function () {
   let image, dense, cal, thr, held;
   before(async () => {
-    image = join(tmpDir('teal'), 'silu.fnimg');
-    await convertHF(DIR, image);
+    image = await siluImage();   // converted once per run (test/helpers/silu.js)
     const rec = await loadModel(image, { device: 'cpu', tealRecord: true });
     try {
       cal = await calibrateThresholds(rec, text, modelFingerprint(rec.engine.header), { sparsity: 0.5, teal: 0.4, maxTokens: 4000 });

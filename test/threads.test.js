@@ -2,11 +2,12 @@
 // gives exactly the ids one thread gives (parts split the kernels' row groups, so each row's
 // bits never depend on the thread count).
 import assert from 'node:assert/strict';
-import { convertHF, instantiateEngine, loadModel } from '../dist/src/index.js';
+import { instantiateEngine, loadModel } from '../dist/src/index.js';
 import { convertDtype, quantize } from '../dist/src/format/dtype.js';
 import { join } from 'node:path';
-import { ROOT, golden, imagePath, modelDir } from './helpers/models.js';
+import { golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
+import { siluImage } from './helpers/silu.js';
 import { synthImage } from '../dist/src/node/synth-file.js';
 
 const GREEDY = { temperature: 0, maxTokens: 12, stopAtEos: false };
@@ -81,8 +82,7 @@ describe('compute threads at a real width', () => {
   });
 
   it('llama-silu-mini, SiLU sparse mode (down columns shared out), 48-row caches: 3 threads give the ids of 1', async () => {
-    const image = join(tmpDir('silu-threads'), 'silu.fnimg');
-    await convertHF(join(ROOT, 'test/fixtures/llama-silu-mini'), image);
+    const image = await siluImage();
     // A fixed cut per layer (no calibration needed to compare thread counts): some neurons dropped, most kept.
     const opts = { mode: 'sparse', ffnThresholds: new Array(6).fill(0.002), cacheRows: 48 };
     const one = await loadModel(image, { ...opts, threads: 1 }), three = await loadModel(image, { ...opts, threads: 3 });

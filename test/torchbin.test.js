@@ -83,9 +83,9 @@ function values(bytes, stDtype) {
   return out;
 }
 
-describe('PyTorch .bin checkpoints', function () {
-  after(cleanupTmp);
+after(cleanupTmp);
 
+describe('PyTorch .bin checkpoints', function () {
   describe('replicas that ship .bin weights', () => {
     const cases = [
       ['relullama-tiny', 'F32', 3],
