@@ -28,22 +28,25 @@ describe('browser: SiLU sparse mode with calibrated thresholds (Chromium, Web Wo
       console.warn('    browser tests skipped: no Chromium (apt-get install chromium, or set CHROMIUM_PATH)');
       this.skip();
     }
-    // The image and its calibrated cuts are silu.test.js's (made once); the files go elsewhere.
-    const work = tmpDir('browser-silu');
-    image = await siluImage();
-    const t = await siluCalibrated();
-    thr = join(work, 'silu.fnthr');
-    writeFileSync(thr, encodeThresholds(t));
-    other = join(work, 'other.fnthr');
-    writeFileSync(other, encodeThresholds({ ...t, fingerprint: 'llama-6x384x1024-0123456789abcdef' }));
-    // Node's answers for the same image and thresholds.
-    node = {};
-    for (const [key, opts] of [['sparse', { memory: '70%' }], ['zero', { memory: '70%', sparsity: 0 }], ['dense', {}]]) {
-      const m = await loadModel(image, { device: 'cpu', threads: 1, thresholdsPath: thr, ...opts });
-      try { node[key] = { ids: (await m.complete(PROMPT, greedy)).ids, options: JSON.parse(JSON.stringify(m.options)) }; } finally { m.close(); }
-    }
+    // Chromium starts while the model work below runs.
     server = await startServer({ port: 0, cacheDir: tmpDir('webcache-silu') });
-    context = await chromium.launchPersistentContext(tmpDir('profile-silu'), { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+    const launching = chromium.launchPersistentContext(tmpDir('profile-silu'), { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+    try {
+      // The image and its calibrated cuts are silu.test.js's (made once); the files go elsewhere.
+      const work = tmpDir('browser-silu');
+      image = await siluImage();
+      const t = await siluCalibrated();
+      thr = join(work, 'silu.fnthr');
+      writeFileSync(thr, encodeThresholds(t));
+      other = join(work, 'other.fnthr');
+      writeFileSync(other, encodeThresholds({ ...t, fingerprint: 'llama-6x384x1024-0123456789abcdef' }));
+      // Node's answers for the same image and thresholds.
+      node = {};
+      for (const [key, opts] of [['sparse', { memory: '70%' }], ['zero', { memory: '70%', sparsity: 0 }], ['dense', {}]]) {
+        const m = await loadModel(image, { device: 'cpu', threads: 1, thresholdsPath: thr, ...opts });
+        try { node[key] = { ids: (await m.complete(PROMPT, greedy)).ids, options: JSON.parse(JSON.stringify(m.options)) }; } finally { m.close(); }
+      }
+    } finally { context = await launching; }
     page = await context.newPage();
     page.on('pageerror', (e) => console.error('page error:', e.message));
     const files = { 'silu.fnimg': image, 'silu.fnthr': thr, 'other.fnthr': other };

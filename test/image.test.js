@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFil
 import { join } from 'node:path';
 import { Engine, FileSource, MemorySource, convertHF, loadModel, openHFCheckpoint, readImageHeader, cachedImage } from '../dist/src/index.js';
 import { widenToF32 } from '../dist/src/format/dtype.js';
-import { MODELS, modelDir, imagePath, golden } from './helpers/models.js';
+import { MODELS, modelDir, image, imagePath, golden } from './helpers/models.js';
 import { cleanupTmp, copyModel, patchJson, tmpDir, truncateFile } from './helpers/hostile.js';
 
 after(cleanupTmp);
@@ -13,6 +13,8 @@ after(cleanupTmp);
 function sectionOf(header, name) {
   return header.sections.find((s) => s.name === name);
 }
+
+const DTYPES = ['f32', 'bf16', 'f16'];
 
 /** A copy of an image with one byte flipped at `offset`. */
 function corrupt(src, offset) {
@@ -119,6 +121,9 @@ describe('bad images', () => {
 });
 
 describe('conversion', () => {
+  // The images of every dtype below start converting (worker threads) while the first tests run.
+  before(() => { for (const dtype of DTYPES) for (const name of MODELS) image(name, { dtype }); });
+
   it('a bad checkpoint leaves no output file behind', async () => {
     const dir = copyModel(modelDir('llama-relu-mini'));
     truncateFile(join(dir, 'model-00002-of-00003.safetensors'), -1000);
@@ -136,11 +141,11 @@ describe('conversion', () => {
     await assert.rejects(loadModel(dir, { cacheDir: tmpDir('cache') }), /unsupported architecture "GPT2LMHeadModel"/);
   });
 
-  for (const dtype of ['f32', 'bf16', 'f16']) {
+  for (const dtype of DTYPES) {
     it(`convert --dtype ${dtype}: every matrix stored as ${dtype}, greedy text unchanged on both models`, async () => {
       for (const name of MODELS) {
-        const out = join(tmpDir('dt'), 'm.fnimg');
-        const h = await convertHF(modelDir(name), out, undefined, { dtype });
+        // convertHF's header and image (helpers/models.js: converted once, read by later tests too)
+        const { path: out, header: h } = await image(name, { dtype });
         assert.equal(h.ffn.dtype, dtype);
         for (const t of h.tensors) assert.equal(t.dtype, t.shape.length === 1 ? 'f32' : dtype, t.role);
         const m = await loadModel(out);

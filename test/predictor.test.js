@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { loadModel, convertHF } from '../dist/src/index.js';
+import { loadModel } from '../dist/src/index.js';
 import { trainKernels } from '../dist/src/predictor/kernels.js';
 import { trainLayer, trainPredictor } from '../dist/src/predictor/train.js';
 import { collectSamples, ffnGateWeights, predictorSplits } from '../dist/src/predictor/samples.js';
@@ -16,7 +16,7 @@ import { truncatePredictor, predictorBytesAt, rankForBytes } from '../dist/src/p
 import { savePredictor, loadPredictor, sidecarPredictorPath } from '../dist/src/node/predictor-file.js';
 import { f16ToF32, f32ToF16 } from '../dist/src/format/dtype.js';
 import { crc32 } from '../dist/src/format/crc32.js';
-import { MODELS, ROOT, golden, modelDir } from './helpers/models.js';
+import { MODELS, ROOT, golden, image, imagePath, modelDir } from './helpers/models.js';
 import { tmpDir, cleanupTmp } from './helpers/hostile.js';
 import { inWorker } from './helpers/worker.js';
 import { limited } from './helpers/parallel.js';
@@ -88,22 +88,25 @@ describe('predictor training kernels: SIMD vs scalar reference', () => {
   });
 });
 
-// llama-relu-mini converted to each dtype and a predictor trained on it (rank 16, PCA only), for
-// 'training on images of every dtype' below. Each is independent, mostly the PCA's plain JS on one
-// thread: they run in worker threads, one per core at a time, from the start of this file's
-// single-threaded training tests on; the tests take their results in order.
+// llama-relu-mini converted to each dtype (helpers/models.js: image) and a predictor trained on it
+// (rank 16, PCA only), for 'training on images of every dtype' below. Each is independent, mostly
+// the PCA's plain JS on one thread: they run in worker threads, one per core at a time, from the
+// start of this file's single-threaded training tests on; the tests take their results in order.
 const DTYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
 let dtypeRuns;
 function dtypeTrainings() {
   if (!dtypeRuns) {
     // ~590 tokens: ~490 train, ~100 held out; PCA only at rank 16, so each training takes seconds
     const text = readFileSync(join(ROOT, 'models/calibration.txt'), 'utf8').slice(0, 2000);
-    const dir = tmpDir('pred-dtype'), run = limited(availableParallelism()), trained = {};
-    for (const dtype of DTYPES) {
-      trained[dtype] = run(() => inWorker('trainOnImage', dtype, join(dir, `llama.${dtype}.fnimg`), text));
-      trained[dtype].catch(() => {});   // its test reports a failure
-    }
-    dtypeRuns = { dir, trained };
+    const run = limited(availableParallelism());
+    dtypeRuns = Object.fromEntries(DTYPES.map((dtype) => {
+      const trained = run(async () => {
+        const { path, header } = await image('llama-relu-mini', { dtype });
+        return { header, ...await inWorker('trainOnImage', path, text) };
+      });
+      trained.catch(() => {});   // its test reports a failure
+      return [dtype, trained];
+    }));
   }
   return dtypeRuns;
 }
@@ -307,9 +310,9 @@ describe('predictor: short training run and the file format', () => {
 describe('predictor: training on images of every dtype and FFN layout', function () {
   this.timeout(300000);
   const mean = (a) => a.reduce((s, v) => s + v, 0) / a.length;
-  let dir, trained;
+  let trained;
   const gate = {}, recall = {};
-  before(() => { ({ dir, trained } = dtypeTrainings()); });
+  before(() => { trained = dtypeTrainings(); });
 
   for (const dtype of DTYPES) {
     it(`llama-relu-mini as ${dtype}: trains (rank 16, PCA only) to held-out recall ≥ 0.8`, async () => {
@@ -350,9 +353,7 @@ describe('predictor: training on images of every dtype and FFN layout', function
 
   for (const name of MODELS) {
     it(`${name}: a split (--no-bundle) image gives the bundled image's deciding weights and fingerprint`, async () => {
-      const a = join(dir, `${name}.bundled.fnimg`), b = join(dir, `${name}.split.fnimg`);
-      await convertHF(modelDir(name), a);
-      await convertHF(modelDir(name), b, undefined, { layout: 'split' });
+      const a = await imagePath(name), b = await imagePath(name, { layout: 'split' });
       const ma = await loadModel(a), mb = await loadModel(b, { mode: 'naive' });
       try {
         assert.equal(mb.engine.header.ffn.layout, 'split');

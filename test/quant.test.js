@@ -6,9 +6,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, loadModel, readImageHeaderFile } from '../dist/src/index.js';
-import { MODELS, ROOT, golden, imagePath, modelDir } from './helpers/models.js';
+import { MODELS, ROOT, golden, image, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
-import { inWorker } from './helpers/worker.js';
 
 after(cleanupTmp);
 
@@ -20,20 +19,16 @@ const TARGET = { q8_0: 0.02, q4_0: 0.09 };
 for (const name of MODELS) {
   describe(`quantized images: ${name}`, function () {
     this.timeout(300_000);
-    const ppl = {}, images = {};
+    const ppl = {};
     before(async () => {
-      // The quantized images are converted (plain JS, one thread) in worker threads meanwhile.
-      for (const dt of ['q8_0', 'q4_0']) {
-        const out = join(tmpDir('q'), `${name}.${dt}.fnimg`);
-        images[dt] = inWorker('convert', modelDir(name), out, { dtype: dt }).then((h) => ({ out, h }));
-        images[dt].catch(() => {});   // its test reports a failure
-      }
+      // The quantized images (helpers/models.js: image) are converted in worker threads meanwhile.
+      for (const dt of ['q8_0', 'q4_0']) image(name, { dtype: dt });
       const m = await loadModel(modelDir(name));
       try { ppl.ref = (await m.perplexity(HELDOUT, { context: 128 })).ppl; } finally { m.close(); }
     });
     for (const dt of ['q8_0', 'q4_0']) {
       it(`${dt}: bundles whole in the quantized layout; perplexity within +${TARGET[dt] * 100}%; greedy text close`, async () => {
-        const { out, h } = await images[dt];
+        const { path: out, header: h } = await image(name, { dtype: dt });
         const d = h.config.hidden, block = dt === 'q8_0' ? 34 : 18;
         assert.equal(h.ffn.dtype, dt);
         assert.equal(h.ffn.down - h.ffn.up, (h.config.hasGate ? 2 : 1) * (d / 32) * block);

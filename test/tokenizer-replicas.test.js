@@ -46,8 +46,14 @@ const EXPECTED = {
   'qwen2-silu-tiny': { source: 'tokenizer.json', reading: 'ids' },
 };
 
-/** The folder's tokenizer files read into tokenizerFromFiles (text as text, tokenizer.model as bytes). */
+/** The folder's tokenizer files read into tokenizerFromFiles (text as text, tokenizer.model as bytes);
+ *  built once per folder (both suites below read the same ones, and no test changes them). */
+const tokenizers = new Map();
 function folderTokenizer(dir) {
+  if (!tokenizers.has(dir)) tokenizers.set(dir, buildTokenizer(dir));
+  return tokenizers.get(dir);
+}
+function buildTokenizer(dir) {
   const files = {};
   for (const [key, name] of Object.entries(TOKENIZER_FILE_NAMES)) {
     const p = join(dir, name);

@@ -9,9 +9,8 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, golden, modelDir } from './helpers/models.js';
+import { ROOT, golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
-import { convertHF } from '../dist/src/index.js';
 
 const run = promisify(execFile);
 const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
@@ -79,10 +78,8 @@ describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)',
   let adapter = null;
   before(async function () {
     if (!existsSync(DENO)) this.skip();
-    const images = {};
-    for (const [model, , , , dtype] of CASES) {
-      if (dtype && !images[`${model}.${dtype}`]) await convertHF(modelDir(model), images[`${model}.${dtype}`] = join(tmpDir('gpuimg'), `${model}.${dtype}.fnimg`), undefined, { dtype });
-    }
+    const images = {};   // converted once per run (helpers/models.js), as image.test.js's
+    for (const [model, , , , dtype] of CASES) if (dtype) images[`${model}.${dtype}`] ??= await imagePath(model, { dtype });
     const cases = CASES.map(([model, name, options, shaderF16, dtype]) => ({
       name: `${model}: ${name}`, model: dtype ? images[`${model}.${dtype}`] : modelDir(model), ids: sequence(model), options, shaderF16,
     }));

@@ -1,10 +1,13 @@
 // Shared fixtures: the two reference models shipped in models/, their golden data from
 // Hugging Face transformers, and one converted image of each (converted once per test run).
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertHF } from '../../dist/src/index.js';
 import { tmpDir } from './hostile.js';
+import { limited } from './parallel.js';
+import { inWorker } from './worker.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MODELS = ['opt-relu-mini', 'llama-relu-mini'];
@@ -28,16 +31,28 @@ export function maxAbsDiff(a, b) {
   return m;
 }
 
-const images = new Map();
+const images = new Map(), converting = limited(availableParallelism());
 let imageDir;
-/** Path of a converted image of model `name` (converted on first use, in a temp dir). */
-export async function imagePath(name, convertOpts) {
+/**
+ * { path, header } of a converted image of model `name` (converted on first use, in a temp dir,
+ * shared by every test that asks for it: they only read it); header is what convertHF returned.
+ * Images in another dtype are converted in worker threads (plain JS, seconds; one per core at a
+ * time): a test may ask early and take the answer later.
+ */
+export function image(name, convertOpts) {
   const key = convertOpts ? `${name}-${Object.values(convertOpts).join('-')}` : name;
   if (!images.has(key)) {
     imageDir ??= tmpDir('images');
     const out = join(imageDir, `${key}.fnimg`);
-    await convertHF(modelDir(name), out, undefined, convertOpts);
-    images.set(key, out);
+    const header = convertOpts?.dtype ? converting(() => inWorker('convert', modelDir(name), out, convertOpts)) : convertHF(modelDir(name), out, undefined, convertOpts);
+    const done = header.then((h) => ({ path: out, header: h }));
+    done.catch(() => {});   // reported to whoever awaits it
+    images.set(key, done);
   }
   return images.get(key);
+}
+
+/** Path of a converted image of model `name` (image(name, convertOpts).path). */
+export async function imagePath(name, convertOpts) {
+  return (await image(name, convertOpts)).path;
 }

@@ -8,7 +8,6 @@ import { evaluatePredictor } from '../../dist/src/predictor/evaluate.js';
 import { modelFingerprint } from '../../dist/src/predictor/format.js';
 import { truncatePredictor } from '../../dist/src/predictor/ladder.js';
 import { calibrateThresholds } from '../../dist/src/predictor/thresholds.js';
-import { modelDir } from './models.js';
 import { CALIBRATION_TEXT } from './silu.js';
 
 const WORK = {
@@ -17,15 +16,14 @@ const WORK = {
     return convertHF(src, out, undefined, opts);
   },
 
-  /** predictor.test.js: llama-relu-mini converted to `dtype` at `out`, then a predictor trained
-   *  on `text` (rank 16, PCA only); with what the test checks them against. */
-  async trainOnImage(dtype, out, text) {
-    const h = await convertHF(modelDir('llama-relu-mini'), out, undefined, { dtype });
-    const model = await loadModel(out);
+  /** predictor.test.js: a predictor trained on `text` (rank 16, PCA only) for the image at `path`;
+   *  with what the test checks it against. */
+  async trainOnImage(path, text) {
+    const model = await loadModel(path);
     try {
       const gate = ffnGateWeights(model, 3).w;
       const p = await trainPredictor(model, text, { rank: 16, epochs: 0 });
-      return { header: h, gate, predictor: p, fingerprint: modelFingerprint(model.engine.header), nLayers: model.config.nLayers };
+      return { gate, predictor: p, fingerprint: modelFingerprint(model.engine.header), nLayers: model.config.nLayers };
     } finally { model.close(); }
   },
 
