@@ -38,8 +38,13 @@ const SPIN_MS: f64 = 0.1;
 // Below this many weights a job runs whole on the caller: handing it out costs more (measured:
 // llama-relu-mini, 384 wide, gains from 2^16; workers are awake within a token).
 const MIN_PARALLEL: i32 = 1 << 16;
-// Chunks per thread taking part: enough that a late thread's share is small.
-const CHUNKS_PER_THREAD: i32 = 4;
+// Attention's multiply-adds cost several times a weight's (short rows, the softmax): it pays
+// from a few thousand on (measured on llama-relu-mini: positions from about 10).
+const MIN_PARALLEL_ATTN: i32 = 1 << 13;
+// Chunks per thread taking part: two, so that a late thread's share is halved. Each chunk costs
+// two atomics that bounce between cores and its kernel's edge rows (measured on llama-relu-mini,
+// 2 threads: four per thread ran 5-12 % slower).
+const CHUNKS_PER_THREAD: i32 = 2;
 
 let job: usize = 0;          // the main instance's job block; 0: one thread
 let workers: i32 = 0;
@@ -93,7 +98,7 @@ export function pmatvec3(dt: i32, stride: usize, x: usize, xp: usize, cols: i32,
 /** The query heads of attention block p (attention.ts), split over the ready workers. */
 export function pattention(p: usize): void {
   const heads = attention_heads(p);
-  const ready = !ASC_FEATURE_THREADS || job == 0 || heads < 2 || attention_work(p) < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
+  const ready = !ASC_FEATURE_THREADS || job == 0 || heads < 2 || attention_work(p) < <i64>MIN_PARALLEL_ATTN ? 0 : atomic.load<i32>(job + J_READY);
   if (ready == 0) { attention_part(p, 0, 1); return; }
   share(KIND_ATTN, 0, p, 0, 0, 0, heads, 0, ready);
 }
