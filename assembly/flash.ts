@@ -1,6 +1,7 @@
 // How the engine reaches flash: WASI preview1 file descriptors. The host preopens a directory
 // (node:wasi in Node/Deno/Bun) or provides the same calls over OPFS or memory (src/io/wasi-shim.ts);
 // the engine only ever opens a file by name and reads it with fd_pread at explicit offsets.
+import { cut } from "./kernels/parts";
 
 @external("wasi_snapshot_preview1", "path_open")
 declare function path_open(dirfd: u32, dirflags: u32, path: usize, pathLen: usize, oflags: u16,
@@ -35,6 +36,11 @@ export function flash_close(fd: u32): i32 {
  * Returns the bytes read (< len only at end of file) or -errno.
  */
 export function flash_read(fd: u32, dst: usize, len: usize, offset: u64): i64 {
+  return flash_read_with(fd, dst, len, offset, scratch);
+}
+
+/** flash_read with the caller's 12 bytes of scratch at `scratch` (threads read side by side). */
+export function flash_read_with(fd: u32, dst: usize, len: usize, offset: u64, scratch: usize): i64 {
   let done: usize = 0;
   while (done < len) {
     store<usize>(scratch, dst + done);
@@ -46,6 +52,19 @@ export function flash_read(fd: u32, dst: usize, len: usize, offset: u64): i64 {
     done += n;
   }
   return <i64>done;
+}
+
+/**
+ * Part `part` of `parts` of the entries [0, n) of a read plan (planner.ts: f64 offset, length,
+ * destination), read by whichever thread takes the part: entry i's 16 bytes at `results` serve
+ * as its read's scratch, then hold the bytes read or -errno (i64).
+ */
+export function read_part(fd: u32, plan: usize, results: usize, n: i32, part: i32, parts: i32): void {
+  for (let i = cut(n, part, parts), end = cut(n, part + 1, parts); i < end; i++) {
+    const e = plan + <usize>i * 24, r = results + (<usize>i << 4);
+    const got = flash_read_with(fd, <usize>load<f64>(e, 16), <usize>load<f64>(e, 8), <u64>load<f64>(e), r);
+    store<i64>(r, got);
+  }
 }
 
 // ---- CRC-32 (IEEE 802.3, as zlib), slicing-by-8 ----

@@ -39,7 +39,7 @@ export {
 } from "./sparse";
 export { silu_init, silu_layer } from "./silu";
 export { teal_init, teal_layer, teal_gather_below, teal_counts_ptr, teal_record_ptr, teal_reset } from "./teal";
-export { threads_init, threads_ready, threads_stop, worker_join, worker_part, pmatvec } from "./threads";
+export { threads_init, threads_ready, threads_read, threads_stop, worker_join, worker_part, pmatvec } from "./threads";
 export {
   planner_costs, set_max_op_bytes, plan_round, plan_ptr, plan_capacity, plan_bytes, exec_plan_sync,
 } from "./planner";

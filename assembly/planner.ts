@@ -8,7 +8,8 @@
 // sparse.ts's round_done() takes the landed items (itemId, itemPtr). Staging offsets and read
 // extents honour `align` (4096 for O_DIRECT).
 import { alloc } from "./mem";
-import { flash_read } from "./flash";
+import { flash_read_with } from "./flash";
+import { pread_list } from "./threads";
 import { ffn, bundleBytes } from "./forward";
 import { caches, flashFd, flashOff, nParts, PB, PL, PS } from "./sparse";
 import { now, set_io_error, set_io_failure, add_io, ioSince, memSince } from "./stats";
@@ -17,6 +18,8 @@ let align: u64 = 1;        // read alignment: offsets, lengths and staging addre
 let staging: usize = 0;
 let stagingBytes: usize = 0;
 let plan: usize = 0;       // (maxOps, 3) f64: file offset, length, destination address
+const ERRNO_NOSYS: i64 = 52;
+let results: usize = 0;    // (maxOps) 16 bytes: exec_plan_sync's read of each entry (read_part)
 let maxOps: i32 = 0;
 let maxOpBytes: u64 = 1 << 30;   // longest single read (the host's parallel reads want several)
 
@@ -49,6 +52,7 @@ export function plannerInit(stagingBytes_: usize, maxOps_: i32, align_: u32): vo
   staging = alloc(stagingBytes, 4096);
   maxOps = maxOps_;
   plan = alloc(<usize>maxOps * 24, 16);
+  results = alloc(<usize>maxOps << 4, 16);
 }
 
 /** Nothing planned or landed (flash_reset). */
@@ -190,13 +194,17 @@ export function plan_round(l: i32): i32 {
   return ops;
 }
 
-/** Reads the planned round through WASI fd_pread, one after another. False on a failed read. */
+/** Reads the planned round through WASI fd_pread, shared over the compute threads that can read (pread_list). False on a failed read. */
 export function exec_plan_sync(n: i32): bool {
   const t0 = now();
+  pread_list(flashFd, plan, results, n);
   for (let i = 0; i < n; i++) {
-    const e = plan + <usize>i * 24;
-    const off = <u64>load<f64>(e), len = <usize>load<f64>(e, 8), dst = <usize>load<f64>(e, 16);
-    const got = flash_read(flashFd, dst, len, off);
+    const e = plan + <usize>i * 24, r = results + (<usize>i << 4);
+    const off = <u64>load<f64>(e), len = <usize>load<f64>(e, 8);
+    let got = load<i64>(r);
+    // A worker that cannot read (no file of its own, or its read failed: ENOSYS) leaves the read
+    // to this thread, which reports its own error if it fails too.
+    if (got == -ERRNO_NOSYS) got = flash_read_with(flashFd, <usize>load<f64>(e, 16), len, off, r);
     if (got != <i64>len) { set_io_failure(got < 0 ? <i32>(-got) : -1, off, len, got); ioSince(t0); return false; }
   }
   add_io(roundBytes, n, now() - t0);

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { instantiateEngine, loadModel } from '../dist/src/index.js';
 import { convertDtype, quantize } from '../dist/src/format/dtype.js';
+import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { golden, imagePath, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
@@ -49,6 +50,38 @@ describe('compute threads', function () {
       }
     });
   }
+
+  // The wasm's own reads of a round (io 'wasi' on a file) are shared out: each worker reads its
+  // share through its own descriptor of the file (src/node/compute-worker.ts).
+  it('sparse on flash, 3 threads reading: a file cut short under them is a clear error, the engine then serves again', async () => {
+    const src = await imagePath('opt-relu-mini'), path = join(tmpDir('cut'), 'opt.fnimg');
+    const bytes = readFileSync(src);
+    writeFileSync(path, bytes);
+    const predictorPath = `${modelDir('opt-relu-mini')}/flashneuron.fnpred`, prompt = golden('opt-relu-mini').prompts[0].text;
+    const one = await loadModel(src, { memory: '60%', predictorPath, threads: 1 });
+    const three = await loadModel(path, { memory: '60%', predictorPath, threads: 3 });
+    try {
+      await started(three, 3);
+      const ref = (await one.complete(prompt, GREEDY)).ids;
+      truncateSync(path, bytes.length >> 1);
+      await assert.rejects(three.complete(prompt, GREEDY), /flash read failed: short read of \d+ bytes at offset \d+: got \d+ \(file truncated\?\); the neuron cache was reset/);
+      writeFileSync(path, bytes);
+      assert.deepEqual((await three.complete(prompt, GREEDY)).ids, ref);
+    } finally { one.close(); three.close(); }
+  });
+
+  it('workers that cannot read (no file of their own) leave their share to the engine: the same ids', async () => {
+    const image = await imagePath('opt-relu-mini');
+    const predictorPath = `${modelDir('opt-relu-mini')}/flashneuron.fnpred`, prompt = golden('opt-relu-mini').prompts[0].text;
+    const one = await loadModel(image, { memory: '60%', predictorPath, threads: 1 });
+    // Through the built-in WASI shim the workers get no file; reads are shared out anyway here.
+    const three = await loadModel(image, { memory: '60%', predictorPath, threads: 3, wasi: 'shim' });
+    try {
+      await started(three, 3);
+      three.engine.wasm.threads_read(1);
+      assert.deepEqual((await three.complete(prompt, GREEDY)).ids, (await one.complete(prompt, GREEDY)).ids);
+    } finally { one.close(); three.close(); }
+  });
 
   it('the default is one thread per core, and a bad count is refused in one line', async () => {
     const m = await loadModel(await imagePath('opt-relu-mini'));

@@ -37,7 +37,7 @@
 import { vdot } from "./vec";
 import { hsum, madd, madd2, K, F16_SCALE, f16_fast, bf16_even, bf16_odd, f16_even, f16_odd } from "./lanes";
 import { DT_F32, DT_F16, DT_BF16, DT_Q8_0, dtypeSize, rowBytes, loadElem, f16_to_f32, bf16_to_f32 } from "../dtype";
-import { q_prep_x, q_dot, q_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
+import { q_prep_x, q_dot, q_dot4, q_matvec, q_axpy, q_dot_scalar, q_axpy_scalar } from "./quant";
 import { cut } from "./parts";
 
 /** f32 slots a prepared vector of n elements needs. */
@@ -214,6 +214,12 @@ export function axpy(dt: i32, a: f32, w: usize, yp: usize, n: i32): void {
  */
 export function dot_list(dt: i32, ptrs: usize, count: i32, xp: usize, n: i32, out: usize): void {
   let k = 0;
+  if (ASC_FEATURE_SIMD && dt >= DT_Q8_0) {
+    for (; k + 4 <= count; k += 4) {
+      const pk = ptrs + (<usize>k << 2);
+      q_dot4(dt, <usize>load<u32>(pk), <usize>load<u32>(pk, 4), <usize>load<u32>(pk, 8), <usize>load<u32>(pk, 12), xp, n, out + (<usize>k << 2));
+    }
+  }
   if (ASC_FEATURE_SIMD && dt < DT_Q8_0) {
     const n8 = n & ~7;
     for (; k + 4 <= count; k += 4) {

@@ -46,11 +46,16 @@ const QK = memory.data<u32>([
 
 /** The f16 scales of four blocks `bs` bytes apart from p, as f32 lanes (scale() for each). */
 @inline function scales4(p: usize, bs: usize): v128 {
+  return scalesAt(p, p + bs, p + 2 * bs, p + 3 * bs);
+}
+
+/** The f16 scales of the blocks at p0..p3, as f32 lanes (scale() for each). */
+@inline function scalesAt(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
   let h = i16x8.splat(0);
-  h = v128.load16_lane(p, h, 0);
-  h = v128.load16_lane(p + bs, h, 1);
-  h = v128.load16_lane(p + 2 * bs, h, 2);
-  h = v128.load16_lane(p + 3 * bs, h, 3);
+  h = v128.load16_lane(p0, h, 0);
+  h = v128.load16_lane(p1, h, 1);
+  h = v128.load16_lane(p2, h, 2);
+  h = v128.load16_lane(p3, h, 3);
   // sign-extended << 13: sign at bit 31, exponent and mantissa at 13..27; the mask clears 28..30
   const f = v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(h), 13), v128.load(QK));
   return f32x4.mul(f, v128.load(QK, 16));
@@ -207,6 +212,33 @@ export function q_matvec(dt: i32, w: usize, stride: usize, xp: usize, out: usize
     }
   }
   for (; r < rows; r++) store<f32>(out + (<usize>r << 2), q_dot(dt, w + <usize>r * stride, xp, n));
+}
+
+/**
+ * out[0..4) = the rows at r0..r3 (anywhere: the neurons of a list) . x, each exactly as q_matvec
+ * computes a row of a run of four: the four block sums of a block reduce into one vector, times
+ * the four rows' scales of that block, into one accumulator. Four rows share each x block.
+ */
+export function q_dot4(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, xp: usize, n: i32, out: usize): void {
+  const scales = xp + (<usize>n << 1), nb = n >> 5;
+  let q = xp, xs = scales, acc = f32x4.splat(0);
+  if (dt == DT_Q8_0) {
+    for (let b = 0; b < nb; b++, r0 += 34, r1 += 34, r2 += 34, r3 += 34, q += 64, xs += 4) {
+      const s = sum4(q8_block(v128.load(r0, 2), v128.load(r0, 18), q), q8_block(v128.load(r1, 2), v128.load(r1, 18), q),
+                     q8_block(v128.load(r2, 2), v128.load(r2, 18), q), q8_block(v128.load(r3, 2), v128.load(r3, 18), q));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scalesAt(r0, r1, r2, r3), f32x4.splat(load<f32>(xs)))));
+    }
+  } else {
+    const low = v128.load(QK, 32);
+    let cs = scales + (<usize>n >> 3);
+    for (let b = 0; b < nb; b++, r0 += 18, r1 += 18, r2 += 18, r3 += 18, q += 64, xs += 4, cs += 4) {
+      const s = sum4(q4_block(v128.load(r0, 2), q, low), q4_block(v128.load(r1, 2), q, low),
+                     q4_block(v128.load(r2, 2), q, low), q4_block(v128.load(r3, 2), q, low));
+      const t = i32x4.sub(s, i32x4.splat(load<i32>(cs)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(t), f32x4.mul(scalesAt(r0, r1, r2, r3), f32x4.splat(load<f32>(xs)))));
+    }
+  }
+  v128.store(out, acc);
 }
 
 /** y[0..16) += k * v (16 int8 lanes), y natural-order f32. */

@@ -36,7 +36,8 @@ export interface EngineHost {
    * Starts `n` compute workers, each running instantiateWorker(module, memory).run(block)
    * on a thread of its own (they join the engine's jobs as they come up); close() ends them.
    */
-  computeThreads?(module: WebAssembly.Module, memory: WebAssembly.Memory, block: number, n: number): { close(): void };
+  /** Compute workers on the threads build; with `readPath` each opens that file and reads its share of the FFN's rounds (flash_read's fd_pread). */
+  computeThreads?(module: WebAssembly.Module, memory: WebAssembly.Memory, block: number, n: number, readPath?: string): { close(): void };
   /** Cores to compute on (Node: os.availableParallelism()). */
   cores?(): number;
 }
@@ -123,7 +124,8 @@ export class Engine {
     const layout = planLayout(header, opts, batched, batched && io !== 'thread' ? src.alignment ?? 1 : 1);
     const hostBytes = batched && io === 'thread' ? host.threadReader!.bytesFor(layout.staging, layout.maxOps) : 0;
 
-    const wasi = (path !== undefined ? host.wasi?.(path, src, opts) : undefined) ?? createWasiShim([src]);
+    const hostWasi = path !== undefined ? host.wasi?.(path, src, opts) : undefined;
+    const wasi = hostWasi ?? createWasiShim([src]);
     // Compute threads: the threads build on shared memory, where the host can start workers.
     const threads = opts.threads ?? 1;
     if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) throw new Error(`threads must be an integer from 1 to 256 (got ${opts.threads})`);
@@ -131,7 +133,11 @@ export class Engine {
     const { exports: e, simd, instance, shared } = instantiateEngine({ simd: opts.simd, threads: threaded, wasiImports: wasi.imports });
     wasi.start(instance);
     const block = e.threads_init(shared ? threads - 1 : 0);
-    const pool = shared ? host.computeThreads!(shared.module, shared.memory, block, threads - 1) : undefined;
+    // The wasm's own reads of the FFN (io 'wasi' through the runtime's WASI, the file itself) are
+    // page-cache syscalls: the workers open the file too and take their share of each round.
+    const readPath = shared && flash && !batched && hostWasi ? path : undefined;
+    const pool = shared ? host.computeThreads!(shared.module, shared.memory, block, threads - 1, readPath) : undefined;
+    if (readPath) e.threads_read(1);
     const tokenizerJson = readTokenizerJson(src, header);
 
     // The wasm's state first: config, run state and KV cache, flash machinery. Everything is
@@ -192,13 +198,14 @@ export class Engine {
       plan.cacheRows.forEach((rows, l) => e.flash_layer(l, BigInt(section(header, `ffn.${l}`).offset), rows));
       if (opts.planner) e.planner_costs(opts.planner.opUs, opts.planner.byteUs, Math.floor(opts.planner.gapBytes / f.bundle_bytes));
     }
+    // (A probe of the allocator may itself grow memory: before the total is taken.)
+    if (e.alloc(0, 16) === 0 || (weights.resident === 0 && !layout.ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const total = e.memory.buffer.byteLength + hostBytes;
     const budget = opts.memoryBytes;
     if (budget !== undefined && total > budget) {
       throw new Error(`memory budget ${fmtBytes(budget)} is too small: the resident part alone needs ${fmtBytes(total)} ` +
         `(${(100 * total / src.size).toFixed(1)}% of the model)`);
     }
-    if (e.alloc(0, 16) === 0 || (weights.resident === 0 && !layout.ioOnly)) throw new Error(`model needs more than the 4 GiB of wasm memory wasm32 allows`);
     const kvBytes = 2 * cfg.nLayers * layout.contextLength * cfg.nKvHeads * cfg.headDim * (layout.kvDtype === 'f16' ? 2 : 4);
     const cacheBytes = plan.cacheRows.reduce((a, r) => a + r * (layout.rowBytes + 4) + cfg.ffn * 8, 0);
     const residentTotal = layout.ioOnly ? 0 : plan.residentBytes + weights.denseFfnBytes + (plan.silu ? cfg.nLayers * plan.silu.layerBytes : 0);

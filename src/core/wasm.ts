@@ -159,13 +159,15 @@ function wasiOrEnosys(imports: Record<string, Function> | undefined): Record<str
 
 /**
  * A compute worker on the engine's shared memory: an instance of the threads build that never
- * runs its start function (that would allocate) nor WASI. `run(block)` is the worker's life, on
- * its own thread: it joins, then sleeps on the job block's generation word and takes its part of
- * each job posted (worker_part) until the engine stops it.
+ * runs its start function (that would allocate) nor WASI's. `wasiImports` (its host's fd_pread
+ * over the model file) let it read its share of a round; without them its reads fail (ENOSYS)
+ * and the engine's thread redoes them. `run(block)` is the worker's life, on its own thread: it
+ * joins, then sleeps on the job block's generation word and takes its part of each job posted
+ * (worker_part) until the engine stops it.
  */
-export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembly.Memory): { run(block: number): void } {
+export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembly.Memory, wasiImports?: Record<string, Function>): { run(block: number): void } {
   const env = { memory, now: () => performance.now(), abort(_m: number, _f: number, line: number, col: number) { throw new Error(`wasm abort in a compute worker at ${line}:${col}`); } };
-  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasiOrEnosys(undefined) } as WebAssembly.Imports);
+  const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasiOrEnosys(wasiImports) } as WebAssembly.Imports);
   const x = instance.exports as unknown as { worker_join(block: number): number; worker_part(block: number, id: number, gen: number): number };
   return {
     run(block) {
@@ -173,6 +175,8 @@ export function instantiateWorker(module: WebAssembly.Module, memory: WebAssembl
       const gen = new Int32Array(memory.buffer, block, 1);
       let seen = Atomics.load(gen, 0);
       const id = x.worker_join(block);
+      // The engine may have stopped before this worker started (its stop then came before `seen`).
+      if (!x.worker_part(block, id, seen)) return;
       for (;;) {
         // Jobs come microseconds apart within a token, and a sleeping thread takes tens of
         // microseconds to wake: poll briefly (SPIN_MS) before sleeping. Longer polls take the
