@@ -355,6 +355,18 @@ export function non_finite(): i32 { return nonFinite; }
 /** Whether n f32 at p are all finite: x * 0 is NaN exactly for NaN and ±Inf. */
 function allFinite(p: usize, n: i32): bool {
   let a: f32 = 0, b: f32 = 0, c: f32 = 0, e: f32 = 0, i = 0;
+  if (ASC_FEATURE_SIMD) {
+    // Four lanes at a time (the logits: a vocabulary's worth every token).
+    const z = f32x4.splat(0);
+    let s0 = z, s1 = z;
+    for (; i + 8 <= n; i += 8) {
+      const q = p + (<usize>i << 2);
+      s0 = f32x4.add(s0, f32x4.mul(v128.load(q), z));
+      s1 = f32x4.add(s1, f32x4.mul(v128.load(q, 16), z));
+    }
+    const s = f32x4.add(s0, s1);
+    a = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+  }
   for (; i + 4 <= n; i += 4) {
     const q = p + (<usize>i << 2);
     a += load<f32>(q) * 0; b += load<f32>(q, 4) * 0; c += load<f32>(q, 8) * 0; e += load<f32>(q, 12) * 0;
@@ -457,16 +469,14 @@ function ffnDense(l: i32, src: usize, out: usize): void {
   // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
   tealMatvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
   prep_zero(dt, yp, d);
-  const bStride = biasStride ? biasStride : bundleBytes;
-  for (let i = 0; i < ffn; i++) {
-    store<u32>(listRows + (<usize>i << 2), <u32>(base + <usize>i * bundleBytes));
-    store<i32>(listIds + (<usize>i << 2), i);
-    if (!hasGate && biasOff >= 0) {
+  if (!hasGate && biasOff >= 0) {
+    const bStride = biasStride ? biasStride : bundleBytes;
+    for (let i = 0; i < ffn; i++) {
       const z = listDots + (<usize>i << 2);
       store<f32>(z, load<f32>(z) + load<f32>(base + <usize>biasOff + <usize>i * bStride));
     }
   }
-  fireList(dt, ffn, acts);
+  fireList(dt, ffn, acts, base);
   ffnOut(l, dt, out);
 }
 
@@ -508,13 +518,15 @@ export function neuronList(dt: i32, n: i32, acts: usize): void {
 
 /**
  * Given listDots[k], the first product (gate, or up + bias) of the neuron whose parts are
- * addressed from listRows[k] (id listIds[k]): its activation into acts; for those that fire, the
- * up products in one dot_list (Llama) and the down columns into yp. Reuses the lists.
+ * addressed from listRows[k] (id listIds[k]), or with `dense` the layer's bundles from there (k
+ * the id, listRows and listIds unread): its activation into acts; for those that fire, the up
+ * products in one dot_list (Llama) and the down columns into yp. Reuses the lists.
  */
-function fireList(dt: i32, n: i32, acts: usize): void {
+function fireList(dt: i32, n: i32, acts: usize, dense: usize = 0): void {
   let m = 0;   // the firing ones, compacted in place: bundle addresses and ids
   for (let k = 0; k < n; k++) {
-    const bundle = <usize>load<u32>(listRows + (<usize>k << 2)), id = load<i32>(listIds + (<usize>k << 2));
+    const bundle = dense ? dense + <usize>k * bundleBytes : <usize>load<u32>(listRows + (<usize>k << 2));
+    const id = dense ? k : load<i32>(listIds + (<usize>k << 2));
     const h = activate(load<f32>(listDots + (<usize>k << 2)));
     store<f32>(acts + (<usize>id << 2), h);
     if (h != 0) {
