@@ -18,6 +18,8 @@ import { nLayers, d, ffn, bundleBytes, xb, xp, yp, hAct, listRows, listIds, L_FF
 import { missing, missCursor, missCached, items, itemId, itemPtr, plannerInit, plannerReset, planMisses, endRound } from "./planner";
 import { now, set_io_error, memSince, computeSince, predictSince, addMemMs, addComputeMs } from "./stats";
 import { crc32 } from "./flash";
+import { land_init, land_rows, land_ok, land_set, land_part_layout } from "./land";
+import { pland } from "./threads";
 import { siluOn, siluWant, siluList, siluOne } from "./silu";
 
 export const WANT_HOST: i32 = 0;       // the host fills predicted_ptr(l) (oracle, tests)
@@ -52,6 +54,7 @@ const partStride = memory.data(4 * 8, 16);   // neuron to neuron in the section 
 @inline export function PS(p: i32): usize { const s = <usize>load<u64>(partStride + (<usize>p << 3)); return s ? s : PL(p); }
 @inline function PR(p: i32): usize { return <usize>load<u64>(partRow + (<usize>p << 3)); }
 let scratchRow: usize = 0; // one bundle, for streamed neurons of split layouts
+let land: usize = 0;       // land.ts's block: a round's bundles into their cache rows
 let rowBytes_: usize = 0;  // bytes of a cache row: the bundle, or (SiLU mode) the down column alone
 
 // Read by forward.ts (flash, flashFd) and planner.ts (caches, the file layout); written only here.
@@ -125,6 +128,12 @@ function bundleOk(l: i32, id: i32, p: usize): bool {
   return true;
 }
 
+/** Neuron id of layer l passed its check (VERIFY_FIRST then trusts it). */
+function markPassed(l: i32, id: i32): void {
+  const k = <usize>(l * ffn + id), word = crcSeen + ((k >> 5) << 2);
+  store<u32>(word, load<u32>(word) | (<u32>1 << <u32>(k & 31)));
+}
+
 /** Moves the FFN to flash. window: tokens a neuron stays cached after use (0 = no reuse). */
 export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, maxOps_: i32, align_: u32): usize {
   const start = heap.alloc(0);
@@ -136,6 +145,7 @@ export function flash_init(wantMode_: i32, window_: i32, stagingBytes_: usize, m
   hitRows = alloc(<usize>ffn << 2, 16);
   moved = alloc(<usize>ffn << 2, 16);
   scratchRow = alloc(bundleBytes, 64);
+  land = land_init(ffn);
   plannerInit(stagingBytes_, maxOps_, align_);
   nParts = 1; rowBytes_ = bundleBytes;
   memory.fill(partStride, 0, 4 * 8);
@@ -341,16 +351,19 @@ export function round_done(l: i32): void {
   const t0 = now();
   const c = caches[l], dt = WDT(l, L_FFN), acts = hAct + (<usize>(l * ffn) << 2);
   const firstRow = c.count;
-  let cachedNow = 0;
-  const landedBefore = missCursor - items;
-  for (let k = 0; k < items && landedBefore + k < missCached; k++) {
-    const row = c.rowPtr(c.insert(load<i32>(itemId + (<usize>k << 2))));
-    const ptrs = itemPtr + (<usize>k << 4);
-    if (load<usize>(ptrs) != row) {   // else read in place
-      for (let p = 0; p < nParts; p++) memory.copy(row + PR(p), load<usize>(ptrs + (<usize>p << 2)), PL(p));
-    }
-    cachedNow++;
-    if (!bundleOk(l, load<i32>(itemId + (<usize>k << 2)), row)) { endRound(); return; }
+  // The items that get cache rows: rows taken here, in order; their bundles copied in and
+  // checked on every thread (land.ts), the verdicts then taken in order.
+  const cachedNow = max(0, min(items, missCached - (missCursor - items)));
+  const rows = land_rows(land);
+  for (let k = 0; k < cachedNow; k++) store<u32>(rows + (<usize>k << 2), <u32>c.rowPtr(c.insert(load<i32>(itemId + (<usize>k << 2)))));
+  land_set(land, cachedNow, itemId, itemPtr, nParts, rowBytes_, verify != VERIFY_OFF ? crcTable + (<usize>(l * ffn) << 2) : 0,
+           verify == VERIFY_FIRST ? crcSeen : 0, l * ffn);
+  for (let p = 0; p < nParts; p++) land_part_layout(land, p, PR(p), PL(p));
+  pland(land, cachedNow, <i64>cachedNow * <i64>rowBytes_);
+  for (let k = 0; k < cachedNow; k++) {
+    const id = load<i32>(itemId + (<usize>k << 2));
+    if (!land_ok(land, k)) { set_io_error(IO_BAD_BUNDLE); badBundle = l * ffn + id; endRound(); return; }
+    if (verify != VERIFY_OFF) markPassed(l, id);
   }
   // Streamed neurons (no room in the cache) are checked where they lie: in staging, or (split
   // layouts) assembled in the scratch row.

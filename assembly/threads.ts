@@ -14,6 +14,7 @@ import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";
 import { axpy_list_part } from "./kernels/axpy-list";
 import { attention_heads, attention_part, attention_work } from "./attention";
 import { read_part } from "./flash";
+import { land_part } from "./land";
 
 const J_GEN: usize = 0;      // u32, bumped per job
 const J_DONE: usize = 4;     // u32, chunks of the current job finished
@@ -31,6 +32,7 @@ const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_CO
 const KIND_AXPY_LIST: i32 = 4;  // J_W: the row pointers, J_STRIDE: their coefficients, J_ROWS: how many, J_COLS: y's length
 const KIND_ATTN: i32 = 6;       // J_W: an attention block (attention.ts), J_ROWS: its heads
 const KIND_MATVEC3: i32 = 5;    // three matrices (q, k, v) of one dtype, stride and x: one job, each chunk a part of each
+const KIND_LAND: i32 = 8;       // J_W: a land block (land.ts), J_ROWS: its bundles
 const KIND_READ: i32 = 7;       // J_W: a read plan (planner.ts), J_OUT: its results, J_ROWS: its reads, J_DT: the fd
 
 // The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
@@ -134,12 +136,19 @@ export function pread_list(fd: u32, plan: usize, results: usize, n: i32): void {
   share(KIND_READ, <i32>fd, plan, 0, 0, results, n, 0, ready);
 }
 
+/** The bundles of land block p (land.ts: copies into cache rows and checksums), `bytes` in all, split over the ready workers. */
+export function pland(p: usize, n: i32, bytes: i64): void {
+  const ready = !ASC_FEATURE_THREADS || job == 0 || n < 2 || bytes < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) { land_part(p, 0, 1); return; }
+  share(KIND_LAND, 0, p, 0, 0, 0, n, 0, ready);
+}
+
 /** Posts a job in chunks for the ready workers and wakes them, claims chunks until none are left, then waits for the rest. */
 function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usize, rows: i32, cols: i32, ready: i32): void {
   // Down columns: two slices of y per thread (each slice costs a pass over the whole row list),
   // whole 32-element blocks. Attention: no more chunks than heads.
   const most = CHUNKS_PER_THREAD * (1 + ready);
-  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_ATTN || kind == KIND_READ ? min(most, rows) : most;
+  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_ATTN || kind == KIND_READ || kind == KIND_LAND ? min(most, rows) : most;
   const gen = atomic.load<u32>(job + J_GEN) + 1;
   atomic.store<i32>(job + J_KIND, kind);
   store<i32>(job + J_DT, dt); store<u32>(job + J_W, <u32>w); store<u32>(job + J_STRIDE, <u32>stride);
@@ -172,6 +181,7 @@ function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
     else if (kind == KIND_AXPY_LIST) axpy_list_part(dt, w, stride, rows, out, cols, c, chunks);
     else if (kind == KIND_ATTN) attention_part(w, c, chunks);
     else if (kind == KIND_READ) read_part(<u32>dt, w, out, rows, c, chunks);
+    else if (kind == KIND_LAND) land_part(w, c, chunks);
     else {
       matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
       if (kind == KIND_MATVEC3) {

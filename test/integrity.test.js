@@ -80,6 +80,9 @@ describe('integrity of FFN bundles read from flash', function () {
     ['sparse, io wasi', { mode: 'sparse', memory: '70%' }],
     ['sparse, io async', { mode: 'sparse', memory: '70%', io: 'async' }],
     ['hybrid', { mode: 'hybrid', memory: '70%' }],
+    // Three threads land (copy and check) a round's bundles side by side, and read them.
+    ['naive, 3 threads', { mode: 'naive', threads: 3 }],
+    ['sparse, 3 threads', { mode: 'sparse', memory: '70%', threads: 3 }],
   ];
   for (const [label, opts] of cases) {
     it(`${label}: a flipped bit is an error naming layer and neuron; fixed, the same model answers right`, async () => {
@@ -101,6 +104,25 @@ describe('integrity of FFN bundles read from flash', function () {
       }
     });
   }
+
+  it('the neuron named is the same on 1 and 3 threads (verdicts are taken in order)', async () => {
+    const path = join(tmpDir('integrity'), 'm.fnimg');
+    copyFileSync(good, path);
+    const f = header.ffn, n = header.config.ffn;
+    const s = header.sections.find((x) => x.name === 'ffn.2');
+    for (let i = 0; i < n; i += 7) flip(path, s.offset + i * f.bundle_bytes + f.up + 1);
+    const named = [];
+    for (const threads of [1, 3]) {
+      const m = await loadModel(path, { mode: 'naive', threads });
+      try {
+        while (m.engine.threads < threads) await new Promise((r) => setTimeout(r, 5));
+        const e = await m.complete(prompt, greedy).then(() => null, (err) => err.message);
+        named.push(/layer 2, neuron (\d+)/.exec(e ?? '')?.[1]);
+      } finally { m.close(); }
+    }
+    assert.ok(named[0] !== undefined, 'the corrupted neuron is named');
+    assert.equal(named[1], named[0]);
+  });
 
   it("verify 'first' checks a neuron once; 'always' catches a bundle that changes after its first read", async () => {
     const path = join(tmpDir('integrity'), 'm.fnimg');

@@ -70,6 +70,10 @@ const CASES = [
   // Bindings capped at 4 MiB: the 6.3 MB lm_head runs in row blocks (small-limit adapters).
   ['opt-relu-mini', 'dense, lm_head in row blocks', { gpuMaxBindingBytes: 4 << 20 }],
   ['llama-relu-mini', 'sparse 80%, lm_head in row blocks', flash('80%', { gpuMaxBindingBytes: 4 << 20 })],
+  // Two threads: the threads build's shared memory reaches the GPU through a bounce buffer; the
+  // wasm's reads and landing run on both threads.
+  ['opt-relu-mini', 'dense, 2 threads', { threads: 2 }],
+  ['llama-relu-mini', 'sparse 80%, 2 threads', flash('80%', { threads: 2 })],
 ];
 
 describe('webgpu: GPU logits equal the wasm reference (Deno, software adapter)', function () {

@@ -40,6 +40,7 @@ const NONE = 0xffffffff;
 const CH = 32;          // rows per partial-sum chunk (ffn.wgsl)
 const MAX_GROUPS = 65535;
 const CHAIN_BATCH = 16; // greedy(): tokens per id read-back
+const BOUNCE_BYTES = 8 << 20;   // write(): slice of shared wasm memory copied per writeBuffer
 
 type Bind = GPUBindGroup;
 /** One dispatch, or (parts) several: a matrix too large for one storage binding runs in row blocks. */
@@ -327,7 +328,7 @@ export class WebGpuBackend implements Backend {
     w.forward_begin(token, pos);   // embeddings, a flash read for untied ones, the window's clock
     this.stepData[0] = pos;
     this.dev.queue.writeBuffer(this.step, 0, this.stepData);
-    this.dev.queue.writeBuffer(this.x, 0, w.memory.buffer, w.x_ptr(), this.cfg.hidden * 4);
+    this.write(this.x, 0, new Uint8Array(w.memory.buffer, w.x_ptr(), this.cfg.hidden * 4));
   }
 
   attention(l: number): void {
@@ -390,7 +391,7 @@ export class WebGpuBackend implements Backend {
     w.round_done(l);
     const first = w.landed_first(), cached = w.landed_cached(), items = w.landed_items();
     if (cached > 0) {
-      q.writeBuffer(L.cache, first * bundle, w.memory.buffer, w.cache_rows_ptr(l) + first * bundle, cached * bundle);
+      this.write(L.cache, first * bundle, new Uint8Array(w.memory.buffer, w.cache_rows_ptr(l) + first * bundle, cached * bundle));
       const ids = w.cache_pointers_ptr(l) >>> 2, slot = this.slots[l], i32 = this.words;
       for (let r = first; r < first + cached; r++) {
         const n = i32[ids + r];
@@ -501,9 +502,28 @@ export class WebGpuBackend implements Backend {
     return b;
   }
 
+  /**
+   * queue.writeBuffer of `bytes` (a multiple of 4) at `offset`. WebGPU takes no shared memory,
+   * and the threads build's wasm memory is shared: such bytes go through a bounce buffer, a
+   * slice at a time (writeBuffer copies them at once, so one buffer serves every call).
+   */
+  private write(b: GPUBuffer, offset: number, bytes: Uint8Array): void {
+    if (typeof SharedArrayBuffer === 'undefined' || !(bytes.buffer instanceof SharedArrayBuffer)) {
+      this.dev.queue.writeBuffer(b, offset, bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.length);
+      return;
+    }
+    for (let done = 0; done < bytes.length; done += BOUNCE_BYTES) {
+      const n = Math.min(BOUNCE_BYTES, bytes.length - done);
+      if (this.bounce.length < n) this.bounce = new Uint8Array(Math.min(BOUNCE_BYTES, Math.max(n, 2 * this.bounce.length)));
+      this.bounce.set(bytes.subarray(done, done + n));
+      this.dev.queue.writeBuffer(b, offset + done, this.bounce, 0, n);
+    }
+  }
+  private bounce = new Uint8Array(0);
+
   private upload_(bytes: Uint8Array): GPUBuffer {
     const b = this.buffer(bytes.length, STORAGE | COPY_DST | COPY_SRC);
-    this.dev.queue.writeBuffer(b, 0, bytes.buffer, bytes.byteOffset, bytes.length & ~3);
+    this.write(b, 0, bytes.subarray(0, bytes.length & ~3));
     if (bytes.length & 3) {
       const tail = new Uint8Array(4);
       tail.set(bytes.subarray(bytes.length & ~3));
