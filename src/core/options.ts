@@ -100,9 +100,10 @@ export interface EngineOptions {
   /** Check each layer's output for NaN/Inf (the logits are checked every token regardless). */
   check?: boolean;
   /**
-   * Threads computing (default 1): above one, the threads build runs on shared memory and the
-   * host's compute workers take parts of each large matrix product. Where shared memory is
-   * missing (a browser page without cross-origin isolation) it runs on one.
+   * Threads computing (default: one per core): above one, the threads build runs on shared
+   * memory and the host's compute workers take parts of each large matrix product, and of the
+   * FFN's reads and landing. Where shared memory is missing (a browser page without cross-origin
+   * isolation) it runs on one.
    */
   threads?: number;
   /** Staging buffer for reads (sparse: 128 KiB with io wasi, 256 KiB with the read thread, 512 KiB with io async; 1 MiB for naive/hybrid). */
@@ -354,7 +355,8 @@ export function resolveOptions(o: RunOptions, facts: RunFacts): ResolvedOptions 
     memoryBytes, mode, contextLength, kvDtype: o.kvDtype ?? (memoryBytes === undefined ? 'f32' : 'f16'), residentDtype, window,
     threshold: o.threshold, predictorRank: o.predictorRank, predictorDtype: o.predictorDtype ?? 'q8_0', hybridShare: o.hybridShare,
     io, direct, queueDepth, planner, device, verify: o.verify ?? 'first', siluSparse, teal, ...(firing ? { syntheticFiring: firing } : {}),
-    threads: o.threads ?? (device === 'gpu' ? 1 : Math.max(1, Math.min(RANGES.threads.max, facts.cores ?? 1))),
+    // One per core on the GPU too: the wasm keeps the reads, landing and checks of the FFN's bundles.
+    threads: o.threads ?? Math.max(1, Math.min(RANGES.threads.max, facts.cores ?? 1)),
     notes,
   };
 }
