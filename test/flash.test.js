@@ -2,8 +2,8 @@
 // planner merges reads and never does worse than reading a layer whole, host-issued parallel
 // reads equal WASI reads, and failures leave a model that still serves.
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
-import { Engine, MemorySource, convertHF, parseMemory } from '../dist/src/index.js';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { Engine, MemorySource, convertHF, loadModel, parseMemory } from '../dist/src/index.js';
 import { join } from 'node:path';
 import { MODELS, golden, imagePath, maxAbsDiff, modelDir } from './helpers/models.js';
 import { cleanupTmp, tmpDir } from './helpers/hostile.js';
@@ -197,6 +197,24 @@ for (const name of MODELS) {
     });
   });
 }
+
+describe('descriptors', () => {
+  // node:wasi holds the model's directory open (its preopen) until the engine closes it.
+  it('loading and closing a model (from flash) eight times leaves the open descriptors as they were', async function () {
+    if (!existsSync('/proc/self/fd')) this.skip();
+    const path = await imagePath('opt-relu-mini');
+    const open = () => readdirSync('/proc/self/fd').length;
+    const m0 = await loadModel(path, { mode: 'naive', threads: 1 });
+    m0.close();   // the first load sets up what stays (module caches)
+    const before = open();
+    for (let i = 0; i < 8; i++) {
+      const m = await loadModel(path, { mode: 'naive', threads: 1 });
+      await m.complete('The meaning', { maxTokens: 2, temperature: 0 });
+      m.close();
+    }
+    assert.equal(open(), before);
+  });
+});
 
 describe('flash failures', () => {
   it('a failed parallel read is a clear error; the engine then serves the next request', async () => {

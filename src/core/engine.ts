@@ -530,7 +530,12 @@ export class Engine {
   close(): void {
     if (this.pool) { this.wasm.threads_stop(); this.pool.close(); }
     if (this.backend !== this.cpu) { this.backend.close(); this.backend = this.cpu; }
-    if (this.fd >= 0) this.wasm.flash_close(this.fd);
+    if (this.fd >= 0) {
+      this.wasm.flash_close(this.fd);
+      // The preopened directory too: node:wasi keeps its descriptor until then (one per model
+      // loaded, for the life of the process); the shim answers for it as for any fd.
+      this.wasm.flash_close(PREOPEN_FD);
+    }
     this.fd = -1;
     this.reader?.close();
     this.source.close();
