@@ -1,6 +1,7 @@
 // Compute threads over one shared memory (the "threads" build: shared, imported memory). The
-// main instance posts a job — a matvec's, attention's or a neuron list's arguments — in a 128-byte block of that memory, bumps
-// its generation and wakes the workers. The job is cut into chunks along the kernels' row
+// main instance posts a job — a matvec's, attention's or a neuron list's arguments, a round of
+// flash reads, a round's bundles to land — in a 128-byte block of that memory, bumps its
+// generation and wakes the workers. The job is cut into chunks along the kernels' row
 // groups (so a row's bits never depend on who computes it); every thread, the main one too,
 // claims chunks one at a time until none are left, and the main instance then waits only for
 // chunks already claimed. A worker the OS has not scheduled (a busy machine) thus delays
@@ -32,8 +33,8 @@ const KIND_DOT_LIST: i32 = 3;   // J_W: the row pointers, J_ROWS: how many, J_CO
 const KIND_AXPY_LIST: i32 = 4;  // J_W: the row pointers, J_STRIDE: their coefficients, J_ROWS: how many, J_COLS: y's length
 const KIND_ATTN: i32 = 6;       // J_W: an attention block (attention.ts), J_ROWS: its heads
 const KIND_MATVEC3: i32 = 5;    // three matrices (q, k, v) of one dtype, stride and x: one job, each chunk a part of each
-const KIND_LAND: i32 = 8;       // J_W: a land block (land.ts), J_ROWS: its bundles
 const KIND_READ: i32 = 7;       // J_W: a read plan (planner.ts), J_OUT: its results, J_ROWS: its reads, J_DT: the fd
+const KIND_LAND: i32 = 8;       // J_W: a land block (land.ts), J_ROWS: its bundles
 
 // The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
 // own do, and a sleeping thread takes tens of microseconds to wake. (Workers poll as briefly
