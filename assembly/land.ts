@@ -45,7 +45,6 @@ export function land_part_layout(p: usize, q: i32, row: usize, len: usize): void
   store<u32>(p + B_PR + (<usize>q << 2), <u32>row); store<u32>(p + B_PL + (<usize>q << 2), <u32>len);
 }
 
-
 /** Part `part` of `parts` of the bundles of block p: copied into their rows (unless read in place), then checked. */
 export function land_part(p: usize, part: i32, parts: i32): void {
   const n = load<i32>(p + B_N), ids = <usize>load<u32>(p + B_IDS), ptrs = <usize>load<u32>(p + B_PTRS);

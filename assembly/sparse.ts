@@ -124,7 +124,7 @@ function bundleOk(l: i32, id: i32, p: usize): bool {
     set_io_error(IO_BAD_BUNDLE); badBundle = <i32>k;
     return false;
   }
-  store<u32>(word, load<u32>(word) | bit);
+  markPassed(l, id);
   return true;
 }
 

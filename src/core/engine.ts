@@ -35,8 +35,8 @@ export interface EngineHost {
   /**
    * Starts `n` compute workers, each running instantiateWorker(module, memory).run(block)
    * on a thread of its own (they join the engine's jobs as they come up); close() ends them.
+   * With `readPath` each opens that file and reads its share of the FFN's rounds (fd_pread).
    */
-  /** Compute workers on the threads build; with `readPath` each opens that file and reads its share of the FFN's rounds (flash_read's fd_pread). */
   computeThreads?(module: WebAssembly.Module, memory: WebAssembly.Memory, block: number, n: number, readPath?: string): { close(): void };
   /** Cores to compute on (Node: os.availableParallelism()). */
   cores?(): number;

@@ -328,7 +328,7 @@ export class WebGpuBackend implements Backend {
     w.forward_begin(token, pos);   // embeddings, a flash read for untied ones, the window's clock
     this.stepData[0] = pos;
     this.dev.queue.writeBuffer(this.step, 0, this.stepData);
-    this.write(this.x, 0, new Uint8Array(w.memory.buffer, w.x_ptr(), this.cfg.hidden * 4));
+    this.write(this.x, 0, w.memory.buffer, w.x_ptr(), this.cfg.hidden * 4);
   }
 
   attention(l: number): void {
@@ -391,7 +391,7 @@ export class WebGpuBackend implements Backend {
     w.round_done(l);
     const first = w.landed_first(), cached = w.landed_cached(), items = w.landed_items();
     if (cached > 0) {
-      this.write(L.cache, first * bundle, new Uint8Array(w.memory.buffer, w.cache_rows_ptr(l) + first * bundle, cached * bundle));
+      this.write(L.cache, first * bundle, w.memory.buffer, w.cache_rows_ptr(l) + first * bundle, cached * bundle);
       const ids = w.cache_pointers_ptr(l) >>> 2, slot = this.slots[l], i32 = this.words;
       for (let r = first; r < first + cached; r++) {
         const n = i32[ids + r];
@@ -503,19 +503,20 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * queue.writeBuffer of `bytes` (a multiple of 4) at `offset`. WebGPU takes no shared memory,
-   * and the threads build's wasm memory is shared: such bytes go through a bounce buffer, a
-   * slice at a time (writeBuffer copies them at once, so one buffer serves every call).
+   * queue.writeBuffer of `len` bytes (a multiple of 4) of `src` from `at`, to `offset`. WebGPU
+   * takes no shared memory, and the threads build's wasm memory is shared: from there the bytes
+   * go through a bounce buffer, a slice at a time (writeBuffer copies them at once, so one buffer
+   * serves every call).
    */
-  private write(b: GPUBuffer, offset: number, bytes: Uint8Array): void {
-    if (typeof SharedArrayBuffer === 'undefined' || !(bytes.buffer instanceof SharedArrayBuffer)) {
-      this.dev.queue.writeBuffer(b, offset, bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.length);
+  private write(b: GPUBuffer, offset: number, src: ArrayBufferLike, at: number, len: number): void {
+    if (typeof SharedArrayBuffer === 'undefined' || !(src instanceof SharedArrayBuffer)) {
+      this.dev.queue.writeBuffer(b, offset, src as ArrayBuffer, at, len);
       return;
     }
-    for (let done = 0; done < bytes.length; done += BOUNCE_BYTES) {
-      const n = Math.min(BOUNCE_BYTES, bytes.length - done);
+    for (let done = 0; done < len; done += BOUNCE_BYTES) {
+      const n = Math.min(BOUNCE_BYTES, len - done);
       if (this.bounce.length < n) this.bounce = new Uint8Array(Math.min(BOUNCE_BYTES, Math.max(n, 2 * this.bounce.length)));
-      this.bounce.set(bytes.subarray(done, done + n));
+      this.bounce.set(new Uint8Array(src, at + done, n));
       this.dev.queue.writeBuffer(b, offset + done, this.bounce, 0, n);
     }
   }
@@ -523,7 +524,7 @@ export class WebGpuBackend implements Backend {
 
   private upload_(bytes: Uint8Array): GPUBuffer {
     const b = this.buffer(bytes.length, STORAGE | COPY_DST | COPY_SRC);
-    this.write(b, 0, bytes.subarray(0, bytes.length & ~3));
+    this.write(b, 0, bytes.buffer, bytes.byteOffset, bytes.length & ~3);
     if (bytes.length & 3) {
       const tail = new Uint8Array(4);
       tail.set(bytes.subarray(bytes.length & ~3));

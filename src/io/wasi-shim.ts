@@ -21,6 +21,24 @@ export interface WasiProvider {
 
 export type WasiShim = WasiProvider;
 
+/**
+ * fd_pread's work in wasm memory `buffer`: the iovecs at `iovs` filled in turn from file offset
+ * `offset` by `read(dst, pos)` (bytes read; fewer ends the call), the total stored at nreadOut.
+ * A read's error passes through, nothing stored.
+ */
+export function preadIovecs(buffer: ArrayBufferLike, iovs: number, iovsLen: number, offset: bigint, nreadOut: number,
+  read: (dst: Uint8Array, pos: number) => number): void {
+  const view = new DataView(buffer);
+  let pos = Number(offset), total = 0;
+  for (let i = 0; i < iovsLen; i++) {
+    const ptr = view.getUint32(iovs + i * 8, true), len = view.getUint32(iovs + i * 8 + 4, true);
+    const n = read(new Uint8Array(buffer, ptr, len), pos);
+    total += n; pos += n;
+    if (n < len) break;
+  }
+  view.setUint32(nreadOut, total, true);
+}
+
 export function createWasiShim(files: FlashSource[]): WasiShim {
   let memory: WebAssembly.Memory | undefined;
   const open = new Map<number, FlashSource>();
@@ -42,20 +60,12 @@ export function createWasiShim(files: FlashSource[]): WasiShim {
     fd_pread(fd: number, iovs: number, iovsLen: number, offset: bigint, nreadOut: number): number {
       const src = open.get(fd);
       if (!src) return ERRNO_BADF;
-      const view = new DataView(mem());
-      let pos = Number(offset), total = 0;
       try {
-        for (let i = 0; i < iovsLen; i++) {
-          const ptr = view.getUint32(iovs + i * 8, true), len = view.getUint32(iovs + i * 8 + 4, true);
-          const n = src.pread(new Uint8Array(mem(), ptr, len), pos);
-          total += n; pos += n;
-          if (n < len) break;
-        }
+        preadIovecs(mem(), iovs, iovsLen, offset, nreadOut, (dst, pos) => src.pread(dst, pos));
       } catch (e) {
         shim.lastError = e as Error;
         return ERRNO_IO;
       }
-      view.setUint32(nreadOut, total, true);
       return ERRNO_SUCCESS;
     },
     fd_close(fd: number): number {

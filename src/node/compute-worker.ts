@@ -6,6 +6,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { instantiateWorker } from '../core/wasm.js';
+import { preadIovecs } from '../io/wasi-shim.js';
 
 const { module, memory, block, readPath } = workerData as { module: WebAssembly.Module; memory: WebAssembly.Memory; block: number; readPath?: string };
 
@@ -13,24 +14,15 @@ const { module, memory, block, readPath } = workerData as { module: WebAssembly.
 // its own error, with its cause, if that fails too.
 const ERRNO_NOSYS = 52;
 
-/** wasi_snapshot_preview1's fd_pread over `fd` (iovecs into the shared memory, which grows but never moves). */
+/** wasi_snapshot_preview1's fd_pread over `fd`, whatever fd the wasm names. */
 function preadImports(fd: number): Record<string, Function> {
-  let bytes = new Uint8Array(memory.buffer), view = new DataView(memory.buffer);
   return {
     fd_pread(_fd: number, iovs: number, iovsLen: number, offset: bigint, nreadOut: number): number {
-      if (bytes.buffer !== memory.buffer) { bytes = new Uint8Array(memory.buffer); view = new DataView(memory.buffer); }
-      let pos = Number(offset), total = 0;
       try {
-        for (let i = 0; i < iovsLen; i++) {
-          const ptr = view.getUint32(iovs + i * 8, true), len = view.getUint32(iovs + i * 8 + 4, true);
-          const n = readSync(fd, bytes, ptr, len, pos);
-          total += n; pos += n;
-          if (n < len) break;
-        }
+        preadIovecs(memory.buffer, iovs, iovsLen, offset, nreadOut, (dst, pos) => readSync(fd, dst, 0, dst.length, pos));
       } catch {
         return ERRNO_NOSYS;
       }
-      view.setUint32(nreadOut, total, true);
       return 0;
     },
   };
