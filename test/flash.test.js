@@ -2,7 +2,7 @@
 // planner merges reads and never does worse than reading a layer whole, host-issued parallel
 // reads equal WASI reads, and failures leave a model that still serves.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { Engine, MemorySource, convertHF, loadModel, parseMemory } from '../dist/src/index.js';
 import { join } from 'node:path';
 import { MODELS, golden, imagePath, maxAbsDiff, modelDir } from './helpers/models.js';
@@ -202,10 +202,12 @@ describe('descriptors', () => {
   // node:wasi holds the model's directory open (its preopen) until the engine closes it.
   it('loading and closing a model (from flash) eight times leaves the open descriptors as they were', async function () {
     if (!existsSync('/proc/self/fd')) this.skip();
-    const path = await imagePath('opt-relu-mini');
-    const open = () => readdirSync('/proc/self/fd').length;
-    const m0 = await loadModel(path, { mode: 'naive', threads: 1 });
-    m0.close();   // the first load sets up what stays (module caches)
+    // A copy in a folder of its own, and only descriptors into that folder counted: other tests'
+    // workers in this process may open or close theirs meanwhile.
+    const dir = tmpDir('fds'), path = join(dir, 'opt.fnimg');
+    copyFileSync(await imagePath('opt-relu-mini'), path);
+    const target = (fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } };
+    const open = () => readdirSync('/proc/self/fd').filter((fd) => target(fd).startsWith(dir)).length;
     const before = open();
     for (let i = 0; i < 8; i++) {
       const m = await loadModel(path, { mode: 'naive', threads: 1 });
