@@ -337,6 +337,41 @@ for (const build of ['simd', 'plain', ...(RELAXED ? ['relaxed'] : [])]) {
             }
           }
         });
+
+        it(`${q.name}: a list of down columns sums eight at a time in integers, within half a step of 2^-15 of each group's largest coefficient`, () => {
+          const rand = rng(53 + q.code);
+          const { e } = t;
+          for (const n of [32, 384, 1536]) {
+            for (const count of [1, 7, 8, 13, 37]) {
+              t.reset();
+              const rows = Array.from({ length: count }, () => qrow(q, n, rand));
+              // some columns add nothing; a few coefficients much larger than the rest
+              const coefs = Float32Array.from({ length: count }, (_, k) => (k % 5 === 3 ? 0 : (rand() * 2 - 1) * (k % 7 === 0 ? 20 : 1)));
+              const wp = rows.map((w) => { const p = t.alloc(w.bytes.length, 2); t.u8(p, w.bytes.length).set(w.bytes); return p; });
+              const ptrs = t.alloc(count * 4), cp = t.alloc(count * 4), yp = t.alloc(e.prep_len(n) * 4);
+              new Uint32Array(e.memory.buffer, ptrs, count).set(wp);
+              t.f32(cp, count).set(coefs);
+              e.prep_zero(q.code, yp, n);
+              e.axpy_list(q.code, ptrs, cp, count, yp, n);
+              const got = t.f32(yp, n);
+              for (let i = 0; i < n; i++) {
+                const b = i >> 5;
+                let want = 0, tol = 0, scale = 0;
+                for (let g = 0; g < count; g += 8) {
+                  // each coefficient times its block scale is rounded to a step of max / 32767, times |q| <= 128
+                  let top = 0;
+                  for (let k = g; k < Math.min(g + 8, count); k++) {
+                    const o = b * q.block, dq = f16ToNumber(rows[k].bytes[o] | (rows[k].bytes[o + 1] << 8));
+                    top = Math.max(top, Math.abs(coefs[k] * dq));
+                  }
+                  tol += Math.min(8, count - g) * 128 * top / 32767 / 2;
+                }
+                for (let k = 0; k < count; k++) { want += coefs[k] * rows[k].values[i]; scale += Math.abs(coefs[k] * rows[k].values[i]); }
+                assertClose(got[i], want, 1, tol + 1e-6 * scale, `${q.name} axpy_list n=${n} count=${count} i=${i}`);
+              }
+            }
+          }
+        });
       }
     });
 

@@ -4,10 +4,12 @@
 // terms in the same order with the same instructions however y is sliced: any thread count
 // gives the bits of one. Rows whose coefficient is 0 add nothing and are skipped. Rows go four
 // at a time through axpy4, which adds them to each element in list order: the bits of axpy row
-// after row, with y read and written once per four rows instead of once per row.
+// after row, with y read and written once per four rows instead of once per row. Q8_0 / Q4_0
+// columns go eight at a time through q_axpy8 (quant-down.ts), which sums them in integers: their
+// bits depend on which columns share a group (the list's order), not on the slicing.
 import { rowBytes, DT_F32, DT_BF16, DT_Q8_0, bf16_to_f32 } from "../dtype";
 import { axpy } from "./matvec";
-import { q_axpy4 } from "./quant";
+import { q_axpy8, q_axpy8_scalar } from "./quant-down";
 import { madd, K, F16_SCALE, bf16_even, bf16_odd, f16_even, f16_odd, f16_fast } from "./lanes";
 import { cut } from "./parts";
 
@@ -22,6 +24,7 @@ export function axpy_list_part(dt: i32, rows: usize, coefs: usize, count: i32, y
   const a = cut(blocks, part, parts) << 5, b = part == parts - 1 ? n : cut(blocks, part + 1, parts) << 5;
   if (b <= a) return;
   const wOff = rowBytes(dt, a), yp = y + (<usize>a << 2), n_ = b - a;
+  if (dt >= DT_Q8_0) { q_list(dt, rows, coefs, count, wOff, yp, n_, ASC_FEATURE_SIMD); return; }
   // The next four rows with a coefficient, gathered in order.
   let c0: f32 = 0, c1: f32 = 0, c2: f32 = 0, r0: usize = 0, r1: usize = 0, r2: usize = 0, held = 0;
   for (let k = 0; k < count; k++) {
@@ -38,13 +41,33 @@ export function axpy_list_part(dt: i32, rows: usize, coefs: usize, count: i32, y
   if (held > 2) axpy(dt, c2, r2, yp, n_);
 }
 
+/**
+ * The quantized columns eight at a time in list order (those with a zero coefficient too: they
+ * add nothing), through q_axpy8 (simd) or its scalar twin; the last group is padded with zero
+ * coefficients on its first column.
+ */
+function q_list(dt: i32, rows: usize, coefs: usize, count: i32, wOff: usize, y: usize, n: i32, simd: bool): void {
+  for (let k = 0; k < count; k += 8) {
+    const left = count - k, pr = rows + (<usize>k << 2), pc = coefs + (<usize>k << 2);
+    const r0 = <usize>load<u32>(pr) + wOff, c0 = load<f32>(pc);
+    const r1 = left > 1 ? <usize>load<u32>(pr, 4) + wOff : r0, c1 = left > 1 ? load<f32>(pc, 4) : 0;
+    const r2 = left > 2 ? <usize>load<u32>(pr, 8) + wOff : r0, c2 = left > 2 ? load<f32>(pc, 8) : 0;
+    const r3 = left > 3 ? <usize>load<u32>(pr, 12) + wOff : r0, c3 = left > 3 ? load<f32>(pc, 12) : 0;
+    const r4 = left > 4 ? <usize>load<u32>(pr, 16) + wOff : r0, c4 = left > 4 ? load<f32>(pc, 16) : 0;
+    const r5 = left > 5 ? <usize>load<u32>(pr, 20) + wOff : r0, c5 = left > 5 ? load<f32>(pc, 20) : 0;
+    const r6 = left > 6 ? <usize>load<u32>(pr, 24) + wOff : r0, c6 = left > 6 ? load<f32>(pc, 24) : 0;
+    const r7 = left > 7 ? <usize>load<u32>(pr, 28) + wOff : r0, c7 = left > 7 ? load<f32>(pc, 28) : 0;
+    if (simd) q_axpy8(dt, r0, r1, r2, r3, r4, r5, r6, r7, c0, c1, c2, c3, c4, c5, c6, c7, y, n);
+    else q_axpy8_scalar(dt, r0, r1, r2, r3, r4, r5, r6, r7, c0, c1, c2, c3, c4, c5, c6, c7, y, n);
+  }
+}
+
 /** y += a0 w0, then a1 w1, a2 w2, a3 w3, element by element: the bits of four axpy calls in that order. */
 export function axpy4(dt: i32, a0: f32, w0: usize, a1: f32, w1: usize, a2: f32, w2: usize, a3: f32, w3: usize, yp: usize, n: i32): void {
   if (!ASC_FEATURE_SIMD) {
     axpy(dt, a0, w0, yp, n); axpy(dt, a1, w1, yp, n); axpy(dt, a2, w2, yp, n); axpy(dt, a3, w3, yp, n);
     return;
   }
-  if (dt >= DT_Q8_0) { q_axpy4(dt, a0, w0, a1, w1, a2, w2, a3, w3, yp, n); return; }
   if (dt == DT_F32) {
     const v0 = f32x4.splat(a0), v1 = f32x4.splat(a1), v2 = f32x4.splat(a2), v3 = f32x4.splat(a3);
     const nb = <usize>n << 2;
@@ -95,8 +118,9 @@ export function axpy4(dt: i32, a0: f32, w0: usize, a1: f32, w1: usize, a2: f32, 
   }
 }
 
-/** The reference: one row at a time over the whole of y. */
+/** The reference: one row at a time over the whole of y (quantized: q_axpy8's scalar twin, eight at a time). */
 export function axpy_list_ref(dt: i32, rows: usize, coefs: usize, count: i32, y: usize, n: i32): void {
+  if (dt >= DT_Q8_0) { q_list(dt, rows, coefs, count, 0, y, n, false); return; }
   for (let k = 0; k < count; k++) {
     const c = load<f32>(coefs + (<usize>k << 2));
     if (c != 0) axpy(dt, c, <usize>load<u32>(rows + (<usize>k << 2)), y, n);

@@ -9,8 +9,9 @@
 // scale each, so a block's products sum exactly in integers and one f32 multiply per block
 // applies both scales (as llama.cpp's Q8_0 × Q8_0 / Q4_0 × Q8_0). The float work is shared:
 // four integer block sums are reduced into one vector and their four weight scales widened from
-// f16 together (matvec: the same block of four rows; dot: four blocks of one row). axpy() (y += a * w: the FFN's down columns) dequantizes in f32. The scalar build and
-// the *_ref references use natural f32 x and dequantized weights.
+// f16 together (matvec: the same block of four rows; dot: four blocks of one row). axpy() (y += a * w)
+// dequantizes in f32; lists of down columns sum in integers instead (quant-down.ts). The scalar
+// build and the *_ref references use natural f32 x and dequantized weights.
 //
 // Integer products: the SIMD build widens weights to i16 against x prepared as i16 and sums with
 // i32x4.dot_i16x8_s. The relaxed-SIMD build uses i32x4.relaxed_dot_i8x16_i7x16_add_s (one
@@ -39,7 +40,7 @@ const QK = memory.data<u32>([
 ], 16);
 
 /** A block's f16 scale as f32 through the bit trick (scales are normal or zero; 2^112 restores the exponent). */
-@inline function scale(p: usize): f32 {
+@inline export function scale(p: usize): f32 {
   const h = <u32>load<u16>(p);
   return reinterpret<f32>(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16)) * reinterpret<f32>(0x77800000);
 }
@@ -248,42 +249,6 @@ export function q_dot4(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, xp: 
   v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l)), k, v128.load(o, 16)), 16);
   v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(u)), k, v128.load(o, 32)), 32);
   v128.store(o, madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(u)), k, v128.load(o, 48)), 48);
-}
-
-/** The four f32 quarters of 16 int8 lanes. */
-@inline function i8q0(v: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v))); }
-@inline function i8q1(v: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(i16x8.extend_low_i8x16_s(v))); }
-@inline function i8q2(v: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_high_i8x16_s(v))); }
-@inline function i8q3(v: v128): v128 { return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(i16x8.extend_high_i8x16_s(v))); }
-
-/** axpy16 of four rows' lanes into the same 16 y, row after row: one load and store of y. */
-@inline function axpy16x4(v0: v128, k0: v128, v1: v128, k1: v128, v2: v128, k2: v128, v3: v128, k3: v128, o: usize): void {
-  v128.store(o, madd(i8q0(v3), k3, madd(i8q0(v2), k2, madd(i8q0(v1), k1, madd(i8q0(v0), k0, v128.load(o))))));
-  v128.store(o, madd(i8q1(v3), k3, madd(i8q1(v2), k2, madd(i8q1(v1), k1, madd(i8q1(v0), k0, v128.load(o, 16))))), 16);
-  v128.store(o, madd(i8q2(v3), k3, madd(i8q2(v2), k2, madd(i8q2(v1), k1, madd(i8q2(v0), k0, v128.load(o, 32))))), 32);
-  v128.store(o, madd(i8q3(v3), k3, madd(i8q3(v2), k2, madd(i8q3(v1), k1, madd(i8q3(v0), k0, v128.load(o, 48))))), 48);
-}
-
-/** q_axpy of four rows (a_j, w_j) in turn, y read and written once per block: the bits of four q_axpy calls. */
-export function q_axpy4(dt: i32, a0: f32, w0: usize, a1: f32, w1: usize, a2: f32, w2: usize, a3: f32, w3: usize, y: usize, n: i32): void {
-  const nb = n >> 5, bs: usize = dt == DT_Q8_0 ? 34 : 18;
-  const low = i8x16.splat(15), eight = i8x16.splat(8);
-  let q = y;
-  for (let b = 0; b < nb; b++, q += 128) {
-    const o = <usize>b * bs;
-    const p0 = w0 + o, p1 = w1 + o, p2 = w2 + o, p3 = w3 + o;
-    const k0 = f32x4.splat(a0 * scale(p0)), k1 = f32x4.splat(a1 * scale(p1)), k2 = f32x4.splat(a2 * scale(p2)), k3 = f32x4.splat(a3 * scale(p3));
-    if (dt == DT_Q8_0) {
-      axpy16x4(v128.load(p0 + 2), k0, v128.load(p1 + 2), k1, v128.load(p2 + 2), k2, v128.load(p3 + 2), k3, q);
-      axpy16x4(v128.load(p0 + 18), k0, v128.load(p1 + 18), k1, v128.load(p2 + 18), k2, v128.load(p3 + 18), k3, q + 64);
-    } else {
-      const v0 = v128.load(p0 + 2), v1 = v128.load(p1 + 2), v2 = v128.load(p2 + 2), v3 = v128.load(p3 + 2);
-      axpy16x4(i8x16.sub(v128.and(v0, low), eight), k0, i8x16.sub(v128.and(v1, low), eight), k1,
-               i8x16.sub(v128.and(v2, low), eight), k2, i8x16.sub(v128.and(v3, low), eight), k3, q);
-      axpy16x4(i8x16.sub(i8x16.shr_u(v0, 4), eight), k0, i8x16.sub(i8x16.shr_u(v1, 4), eight), k1,
-               i8x16.sub(i8x16.shr_u(v2, 4), eight), k2, i8x16.sub(i8x16.shr_u(v3, 4), eight), k3, q + 64);
-    }
-  }
 }
 
 /** y[i] += a * w[i] (y natural-order f32), dequantizing block by block. */
