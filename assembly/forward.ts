@@ -1,7 +1,8 @@
 // The transformer forward pass, one token at a time, top to bottom (OPT, Llama, Falcon and Phi
-// families), with its dense FFN. With the FFN on flash each layer's FFN is instead the wanted set of
-// sparse.ts (predicted, cached, read in rounds that planner.ts lays out); what that computes
-// goes through the same neuron lists (neuronList) into the same accumulator (yp).
+// families), with its dense FFN (one job per layer in parts: ffn-part.ts). With the FFN on flash
+// each layer's FFN is instead the wanted set of sparse.ts (predicted, cached, read in rounds that
+// planner.ts lays out); what that computes goes through neuron lists (neuronList) into the
+// accumulator yp, computed as the dense parts compute each neuron (ffn-part.ts: fire, coefs).
 //
 // The host (src/core/engine.ts, loader.ts) calls, once per model:
 //   model_config(...)            the blueprint
@@ -22,15 +23,13 @@ import { attention_init, attention_set } from "./attention";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
 import { now, ioError, set_io_failure, add_io, computeSince } from "./stats";
-import { tealIn, tealMatvec, tealMatvec3, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
+import { tealIn, tealMatvec, tealMatvec3, tealGathered, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
+import { ACT_DRELU, activation, fire, coefs, ffn_part_init, ffn_part_layout, ffn_part_layer, ffn_sum } from "./ffn-part";
+export { ACT_RELU, ACT_SILU, ACT_FATRELU, ACT_DRELU, ACT_GELU_TANH } from "./ffn-part";
+import { pffn } from "./threads";
 
 export const ARCH_OPT: i32 = 0;     // learned positions (OPT)
 export const ARCH_LLAMA: i32 = 1;   // rotary positions (Llama, Mistral, Falcon, Phi)
-export const ACT_RELU: i32 = 0;
-export const ACT_SILU: i32 = 1;
-export const ACT_FATRELU: i32 = 2;  // ProSparse: gate if gate >= actParam else 0
-export const ACT_DRELU: i32 = 3;    // TurboSparse: relu(gate) * relu(up)
-export const ACT_GELU_TANH: i32 = 4; // gelu_new (Phi-2), dense only
 export const NORM_LAYER: i32 = 0;
 export const NORM_RMS: i32 = 1;
 
@@ -141,10 +140,14 @@ let biasOff: i32 = -1;
 
 export function ffn_layout(bytes: usize, up: usize, gate: usize, down: usize, bias: i32): void {
   bundleBytes = bytes; upOff = up; gateOff = gate; downOff = down; biasOff = bias; biasStride = 0;
+  ffn_part_layout(ffnBlock, bundleBytes, hasGate ? gateOff : upOff, upOff, downOff, biasOff, biasStride);
 }
 
 /** Dense FFN laid out as matrices: neuron i's bias at biasOff + i * stride (0: inside its bundle). */
-export function ffn_bias_stride(stride: usize): void { biasStride = stride; }
+export function ffn_bias_stride(stride: usize): void {
+  biasStride = stride;
+  ffn_part_layout(ffnBlock, bundleBytes, hasGate ? gateOff : upOff, upOff, downOff, biasOff, biasStride);
+}
 let biasStride: usize = 0;
 
 // ---- RunState: every activation buffer, allocated once ----
@@ -171,6 +174,7 @@ let capture: usize = 0; // (d,) residual stream after layer captureLayer
 let listRows: usize = 0; // (ffn,) u32 row addresses of a list of neurons (dot_list)
 let listIds: usize = 0;  // (ffn,) i32 their neuron ids
 let listDots: usize = 0; // (ffn,) f32 their dots
+let ffnBlock: usize = 0; // ffn-part.ts's block: the dense FFN in parts
 
 /** Allocates the run state. Returns the bytes it took (the host counts them against the budget). */
 export function model_init(): usize {
@@ -188,6 +192,7 @@ export function model_init(): usize {
   attn = attention_init(q, attOut, nHeads, nKv, headDim, maxSeq, kvDt);
   const widest = max(max(d, ffn), qDim);
   xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
+  ffnBlock = ffn_part_init(ffn, d, hasGate, act, actParam, xp, listRows, listIds, listDots);
   if (ropeTheta > 0) {
     const half = rotaryDim >> 1;
     ropeCos = f32s(maxSeq * half); ropeSin = f32s(maxSeq * half);
@@ -444,17 +449,7 @@ function kvStore(dst: usize, src: usize, n: i32): void {
 
 // ---- The FFN: dense over resident bundles, and the neuron lists the sparse path shares ----
 
-@inline function activate(a: f32): f32 {
-  return act == ACT_RELU ? max<f32>(a, 0) : act == ACT_SILU ? a / (1 + Mathf.exp(-a)) : activateOther(a);
-}
-
-/** FATReLU, dReLU's gate half (relu; up gets its own in fireList / neuron), gelu_new. */
-function activateOther(a: f32): f32 {
-  if (act == ACT_FATRELU) return a >= actParam ? a : 0;
-  if (act == ACT_DRELU) return max<f32>(a, 0);
-  // gelu_new: 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3)))
-  return <f32>0.5 * a * (1 + Mathf.tanh(<f32>0.7978845608028654 * (a + <f32>0.044715 * a * a * a)));
-}
+@inline function activate(a: f32): f32 { return activation(act, actParam, a); }
 
 /**
  * Every neuron of layer l from its bundle: h_i = act(gate_i . x) * (up_i . x) (Llama; dReLU
@@ -465,8 +460,17 @@ function activateOther(a: f32): f32 {
 function ffnDense(l: i32, src: usize, out: usize): void {
   const dt = WDT(l, L_FFN), base = W(l, L_FFN);
   const acts = hAct + (<usize>(l * ffn) << 2);
-  // The first product of every neuron (gate, or up for OPT) as one matvec over the neurons'
-  // rows (stride bundleBytes): its multi-row kernels share each x load among the rows.
+  if (!tealGathered(dt)) {
+    // In parts, one job (ffn-part.ts): each part's neurons whole, the parts' y added in order.
+    prep_x(dt, src, xp, d);
+    ffn_part_layer(ffnBlock, dt, base, acts);
+    pffn(ffnBlock, <i64>ffn * <i64>d);
+    ffn_sum(ffnBlock, yp);
+    ffnOut(l, dt, out);
+    return;
+  }
+  // The first product of every neuron (gate, or up for OPT) as one product over the neurons'
+  // rows (stride bundleBytes), from the input's kept entries (teal.ts), then the neuron list.
   tealMatvec(dt, base + <usize>(hasGate ? gateOff : upOff), bundleBytes, src, xp, listDots, ffn, d);
   prep_zero(dt, yp, d);
   if (!hasGate && biasOff >= 0) {
@@ -523,33 +527,11 @@ export function neuronList(dt: i32, n: i32, acts: usize): void {
  * products in one dot_list (Llama) and the down columns into yp. Reuses the lists.
  */
 function fireList(dt: i32, n: i32, acts: usize, dense: usize = 0): void {
-  let m = 0;   // the firing ones, compacted in place: bundle addresses and ids
-  for (let k = 0; k < n; k++) {
-    const bundle = dense ? dense + <usize>k * bundleBytes : <usize>load<u32>(listRows + (<usize>k << 2));
-    const id = dense ? k : load<i32>(listIds + (<usize>k << 2));
-    const h = activate(load<f32>(listDots + (<usize>k << 2)));
-    store<f32>(acts + (<usize>id << 2), h);
-    if (h != 0) {
-      store<u32>(listRows + (<usize>m << 2), <u32>(bundle + (hasGate ? upOff : 0)));
-      store<i32>(listIds + (<usize>(m++) << 2), id);
-    }
-  }
+  const m = fire(act, actParam, hasGate, n, listRows, listIds, listDots, acts, dense, bundleBytes, 0, upOff);
   if (hasGate) pdot_list(dt, listRows, m, xp, d, listDots);
-  const reluUp = act == ACT_DRELU;   // dReLU: the neuron is active where relu(gate) * relu(up) != 0
   // Each firing neuron's coefficient and down column, then all the columns into yp at once
   // (sliced over the compute threads; the same sums in the same order on any number).
-  for (let k = 0; k < m; k++) {
-    const id = load<i32>(listIds + (<usize>k << 2)), a = acts + (<usize>id << 2);
-    let h = load<f32>(a);
-    let bundle = <usize>load<u32>(listRows + (<usize>k << 2));
-    if (hasGate) {
-      let u = load<f32>(listDots + (<usize>k << 2));
-      if (reluUp) u = max<f32>(u, 0);
-      h *= u; store<f32>(a, h); bundle -= upOff;
-    }
-    store<f32>(listDots + (<usize>k << 2), h);
-    store<u32>(listRows + (<usize>k << 2), <u32>(bundle + downOff));
-  }
+  coefs(act, hasGate, m, listRows, listIds, listDots, acts, upOff, downOff);
   paxpy_list(dt, listRows, listDots, m, yp, d);
 }
 

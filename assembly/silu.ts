@@ -45,9 +45,9 @@ export function siluWant(l: i32, list: usize, countAt: usize): void {
   const p = tab + (<usize>l << 4);
   const w = <usize>load<u32>(p), dt = load<i32>(p, 4), thr = load<f32>(p, 8);
   // The gate products in one multi-row product and the up products row by row, as the dense FFN
-  // takes them (forward.ts: ffnDense, fireList): a cut of 0 then gives the dense FFN bit for bit
-  // whatever the dtype (the Q8_0/Q4_0 multi-row kernels may round the last bit otherwise, which
-  // the next layer's int8 activations can turn into a visible change).
+  // takes them (ffn-part.ts). The down columns are summed in the order the neurons come (cached,
+  // then read), the dense FFN's in parts: at a cut of 0 y's last bits differ from the dense FFN's,
+  // which Q8_0/Q4_0 images' int8 activations can make visible in the logits (about 1 %).
   const rb = rowBytes(dt, d), up = dots + (<usize>ffn << 2);
   tealMatvec(dt, w, rb, tealIn(l, TEAL_FFN, xb, d), xp, dots, ffn, d);   // xb, or its small entries zeroed (teal.ts)
   if (!cats) {

@@ -72,6 +72,9 @@ export function tealIn(l: i32, g: i32, src: usize, n: i32): usize {
   return xt;
 }
 
+/** Whether the last tealIn's input was gathered for a dtype's products (tealMatvec then runs the gathered kernel). */
+export function tealGathered(dt: i32): bool { return gathered >= 0 && dt < DT_Q8_0; }
+
 /** out = W src over `rows` rows, src from tealIn (xp left holding src prepared, as pmatvec leaves it). */
 export function tealMatvec(dt: i32, w: usize, stride: usize, src: usize, xp: usize, out: usize, rows: i32, cols: i32): void {
   if (src == xt && gathered >= 0 && dt < DT_Q8_0) {

@@ -1,10 +1,10 @@
 // Compute threads over one shared memory (the "threads" build: shared, imported memory). The
-// main instance posts a job — a matvec's, attention's or a neuron list's arguments, a round of
-// flash reads, a round's bundles to land — in a 128-byte block of that memory, bumps its
-// generation and wakes the workers. The job is cut into chunks along the kernels' row
-// groups (so a row's bits never depend on who computes it); every thread, the main one too,
-// claims chunks one at a time until none are left, and the main instance then waits only for
-// chunks already claimed. A worker the OS has not scheduled (a busy machine) thus delays
+// main instance posts a job — a matvec's, attention's or a neuron list's arguments, a layer's
+// dense FFN in parts, a round of flash reads, a round's bundles to land — in a 128-byte block of
+// that memory, bumps its generation and wakes the workers. The job is cut into chunks along the
+// kernels' row groups or the FFN's fixed parts (so a value's bits never depend on who computes
+// it); every thread, the main one too, claims chunks one at a time until none are left, and
+// the main instance then waits only for chunks already claimed. A worker the OS has not scheduled (a busy machine) thus delays
 // nothing: the main thread takes its chunks. Workers allocate nothing and touch only the job
 // block and the job's operands. In the builds without threads all of this folds away: jobs run
 // whole on the caller. The workers' waiting loop is the host's (instantiateWorker in
@@ -16,6 +16,7 @@ import { axpy_list_part } from "./kernels/axpy-list";
 import { attention_heads, attention_part, attention_work } from "./attention";
 import { read_part } from "./flash";
 import { land_part } from "./land";
+import { ffn_part, ffn_part_count } from "./ffn-part";
 
 const J_GEN: usize = 0;      // u32, bumped per job
 const J_DONE: usize = 4;     // u32, chunks of the current job finished
@@ -35,6 +36,7 @@ const KIND_ATTN: i32 = 6;       // J_W: an attention block (attention.ts), J_ROW
 const KIND_MATVEC3: i32 = 5;    // three matrices (q, k, v) of one dtype, stride and x: one job, each chunk a part of each
 const KIND_READ: i32 = 7;       // J_W: a read plan (planner.ts), J_OUT: its results, J_ROWS: its reads, J_DT: the fd
 const KIND_LAND: i32 = 8;       // J_W: a land block (land.ts), J_ROWS: its bundles
+const KIND_FFN: i32 = 9;        // J_W: a dense FFN block (ffn-part.ts), J_ROWS: its parts
 
 // The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
 // own do, and a sleeping thread takes tens of microseconds to wake. (Workers poll as briefly
@@ -137,6 +139,14 @@ export function pread_list(fd: u32, plan: usize, results: usize, n: i32): void {
   share(KIND_READ, <i32>fd, plan, 0, 0, results, n, 0, ready);
 }
 
+/** The parts of the dense FFN block p points at (ffn-part.ts), `weights` in all, over the ready workers; each part is a chunk. */
+export function pffn(p: usize, weights: i64): void {
+  const parts = ffn_part_count(p);
+  const ready = !ASC_FEATURE_THREADS || job == 0 || parts < 2 || weights < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) { for (let c = 0; c < parts; c++) ffn_part(p, c); return; }
+  share(KIND_FFN, 0, p, 0, 0, 0, parts, 0, ready);
+}
+
 /** The bundles of land block p (land.ts: copies into cache rows and checksums), `bytes` in all, split over the ready workers. */
 export function pland(p: usize, n: i32, bytes: i64): void {
   const ready = !ASC_FEATURE_THREADS || job == 0 || n < 2 || bytes < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
@@ -149,7 +159,8 @@ function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usiz
   // Down columns: two slices of y per thread (each slice costs a pass over the whole row list),
   // whole 32-element blocks. Attention: no more chunks than heads.
   const most = CHUNKS_PER_THREAD * (1 + ready);
-  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_ATTN || kind == KIND_READ || kind == KIND_LAND ? min(most, rows) : most;
+  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_FFN ? rows
+    : kind == KIND_ATTN || kind == KIND_READ || kind == KIND_LAND ? min(most, rows) : most;
   const gen = atomic.load<u32>(job + J_GEN) + 1;
   atomic.store<i32>(job + J_KIND, kind);
   store<i32>(job + J_DT, dt); store<u32>(job + J_W, <u32>w); store<u32>(job + J_STRIDE, <u32>stride);
@@ -183,6 +194,7 @@ function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
     else if (kind == KIND_ATTN) attention_part(w, c, chunks);
     else if (kind == KIND_READ) read_part(<u32>dt, w, out, rows, c, chunks);
     else if (kind == KIND_LAND) land_part(w, c, chunks);
+    else if (kind == KIND_FFN) ffn_part(w, c);
     else {
       matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
       if (kind == KIND_MATVEC3) {
