@@ -13,8 +13,9 @@
 // dequantizes in f32; lists of down columns sum in integers instead (quant-down.ts). The scalar
 // build and the *_ref references use natural f32 x and dequantized weights.
 //
-// Integer products: the SIMD build widens weights to i16 against x prepared as i16 and sums with
-// i32x4.dot_i16x8_s. The relaxed-SIMD build uses i32x4.relaxed_dot_i8x16_i7x16_add_s (one
+// Integer products: the SIMD build widens weights to i16 (Q4_0 in place: each i16 lane of the
+// stored bytes holds four elements, which shifts and a mask separate, no shuffles) against x
+// prepared as i16 in the matching order, and sums with i32x4.dot_i16x8_s. The relaxed-SIMD build uses i32x4.relaxed_dot_i8x16_i7x16_add_s (one
 // instruction with AVX-VNNI or Arm's sdot), whose second operand must lie in [0, 127] for the
 // result to be the same everywhere: Q4_0 passes its stored nibbles (0..15) there and x as the
 // signed operand; Q8_0 weights are signed, so x is split into max(x, 0) and max(-x, 0) and the
@@ -24,7 +25,9 @@
 //
 // Prepared x (SIMD builds), within prep_len(n) f32 slots:
 //   bytes [0, 2n)            64 bytes per block of 32:
-//                              SIMD build: int16 q of its 32 elements
+//                              SIMD build, Q8_0: int16 q of its 32 elements
+//                              SIMD build, Q4_0: the same in the order q4_block widens
+//                                weights: even 0–14, odd 1–15, even 16–30, odd 17–31
 //                              relaxed, Q8_0: int8 max(q, 0) of the 32, then int8 max(-q, 0)
 //                              relaxed, Q4_0: int8 q of the 32 (the other 32 bytes unused)
 //   bytes [2n, 2n + n/8)     f32 scale of every block
@@ -36,8 +39,11 @@ import { hsum, madd } from "./lanes";
 const QK = memory.data<u32>([
   0x8FFFE000, 0x8FFFE000, 0x8FFFE000, 0x8FFFE000, //  0: f16 sign|exponent|mantissa after << 13
   0x77800000, 0x77800000, 0x77800000, 0x77800000, // 16: 2^112 (f32): restores the f16 exponent
-  0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, // 32: low nibbles
+  0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, // 32: low nibbles (relaxed: of each byte)
+  0x000F000F, 0x000F000F, 0x000F000F, 0x000F000F, // 48: low nibbles of each i16 (SIMD)
 ], 16);
+/** Q4_0's nibble mask as q4_block takes it. */
+const LOW: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 48;
 
 /** A block's f16 scale as f32 through the bit trick (scales are normal or zero; 2^112 restores the exponent). */
 @inline export function scale(p: usize): f32 {
@@ -94,8 +100,14 @@ export function q_prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
                                      i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (k << 5) + 48), id))));
       sum = i32x4.add(sum, i32x4.add(i32x4.extadd_pairwise_i16x8_s(a), i32x4.extadd_pairwise_i16x8_s(c)));
       if (!ASC_FEATURE_RELAXED_SIMD) {
-        v128.store(dst + (k << 4), a);
-        v128.store(dst + (k << 4), c, 16);
+        if (dt == DT_Q8_0) {
+          v128.store(dst + (k << 4), a);
+          v128.store(dst + (k << 4), c, 16);
+        } else {
+          // the order q4_block widens weights in: even elements, then odd
+          v128.store(dst + (k << 4), v128.shuffle<i16>(a, c, 0, 2, 4, 6, 8, 10, 12, 14));
+          v128.store(dst + (k << 4), v128.shuffle<i16>(a, c, 1, 3, 5, 7, 9, 11, 13, 15), 16);
+        }
       } else {
         const q = i8x16.narrow_i16x8_s(a, c); // |q| <= 127
         if (dt == DT_Q8_0) {
@@ -119,6 +131,7 @@ export function q_prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
     const neg = i32x4.relaxed_dot_i8x16_i7x16_add_s(b, v128.load(q, 48), i32x4.relaxed_dot_i8x16_i7x16_add_s(a, v128.load(q, 32), z));
     return i32x4.sub(pos, neg);
   }
+  // (widening each i16 lane's two bytes in place with shifts measured 4 % slower here)
   let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), v128.load(q));
   s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), v128.load(q, 16)));
   s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), v128.load(q, 32)));
@@ -127,14 +140,16 @@ export function q_prep_x(dt: i32, x: usize, xp: usize, n: i32): void {
 
 /** Integer dot of a Q4_0 block's stored nibbles (v: byte j = element j | element j+16 << 4) with x: lanes sum to sum nibble * q. */
 @inline function q4_block(v: v128, q: usize, low: v128): v128 {
-  const lo = v128.and(v, low), hi = v128.and(i16x8.shr_u(v, 4), low);
   if (ASC_FEATURE_RELAXED_SIMD) {
+    const lo = v128.and(v, low), hi = v128.and(i16x8.shr_u(v, 4), low);
     return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(q, 16), hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(q), lo, i32x4.splat(0)));
   }
-  let s = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), v128.load(q));
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), v128.load(q, 16)));
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), v128.load(q, 32)));
-  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), v128.load(q, 48)));
+  // i16 lane m holds elements 2m (bits 0-3), 2m + 16 (4-7), 2m + 1 (8-11), 2m + 17 (12-15):
+  // shifts and one mask widen each in place, no shuffles
+  let s = i32x4.dot_i16x8_s(v128.and(v, low), v128.load(q));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), low), v128.load(q, 16)));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), low), v128.load(q, 32)));
+  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), v128.load(q, 48)));
 }
 
 /**
@@ -159,7 +174,7 @@ export function q_dot(dt: i32, w: usize, xp: usize, n: i32): f32 {
       tail += <f32>isum(q8_block(v128.load(p, 2), v128.load(p, 18), xp + (<usize>b << 6))) * (scale(p) * load<f32>(scales + (<usize>b << 2)));
     }
   } else {
-    const low = v128.load(QK, 32), sums = scales + (<usize>n >> 3);
+    const low = v128.load(QK, LOW), sums = scales + (<usize>n >> 3);
     for (; b < nb4; b += 4, p += 72) {
       const q = xp + (<usize>b << 6);
       const s = sum4(q4_block(v128.load(p, 2), q, low), q4_block(v128.load(p, 20), q + 64, low),
@@ -198,7 +213,7 @@ export function q_matvec(dt: i32, w: usize, stride: usize, xp: usize, out: usize
       v128.store(out + (<usize>r << 2), acc);
     }
   } else {
-    const low = v128.load(QK, 32), sums = scales + (<usize>n >> 3);
+    const low = v128.load(QK, LOW), sums = scales + (<usize>n >> 3);
     for (; r + 4 <= rows; r += 4) {
       let p0 = w + <usize>r * stride, q = xp, xs = scales, cs = sums;
       let acc = f32x4.splat(0);
@@ -230,7 +245,7 @@ export function q_dot4(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, xp: 
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scalesAt(r0, r1, r2, r3), f32x4.splat(load<f32>(xs)))));
     }
   } else {
-    const low = v128.load(QK, 32);
+    const low = v128.load(QK, LOW);
     let cs = scales + (<usize>n >> 3);
     for (let b = 0; b < nb; b++, r0 += 18, r1 += 18, r2 += 18, r3 += 18, q += 64, xs += 4, cs += 4) {
       const s = sum4(q4_block(v128.load(r0, 2), q, low), q4_block(v128.load(r1, 2), q, low),
