@@ -7,7 +7,7 @@
 import { alloc } from "./mem";
 import { DT_F32, DT_F16 } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy } from "./kernels/matvec";
-import { vdot, vaxpy, softmax } from "./kernels/vec";
+import { vdot, vaxpy_rows, softmax } from "./kernels/vec";
 import { cut } from "./kernels/parts";
 
 const A_Q: usize = 0;        // (nHeads*headDim,) f32 queries
@@ -68,10 +68,7 @@ function head(p: usize, h: i32): void {
       store<f32>(att + (<usize>t << 2), vdot(qh, layerK + (<usize>(t * kvDim) << 2) + kvOff, headDim) * scale);
     }
     softmax(att + (<usize>first << 2), pos + 1 - first);
-    memory.fill(oh, 0, <usize>headDim << 2);
-    for (let t = first; t <= pos; t++) {
-      vaxpy(load<f32>(att + (<usize>t << 2)), layerV + (<usize>(t * kvDim) << 2) + kvOff, oh, headDim);
-    }
+    vaxpy_rows(att + (<usize>first << 2), layerV + (<usize>(first * kvDim) << 2) + kvOff, <usize>kvDim << 2, pos + 1 - first, oh, headDim);
     return;
   }
   // An f16 cache, through the weight kernels' prepared layout.

@@ -442,6 +442,24 @@ for (const build of ['simd', 'plain', ...(RELAXED ? ['relaxed'] : [])]) {
         }
       });
 
+      it('vaxpy_rows: the bits of zeroing y and vaxpy row after row (attention over the values)', () => {
+        const { e } = t;
+        const rand = rng(37);
+        for (const n of [...LENGTHS, 64, 80, 128]) {
+          for (const count of [1, 3, 17]) {
+            t.reset();
+            const stride = n + 12;   // rows of a wider cache, as a KV group's slice
+            const px = t.alloc(count * stride * 4), pa = t.alloc(count * 4), py = t.alloc(n * 4), pr = t.alloc(n * 4);
+            t.f32(px, count * stride).set(randomVec(count * stride, rand));
+            t.f32(pa, count).set(randomVec(count, rand));
+            e.vaxpy_rows(pa, px, stride * 4, count, py, n);
+            t.f32(pr, n).fill(0);
+            for (let k = 0; k < count; k++) e.vaxpy(t.f32(pa, count)[k], px + k * stride * 4, pr, n);
+            elementwise(t.f32(py, n), t.f32(pr, n), 0, 0, `vaxpy_rows n=${n} count=${count}`);
+          }
+        }
+      });
+
       it('layernorm and rmsnorm', () => {
         const { e } = t;
         const rand = rng(41);

@@ -42,6 +42,37 @@ export function vaxpy(a: f32, x: usize, y: usize, n: i32): void {
   for (; i < nb; i += 4) store<f32>(y + i, load<f32>(y + i) + a * load<f32>(x + i));
 }
 
+/**
+ * y = Σ_t a[t] · row_t over count rows of n f32 `stride` bytes apart from x (attention's values):
+ * the bits of zeroing y and vaxpy row after row, with y's lanes held in registers across the rows
+ * (16 at a time) instead of loaded and stored for every row.
+ */
+export function vaxpy_rows(a: usize, x: usize, stride: usize, count: i32, y: usize, n: i32): void {
+  const nb = <usize>n << 2;
+  let i: usize = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; i + 64 <= nb; i += 64) {
+      let y0 = f32x4.splat(0), y1 = y0, y2 = y0, y3 = y0;
+      for (let t = 0, r = x + i; t < count; t++, r += stride) {
+        const w = f32x4.splat(load<f32>(a + (<usize>t << 2)));
+        y0 = madd(v128.load(r), w, y0); y1 = madd(v128.load(r, 16), w, y1);
+        y2 = madd(v128.load(r, 32), w, y2); y3 = madd(v128.load(r, 48), w, y3);
+      }
+      v128.store(y + i, y0); v128.store(y + i, y1, 16); v128.store(y + i, y2, 32); v128.store(y + i, y3, 48);
+    }
+    for (; i + 16 <= nb; i += 16) {
+      let y0 = f32x4.splat(0);
+      for (let t = 0, r = x + i; t < count; t++, r += stride) y0 = madd(v128.load(r), f32x4.splat(load<f32>(a + (<usize>t << 2))), y0);
+      v128.store(y + i, y0);
+    }
+  }
+  for (; i < nb; i += 4) {
+    let s: f32 = 0;
+    for (let t = 0, r = x + i; t < count; t++, r += stride) s = s + load<f32>(a + (<usize>t << 2)) * load<f32>(r);
+    store<f32>(y + i, s);
+  }
+}
+
 /** y += x over n f32. */
 export function vadd(x: usize, y: usize, n: i32): void {
   const nb = <usize>n << 2;
