@@ -41,6 +41,8 @@ export function attention_set(p: usize, layerK: usize, layerV: usize, first: i32
 }
 
 export function attention_heads(p: usize): i32 { return load<i32>(p + A_HEADS); }
+/** Where block p's output goes: (nHeads*headDim,) f32. */
+export function attention_out(p: usize): usize { return <usize>load<u32>(p + A_OUT); }
 
 /** Multiply-adds the attention of block p takes (whether sharing it out pays). */
 export function attention_work(p: usize): i64 {

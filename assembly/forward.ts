@@ -15,7 +15,7 @@
 // Nothing here allocates after model_init.
 import { alloc } from "./mem";
 import { flash_read } from "./flash";
-import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem, f32_to_f16 } from "./dtype";
+import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy } from "./kernels/matvec";
 import { pmatvec, pdot_list, paxpy_list, pattention } from "./threads";
 import { vadd, layernorm, rmsnorm } from "./kernels/vec";
@@ -23,10 +23,11 @@ import { attention_init, attention_set } from "./attention";
 import { flash, flashFd, flashNextToken, ffn_begin, ffn_hits, round_done } from "./sparse";
 import { plan_round, exec_plan_sync } from "./planner";
 import { now, ioError, set_io_failure, add_io, computeSince } from "./stats";
-import { tealIn, tealMatvec, tealMatvec3, tealGathered, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
+import { tealIn, tealMatvec, tealMatvec3, tealGathered, tealKeepsAttention, TEAL_QKV, TEAL_O, TEAL_FFN } from "./teal";
+import { attn_part_init, attn_part_fits, attn_part_layer, attn_part_pos, attn_part_sum, rope_head, kv_store } from "./attn-part";
 import { ACT_DRELU, activation, fire, coefs, ffn_part_init, ffn_part_layout, ffn_part_layer, ffn_sum } from "./ffn-part";
 export { ACT_RELU, ACT_SILU, ACT_FATRELU, ACT_DRELU, ACT_GELU_TANH } from "./ffn-part";
-import { pffn } from "./threads";
+import { pffn, pattn_block } from "./threads";
 
 export const ARCH_OPT: i32 = 0;     // learned positions (OPT)
 export const ARCH_LLAMA: i32 = 1;   // rotary positions (Llama, Mistral, Falcon, Phi)
@@ -175,6 +176,7 @@ let listRows: usize = 0; // (ffn,) u32 row addresses of a list of neurons (dot_l
 let listIds: usize = 0;  // (ffn,) i32 their neuron ids
 let listDots: usize = 0; // (ffn,) f32 their dots
 let ffnBlock: usize = 0; // ffn-part.ts's block: the dense FFN in parts
+let attnBlock: usize = 0; // attn-part.ts's block: the attention block in parts
 
 /** Allocates the run state. Returns the bytes it took (the host counts them against the budget). */
 export function model_init(): usize {
@@ -190,6 +192,7 @@ export function model_init(): usize {
   const kvElems = nLayers * maxSeq * kvDim, kvHalves = kvDt == DT_F32 ? 1 : 0;
   kCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1); vCache = f32s(kvHalves ? kvElems : (kvElems + 1) >> 1);
   attn = attention_init(q, attOut, nHeads, nKv, headDim, maxSeq, kvDt);
+  attnBlock = attn_part_init(nHeads, nKv, headDim, d, kvDt, attn, q, k, v);
   const widest = max(max(d, ffn), qDim);
   xp = f32s(prep_len(widest)); yp = f32s(prep_len(d));
   ffnBlock = ffn_part_init(ffn, d, hasGate, act, actParam, xp, listRows, listIds, listDots);
@@ -307,25 +310,39 @@ export function layer_attention(l: i32, pos: i32): void {
   const t0 = now();
   const kvDim = nKv * headDim;
   norm(x, W(l, L_LN1_W), W(l, L_LN1_B), xb);                  // xb (d,)
-  const xa = tealIn(l, TEAL_QKV, xb, d);                      // xb, or its small entries zeroed (teal.ts)
-  const dq = WDT(l, L_Q);
-  if (dq == WDT(l, L_K) && dq == WDT(l, L_V)) {
-    tealMatvec3(dq, rowBytes(dq, d), xa, xp, d, W(l, L_Q), q, nHeads * headDim, W(l, L_K), k, kvDim, W(l, L_V), v, kvDim);
-    addBias(l, L_QB, q, nHeads * headDim); addBias(l, L_KB, k, kvDim); addBias(l, L_VB, v, kvDim);
-  } else {
-    linear(l, L_Q, L_QB, xa, q, nHeads * headDim, d);
-    linear(l, L_K, L_KB, xa, k, kvDim, d);
-    linear(l, L_V, L_VB, xa, v, kvDim, d);
-  }
-  if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
   const es = <usize>dtypeSize(kvDt);
   const layerK = kCache + <usize>(l * maxSeq * kvDim) * es;
   const layerV = vCache + <usize>(l * maxSeq * kvDim) * es;
-  kvStore(layerK + <usize>(pos * kvDim) * es, k, kvDim);
-  kvStore(layerV + <usize>(pos * kvDim) * es, v, kvDim);
-  attention_set(attn, layerK, layerV, slidingWindow > 0 && pos >= slidingWindow ? pos - slidingWindow + 1 : 0, pos);
-  pattention(attn);                                           // attOut (nHeads*headDim,)
-  linear(l, L_O, L_OB, tealIn(l, TEAL_O, attOut, nHeads * headDim), xb2, d, nHeads * headDim);  // xb2 (d,)
+  const first = slidingWindow > 0 && pos >= slidingWindow ? pos - slidingWindow + 1 : 0;
+  const dq = WDT(l, L_Q), dto = WDT(l, L_O);
+  if (tealKeepsAttention(l) && attn_part_fits(nHeads, nKv, headDim, dq, WDT(l, L_K), WDT(l, L_V), dto)) {
+    // One job in parts, a KV group each (attn-part.ts): q/k/v, rotary, the KV cache, attention, o.
+    prep_x(dq, tealIn(l, TEAL_QKV, xb, d), xp, d);            // xb as it is (tealIn counts it)
+    attn_part_layer(attnBlock, dq, W(l, L_Q), W(l, L_K), W(l, L_V), W(l, L_QB), W(l, L_KB), W(l, L_VB), xp, dto, W(l, L_O), W(l, L_OB));
+    const half = <usize>(rotaryDim >> 1), at = (<usize>pos * half) << 2;
+    attn_part_pos(attnBlock, ropeTheta > 0 ? ropeCos + at : 0, ropeTheta > 0 ? ropeSin + at : 0, rotaryDim,
+                  layerK + <usize>(pos * kvDim) * es, layerV + <usize>(pos * kvDim) * es);
+    attention_set(attn, layerK, layerV, first, pos);
+    pattn_block(attnBlock, <i64>(nHeads * headDim * 2 + kvDim * 2) * <i64>d);
+    attn_part_sum(attnBlock, xb2);                            // xb2 (d,)
+    tealIn(l, TEAL_O, attOut, nHeads * headDim);              // counted as the products' input
+  } else {
+    const xa = tealIn(l, TEAL_QKV, xb, d);                    // xb, or its small entries zeroed (teal.ts)
+    if (dq == WDT(l, L_K) && dq == WDT(l, L_V)) {
+      tealMatvec3(dq, rowBytes(dq, d), xa, xp, d, W(l, L_Q), q, nHeads * headDim, W(l, L_K), k, kvDim, W(l, L_V), v, kvDim);
+      addBias(l, L_QB, q, nHeads * headDim); addBias(l, L_KB, k, kvDim); addBias(l, L_VB, v, kvDim);
+    } else {
+      linear(l, L_Q, L_QB, xa, q, nHeads * headDim, d);
+      linear(l, L_K, L_KB, xa, k, kvDim, d);
+      linear(l, L_V, L_VB, xa, v, kvDim, d);
+    }
+    if (ropeTheta > 0) { rope(q, nHeads, pos); rope(k, nKv, pos); }
+    kv_store(layerK + <usize>(pos * kvDim) * es, k, kvDim, kvDt);
+    kv_store(layerV + <usize>(pos * kvDim) * es, v, kvDim, kvDt);
+    attention_set(attn, layerK, layerV, first, pos);
+    pattention(attn);                                         // attOut (nHeads*headDim,)
+    linear(l, L_O, L_OB, tealIn(l, TEAL_O, attOut, nHeads * headDim), xb2, d, nHeads * headDim);  // xb2 (d,)
+  }
   if (!parallel) {
     vadd(xb2, x, d);                                          // x += attention
     norm(x, W(l, L_LN2_W), W(l, L_LN2_B), xb);                // xb (d,) the FFN's input
@@ -427,24 +444,8 @@ function addBias(l: i32, slot: i32, out: usize, rows: i32): void {
 /** Rotates pairs (i, i + rotaryDim/2) of every head by the position's angles (HF rotate_half);
  *  dims from rotaryDim on pass through (Phi's partial rotary). */
 function rope(vec: usize, heads: i32, pos: i32): void {
-  const half = rotaryDim >> 1;
-  const c = ropeCos + (<usize>(pos * half) << 2), s = ropeSin + (<usize>(pos * half) << 2);
-  for (let h = 0; h < heads; h++) {
-    const base = vec + (<usize>(h * headDim) << 2);
-    for (let i = 0; i < half; i++) {
-      const p0 = base + (<usize>i << 2), p1 = base + (<usize>(i + half) << 2);
-      const a = load<f32>(p0), b = load<f32>(p1);
-      const ci = load<f32>(c + (<usize>i << 2)), si = load<f32>(s + (<usize>i << 2));
-      store<f32>(p0, a * ci - b * si);
-      store<f32>(p1, b * ci + a * si);
-    }
-  }
-}
-
-/** Appends one position's keys or values to the KV cache, as kvDt. */
-function kvStore(dst: usize, src: usize, n: i32): void {
-  if (kvDt == DT_F32) { memory.copy(dst, src, <usize>n << 2); return; }
-  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), f32_to_f16(load<f32>(src + (<usize>i << 2))));
+  const at = (<usize>pos * <usize>(rotaryDim >> 1)) << 2;
+  for (let h = 0; h < heads; h++) rope_head(vec + (<usize>(h * headDim) << 2), ropeCos + at, ropeSin + at, rotaryDim);
 }
 
 // ---- The FFN: dense over resident bundles, and the neuron lists the sparse path shares ----

@@ -72,6 +72,13 @@ export function tealIn(l: i32, g: i32, src: usize, n: i32): usize {
   return xt;
 }
 
+/** Whether tealIn leaves layer l's attention inputs (q/k/v's and o's) as they are: off, or both cuts 0 and nothing recorded. */
+export function tealKeepsAttention(l: i32): bool {
+  if (!tealOn) return true;
+  const p = cuts + (<usize>(l * 3) << 2);
+  return rec == 0 && !(load<f32>(p + (<usize>TEAL_QKV << 2)) > 0) && !(load<f32>(p + (<usize>TEAL_O << 2)) > 0);
+}
+
 /** Whether the last tealIn's input was gathered for a dtype's products (tealMatvec then runs the gathered kernel). */
 export function tealGathered(dt: i32): bool { return gathered >= 0 && dt < DT_Q8_0; }
 

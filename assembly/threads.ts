@@ -1,6 +1,6 @@
 // Compute threads over one shared memory (the "threads" build: shared, imported memory). The
 // main instance posts a job — a matvec's, attention's or a neuron list's arguments, a layer's
-// dense FFN in parts, a round of flash reads, a round's bundles to land — in a 128-byte block of
+// attention block or dense FFN in parts, a round of flash reads, a round's bundles to land — in a 128-byte block of
 // that memory, bumps its generation and wakes the workers. The job is cut into chunks along the
 // kernels' row groups or the FFN's fixed parts (so a value's bits never depend on who computes
 // it); every thread, the main one too, claims chunks one at a time until none are left, and
@@ -17,6 +17,7 @@ import { attention_heads, attention_part, attention_work } from "./attention";
 import { read_part } from "./flash";
 import { land_part } from "./land";
 import { ffn_part, ffn_part_count } from "./ffn-part";
+import { attn_part, attn_part_count } from "./attn-part";
 
 const J_GEN: usize = 0;      // u32, bumped per job
 const J_DONE: usize = 4;     // u32, chunks of the current job finished
@@ -37,6 +38,7 @@ const KIND_MATVEC3: i32 = 5;    // three matrices (q, k, v) of one dtype, stride
 const KIND_READ: i32 = 7;       // J_W: a read plan (planner.ts), J_OUT: its results, J_ROWS: its reads, J_DT: the fd
 const KIND_LAND: i32 = 8;       // J_W: a land block (land.ts), J_ROWS: its bundles
 const KIND_FFN: i32 = 9;        // J_W: a dense FFN block (ffn-part.ts), J_ROWS: its parts
+const KIND_ATTN_BLOCK: i32 = 10; // J_W: an attention block (attn-part.ts), J_ROWS: its parts (KV groups)
 
 // The engine polls this long (ms) for claimed chunks before sleeping: they end about when its
 // own do, and a sleeping thread takes tens of microseconds to wake. (Workers poll as briefly
@@ -147,6 +149,14 @@ export function pffn(p: usize, weights: i64): void {
   share(KIND_FFN, 0, p, 0, 0, 0, parts, 0, ready);
 }
 
+/** The KV groups of the attention block p points at (attn-part.ts), `weights` in all, over the ready workers; each group is a chunk. */
+export function pattn_block(p: usize, weights: i64): void {
+  const parts = attn_part_count(p);
+  const ready = !ASC_FEATURE_THREADS || job == 0 || weights < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
+  if (ready == 0) { for (let g = 0; g < parts; g++) attn_part(p, g); return; }
+  share(KIND_ATTN_BLOCK, 0, p, 0, 0, 0, parts, 0, ready);
+}
+
 /** The bundles of land block p (land.ts: copies into cache rows and checksums), `bytes` in all, split over the ready workers. */
 export function pland(p: usize, n: i32, bytes: i64): void {
   const ready = !ASC_FEATURE_THREADS || job == 0 || n < 2 || bytes < <i64>MIN_PARALLEL ? 0 : atomic.load<i32>(job + J_READY);
@@ -159,7 +169,7 @@ function share(kind: i32, dt: i32, w: usize, stride: usize, xp: usize, out: usiz
   // Down columns: two slices of y per thread (each slice costs a pass over the whole row list),
   // whole 32-element blocks. Attention: no more chunks than heads.
   const most = CHUNKS_PER_THREAD * (1 + ready);
-  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_FFN ? rows
+  const chunks = kind == KIND_AXPY_LIST ? min(2 * (1 + ready), cols >> 5) : kind == KIND_FFN || kind == KIND_ATTN_BLOCK ? rows
     : kind == KIND_ATTN || kind == KIND_READ || kind == KIND_LAND ? min(most, rows) : most;
   const gen = atomic.load<u32>(job + J_GEN) + 1;
   atomic.store<i32>(job + J_KIND, kind);
@@ -195,6 +205,7 @@ function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
     else if (kind == KIND_READ) read_part(<u32>dt, w, out, rows, c, chunks);
     else if (kind == KIND_LAND) land_part(w, c, chunks);
     else if (kind == KIND_FFN) ffn_part(w, c);
+    else if (kind == KIND_ATTN_BLOCK) attn_part(w, c);
     else {
       matvec_part(dt, w, stride, xp, out, rows, cols, c, chunks);
       if (kind == KIND_MATVEC3) {
