@@ -444,6 +444,25 @@ for (const build of ['simd', 'plain', ...(RELAXED ? ['relaxed'] : [])]) {
         }
       });
 
+      it('vargmax: the first index of the largest, as the reference (ties, -Infinity, NaN, tails)', () => {
+        const { e } = t;
+        const rand = rng(43);
+        const first = (v) => { let m = -Infinity, k = 0; v.forEach((x, i) => { if (x > m) { m = x; k = i; } }); return k; };
+        for (const n of [0, 1, 3, 4, 5, 8, 31, 100, 8192]) {
+          for (const kind of ['random', 'ties', 'minus-inf', 'nan']) {
+            t.reset();
+            const v = randomVec(n, rand);
+            if (kind === 'ties') for (let i = 0; i < n; i++) v[i] = Math.round(v[i] * 2);   // many equal largest
+            if (kind === 'minus-inf') v.fill(-Infinity);
+            if (kind === 'nan') for (let i = 0; i < n; i += 3) v[i] = NaN;
+            const p = t.alloc(n * 4 + 4);
+            t.f32(p, n).set(v);
+            assert.equal(e.vargmax(p, n), first(v), `${kind} n=${n}`);
+            assert.equal(e.vargmax_ref(p, n), first(v), `ref ${kind} n=${n}`);
+          }
+        }
+      });
+
       it('vaxpy_rows: the bits of zeroing y and vaxpy row after row (attention over the values)', () => {
         const { e } = t;
         const rand = rng(37);

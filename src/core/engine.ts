@@ -486,6 +486,11 @@ export class Engine {
     return this.logitsView;
   }
 
+  /** The greedy choice over logits(): the first index of the largest (in the wasm, four lanes at a time). */
+  argmax(): number {
+    return this.wasm.vargmax(this.wasm.logits_ptr(), this.config.vocab);
+  }
+
   /** Copies the residual stream after layer `l` at the next forward() (debugging and tests). */
   captureLayer(l: number): () => Float32Array {
     this.wasm.set_capture_layer(l);

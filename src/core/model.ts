@@ -328,7 +328,8 @@ export class Model {
   /** Ids sampled from the logits, each run through the model before the next is sampled. */
   private async *sampled(sampler: Sampler, pos: number): AsyncGenerator<number, void> {
     for (;;) {
-      const id = sampler.sample(this.engine.logits());
+      // plain greedy needs only the largest logit: the wasm finds it (the sampler would in JavaScript)
+      const id = sampler.plainGreedy ? this.engine.argmax() : sampler.sample(this.engine.logits());
       yield id;
       await tick();
       await this.step(id, pos++);
@@ -528,8 +529,17 @@ function logSoftmaxAt(logits: Float32Array, id: number): number {
 const now = () => performance.now();
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
-/** Lets timers and abort signals run between tokens without the 1 ms clamp of setTimeout. */
-function tick(): Promise<void> {
+// Between tokens the loop lets timers, I/O and abort signals run (a macrotask, without setTimeout's
+// 1 ms clamp) once YIELD_MS have passed since it last did: a macrotask costs 30–45 µs in Node with
+// compute workers running, a tenth of a small model's token; a large model's tokens yield each.
+const YIELD_MS = 4;
+let lastYield = 0;
+
+/** A macrotask turn when YIELD_MS have passed since the last one, else nothing to wait for. */
+function tick(): Promise<void> | undefined {
+  const t = now();
+  if (t - lastYield < YIELD_MS) return undefined;
+  lastYield = t;
   if (typeof setImmediate === 'function') return new Promise((r) => setImmediate(r));
   // Browsers: a message to ourselves is a macrotask without setTimeout's 1–4 ms clamp.
   return new Promise((r) => { waiting.push(r); channel().postMessage(0); });
