@@ -6,6 +6,8 @@ import { loadModel } from '../dist/src/index.js';
 const { image, threads, tokens, samples: n, prompt } = JSON.parse((globalThis.Deno ? Deno.args : process.argv.slice(2))[0]);
 const m = await loadModel(image, { threads });
 try {
+  // Time only once every compute worker has joined (they start in the background): as a peer's thread pool is up before its timing.
+  for (const t0 = Date.now(); m.engine.threads < threads && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 5));
   const opts = { temperature: 0, maxTokens: tokens, stopAtEos: false };
   await m.complete(prompt, { ...opts, maxTokens: 16 }); // warm-up
   const samples = []; let st;

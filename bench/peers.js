@@ -87,6 +87,8 @@ if (has('flashneuron')) engines.flashneuron = {
   async measure(dtype, threads) {
     const m = await loadModel(files[dtype].image, { threads });
     try {
+      // Timed once every compute worker has joined (they start in the background), as llama-bench's pool is up before its timing.
+      for (const t0 = Date.now(); m.engine.threads < threads && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 5));
       const opts = { temperature: 0, maxTokens: TOKENS, stopAtEos: false };
       await m.complete(golden.text, { ...opts, maxTokens: 16 }); // warm-up
       const samples = []; let st;
