@@ -229,13 +229,15 @@ function claim(block: usize, gen: u32, kind: i32, chunks: i32): void {
   return (<i32>c % team) * (chunks / team) + <i32>c / team;
 }
 
-/** Until the u32 at p reaches n: spin, then sleep on it. */
+/** Until the u32 at p reaches n: spin, then sleep on it. The clock starts after 1024 spins (most waits end sooner: each reading of it is a call out of the wasm). */
 function waitFor(p: usize, n: u32): void {
-  const t0 = now();
+  let t0: f64 = -1;
   for (let spins = 1; ; spins++) {
     const v = atomic.load<u32>(p);
     if (v >= n) return;
-    if ((spins & 1023) != 0 || now() - t0 < SPIN_MS) continue;
+    if ((spins & 1023) != 0) continue;
+    if (t0 < 0) { t0 = now(); continue; }
+    if (now() - t0 < SPIN_MS) continue;
     memory.atomic.wait32(p, <i32>v, 1000000);  // woken by the last worker's notify (1 ms cap: a lost wake-up only slows)
   }
 }
