@@ -15,7 +15,7 @@
 // Nothing here allocates after model_init.
 import { alloc } from "./mem";
 import { flash_read } from "./flash";
-import { DT_F32, DT_F16, dtypeSize, rowBytes, loadElem } from "./dtype";
+import { DT_F32, dtypeSize, rowBytes, loadElem } from "./dtype";
 import { prep_len, prep_x, prep_zero, unprep_y, dot, axpy } from "./kernels/matvec";
 import { pmatvec, pdot_list, paxpy_list, pattention } from "./threads";
 import { vadd, layernorm, rmsnorm } from "./kernels/vec";
