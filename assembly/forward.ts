@@ -141,14 +141,14 @@ let biasOff: i32 = -1;
 
 export function ffn_layout(bytes: usize, up: usize, gate: usize, down: usize, bias: i32): void {
   bundleBytes = bytes; upOff = up; gateOff = gate; downOff = down; biasOff = bias; biasStride = 0;
-  ffn_part_layout(ffnBlock, bundleBytes, hasGate ? gateOff : upOff, upOff, downOff, biasOff, biasStride);
+  partLayout();
 }
 
 /** Dense FFN laid out as matrices: neuron i's bias at biasOff + i * stride (0: inside its bundle). */
-export function ffn_bias_stride(stride: usize): void {
-  biasStride = stride;
-  ffn_part_layout(ffnBlock, bundleBytes, hasGate ? gateOff : upOff, upOff, downOff, biasOff, biasStride);
-}
+export function ffn_bias_stride(stride: usize): void { biasStride = stride; partLayout(); }
+
+/** The layout as the dense FFN's parts read it (ffn-part.ts). */
+function partLayout(): void { ffn_part_layout(ffnBlock, bundleBytes, hasGate ? gateOff : upOff, upOff, downOff, biasOff, biasStride); }
 let biasStride: usize = 0;
 
 // ---- RunState: every activation buffer, allocated once ----

@@ -1,11 +1,11 @@
 // Compute threads over one shared memory (the "threads" build: shared, imported memory). The
 // main instance posts a job — a matvec's, attention's or a neuron list's arguments, a layer's
-// attention block or dense FFN in parts, a round of flash reads, a round's bundles to land — in a 128-byte block of
-// that memory, bumps its generation and wakes the workers. The job is cut into chunks along the
-// kernels' row groups or the FFN's fixed parts (so a value's bits never depend on who computes
-// it); every thread, the main one too, claims chunks one at a time until none are left, and
-// the main instance then waits only for chunks already claimed. A worker the OS has not scheduled (a busy machine) thus delays
-// nothing: the main thread takes its chunks. Workers allocate nothing and touch only the job
+// attention block or dense FFN in parts, a round of flash reads, a round's bundles to land — in
+// a 128-byte block of that memory, bumps its generation and wakes the workers. The job is cut
+// into chunks along the kernels' row groups or the layer's fixed parts (so a value's bits never
+// depend on who computes it); every thread, the main one too, claims chunks one at a time until
+// none are left, and the main instance then waits only for chunks already claimed. A worker the
+// OS has not scheduled (a busy machine) thus delays nothing: the main thread takes its chunks. Workers allocate nothing and touch only the job
 // block and the job's operands. In the builds without threads all of this folds away: jobs run
 // whole on the caller. The workers' waiting loop is the host's (instantiateWorker in
 // src/core/wasm.ts): it sleeps with Atomics.wait on the generation and calls worker_part.

@@ -8,27 +8,39 @@
 //   ê_j = nearest(e_j · 32767 / max_j |e_j|), an i16
 //   y_i += f32(Σ_j ê_j · q_ji) · E       the sum exact in i32 (|Σ| ≤ 8 · 32767 · 128 < 2^31)
 // so each term carries a relative error of at most 2^-16 of the group's largest, far below the
-// weights' own rounding (the relaxed build: 2^-8, below). The SIMD form pairs two columns per i32 lane (bytes interleaved, widened
-// to i16, i32x4.dot_i16x8_s against (ê_j, ê_j+1)), eight accumulators of four outputs each. The
+// weights' own rounding (the relaxed build: 2^-8, below). The SIMD form pairs two columns per i32
+// lane (bytes interleaved, widened to i16, i32x4.dot_i16x8_s against (ê_j, ê_j+1)), eight
+// accumulators of four outputs each. The
 // scalar form below computes the same integers and the same two f32 roundings per element, so
 // every build and any slicing of y give the same bits. A group's block whose coefficients are all
 // zero adds nothing (y keeps its bits); a NaN coefficient or scale makes that block's y NaN.
 import { DT_Q8_0 } from "../dtype";
-import { scale } from "./quant";
+import { scale, halves } from "./quant";
 
 // Coefficient steps of each group's largest (the relaxed build's: RSTEPS, below).
 const STEPS: f32 = 32767;
 
 const QD = memory.data<u32>([
-  0x8FFFE000, 0x8FFFE000, 0x8FFFE000, 0x8FFFE000, //  0: f16 sign|exponent|mantissa after << 13
-  0x77800000, 0x77800000, 0x77800000, 0x77800000, // 16: 2^112 (f32): restores the f16 exponent
-  0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, // 32: low nibbles
-  0x08080808, 0x08080808, 0x08080808, 0x08080808, // 48: Q4_0's offset
+  0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, 0x0F0F0F0F, //  0: low nibbles
+  0x08080808, 0x08080808, 0x08080808, 0x08080808, // 16: Q4_0's offset
 ], 16);
 
-/** Lanes of f16 bits (sign-extended i32) as f32 scales, through the bit trick of quant.ts's scale(). */
-@inline function halves(h: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shl(h, 13), v128.load(QD)), v128.load(QD, 16));
+/** The eight coefficients e0 (columns 0–3), e1 (4–7) times inv, rounded to integers as i16 lanes. */
+@inline function steps8(e0: v128, e1: v128, inv: v128): v128 {
+  return i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(e0, inv))),
+                              i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(e1, inv))));
+}
+
+/** y[q, q + 32) += the block's eight accumulators of four outputs each, times E. */
+@inline function addY(q: usize, E: v128, a0: v128, a1: v128, a2: v128, a3: v128, a4: v128, a5: v128, a6: v128, a7: v128): void {
+  v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f32x4.convert_i32x4_s(a0), E)));
+  v128.store(q, f32x4.add(v128.load(q, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), E)), 16);
+  v128.store(q, f32x4.add(v128.load(q, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), E)), 32);
+  v128.store(q, f32x4.add(v128.load(q, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), E)), 48);
+  v128.store(q, f32x4.add(v128.load(q, 64), f32x4.mul(f32x4.convert_i32x4_s(a4), E)), 64);
+  v128.store(q, f32x4.add(v128.load(q, 80), f32x4.mul(f32x4.convert_i32x4_s(a5), E)), 80);
+  v128.store(q, f32x4.add(v128.load(q, 96), f32x4.mul(f32x4.convert_i32x4_s(a6), E)), 96);
+  v128.store(q, f32x4.add(v128.load(q, 112), f32x4.mul(f32x4.convert_i32x4_s(a7), E)), 112);
 }
 
 // Two columns' 16 signed bytes a, b (the same 16 outputs) interleaved: ilo outputs 0–7, ihi 8–15,
@@ -66,7 +78,7 @@ export function q_axpy8(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, r4:
   let lo = f32x4.splat(c0), hi = f32x4.splat(c4);
   lo = f32x4.replace_lane(lo, 1, c1); lo = f32x4.replace_lane(lo, 2, c2); lo = f32x4.replace_lane(lo, 3, c3);
   hi = f32x4.replace_lane(hi, 1, c5); hi = f32x4.replace_lane(hi, 2, c6); hi = f32x4.replace_lane(hi, 3, c7);
-  const low = v128.load(QD, 32), eight = v128.load(QD, 48);
+  const low = v128.load(QD), eight = v128.load(QD, 16);
   for (let b = 0, o: usize = 0, q = y; b < nb; b++, o += bs, q += 128) {
     let h = i16x8.splat(0);
     h = v128.load16_lane(r0 + o, h, 0); h = v128.load16_lane(r1 + o, h, 1);
@@ -79,9 +91,7 @@ export function q_axpy8(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, r4:
     const amax = max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1));
     if (amax == 0) continue;
     if (ASC_FEATURE_RELAXED_SIMD) { block7<T>(r0 + o, r1 + o, r2 + o, r3 + o, r4 + o, r5 + o, r6 + o, r7 + o, e0, e1, amax, q, low); continue; }
-    const inv = f32x4.splat(STEPS / amax);
-    const e = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(e0, inv))),
-                                   i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(e1, inv))));
+    const e = steps8(e0, e1, f32x4.splat(STEPS / amax));
     const z = i32x4.splat(0);
     let a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, i: v128;
     // columns (0, 1), (2, 3), (4, 5), (6, 7): outputs 0–15 from wlo, 16–31 from whi
@@ -105,15 +115,7 @@ export function q_axpy8(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, r4:
     i = ilo(a, c); a0 = dl(a0, i, p); a1 = dh(a1, i, p); i = ihi(a, c); a2 = dl(a2, i, p); a3 = dh(a3, i, p);
     a = whi<T>(r6 + o, low, eight); c = whi<T>(r7 + o, low, eight);
     i = ilo(a, c); a4 = dl(a4, i, p); a5 = dh(a5, i, p); i = ihi(a, c); a6 = dl(a6, i, p); a7 = dh(a7, i, p);
-    const E = f32x4.splat(amax / STEPS);
-    v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f32x4.convert_i32x4_s(a0), E)));
-    v128.store(q, f32x4.add(v128.load(q, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), E)), 16);
-    v128.store(q, f32x4.add(v128.load(q, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), E)), 32);
-    v128.store(q, f32x4.add(v128.load(q, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), E)), 48);
-    v128.store(q, f32x4.add(v128.load(q, 64), f32x4.mul(f32x4.convert_i32x4_s(a4), E)), 64);
-    v128.store(q, f32x4.add(v128.load(q, 80), f32x4.mul(f32x4.convert_i32x4_s(a5), E)), 80);
-    v128.store(q, f32x4.add(v128.load(q, 96), f32x4.mul(f32x4.convert_i32x4_s(a6), E)), 96);
-    v128.store(q, f32x4.add(v128.load(q, 112), f32x4.mul(f32x4.convert_i32x4_s(a7), E)), 112);
+    addY(q, f32x4.splat(amax / STEPS), a0, a1, a2, a3, a4, a5, a6, a7);
   }
 }
 
@@ -126,8 +128,6 @@ export function q_axpy8(dt: i32, r0: usize, r1: usize, r2: usize, r3: usize, r4:
 // and the relaxed build's sums differ from the other builds' in their last bits. (Splitting each
 // i16 coefficient into two bytes kept the bits but doubled the dots: no faster than the i16 path.)
 const RSTEPS: f32 = 127;
-@inline function ilo8(a: v128, b: v128): v128 { return v128.shuffle<i8>(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23); }
-@inline function ihi8(a: v128, b: v128): v128 { return v128.shuffle<i8>(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31); }
 @inline function ilo16(a: v128, b: v128): v128 { return v128.shuffle<i16>(a, b, 0, 8, 1, 9, 2, 10, 3, 11); }
 @inline function ihi16(a: v128, b: v128): v128 { return v128.shuffle<i16>(a, b, 4, 12, 5, 13, 6, 14, 7, 15); }
 /** The weights of 16 outputs of the column block at p (relaxed: Q4_0 as nibbles 0..15, the offset taken off at the end). */
@@ -143,31 +143,29 @@ const RSTEPS: f32 = 127;
 // @ts-ignore: decorator
 @inline function block7<T>(p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, p5: usize, p6: usize, p7: usize,
                            e0: v128, e1: v128, amax: f32, q: usize, low: v128): void {
-  const inv = f32x4.splat(RSTEPS / amax);
-  const w = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(e0, inv))),
-                                 i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(e1, inv))));
+  const w = steps8(e0, e1, f32x4.splat(RSTEPS / amax));
   const k = i8x16.narrow_i16x8_s(w, w);   // bytes 0-7: the eight coefficients (|k| <= 127)
   const z = i8x16.splat(0);
   const pos = isSigned<T>() ? i8x16.max_s(k, z) : k, neg = isSigned<T>() ? i8x16.max_s(i8x16.neg(k), z) : z;
   const pa = v128.shuffle<i32>(pos, pos, 0, 0, 0, 0), pb = v128.shuffle<i32>(pos, pos, 1, 1, 1, 1);
   const na = v128.shuffle<i32>(neg, neg, 0, 0, 0, 0), nb = v128.shuffle<i32>(neg, neg, 1, 1, 1, 1);
   let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-  // four columns' 16 bytes → byte pairs of outputs 0–7 (ilo8) or 8–15, then words: i32 lanes of four outputs
-  let u = ilo8(nlo<T>(p0, low), nlo<T>(p1, low)), v = ilo8(nlo<T>(p2, low), nlo<T>(p3, low));
+  // four columns' 16 bytes → byte pairs of outputs 0–7 (ilo) or 8–15 (ihi), then words: i32 lanes of four outputs
+  let u = ilo(nlo<T>(p0, low), nlo<T>(p1, low)), v = ilo(nlo<T>(p2, low), nlo<T>(p3, low));
   a0 = rdot<T>(ilo16(u, v), pa, na, a0); a1 = rdot<T>(ihi16(u, v), pa, na, a1);
-  u = ihi8(nlo<T>(p0, low), nlo<T>(p1, low)); v = ihi8(nlo<T>(p2, low), nlo<T>(p3, low));
+  u = ihi(nlo<T>(p0, low), nlo<T>(p1, low)); v = ihi(nlo<T>(p2, low), nlo<T>(p3, low));
   a2 = rdot<T>(ilo16(u, v), pa, na, a2); a3 = rdot<T>(ihi16(u, v), pa, na, a3);
-  u = ilo8(nlo<T>(p4, low), nlo<T>(p5, low)); v = ilo8(nlo<T>(p6, low), nlo<T>(p7, low));
+  u = ilo(nlo<T>(p4, low), nlo<T>(p5, low)); v = ilo(nlo<T>(p6, low), nlo<T>(p7, low));
   a0 = rdot<T>(ilo16(u, v), pb, nb, a0); a1 = rdot<T>(ihi16(u, v), pb, nb, a1);
-  u = ihi8(nlo<T>(p4, low), nlo<T>(p5, low)); v = ihi8(nlo<T>(p6, low), nlo<T>(p7, low));
+  u = ihi(nlo<T>(p4, low), nlo<T>(p5, low)); v = ihi(nlo<T>(p6, low), nlo<T>(p7, low));
   a2 = rdot<T>(ilo16(u, v), pb, nb, a2); a3 = rdot<T>(ihi16(u, v), pb, nb, a3);
-  u = ilo8(nhi<T>(p0, low), nhi<T>(p1, low)); v = ilo8(nhi<T>(p2, low), nhi<T>(p3, low));
+  u = ilo(nhi<T>(p0, low), nhi<T>(p1, low)); v = ilo(nhi<T>(p2, low), nhi<T>(p3, low));
   a4 = rdot<T>(ilo16(u, v), pa, na, a4); a5 = rdot<T>(ihi16(u, v), pa, na, a5);
-  u = ihi8(nhi<T>(p0, low), nhi<T>(p1, low)); v = ihi8(nhi<T>(p2, low), nhi<T>(p3, low));
+  u = ihi(nhi<T>(p0, low), nhi<T>(p1, low)); v = ihi(nhi<T>(p2, low), nhi<T>(p3, low));
   a6 = rdot<T>(ilo16(u, v), pa, na, a6); a7 = rdot<T>(ihi16(u, v), pa, na, a7);
-  u = ilo8(nhi<T>(p4, low), nhi<T>(p5, low)); v = ilo8(nhi<T>(p6, low), nhi<T>(p7, low));
+  u = ilo(nhi<T>(p4, low), nhi<T>(p5, low)); v = ilo(nhi<T>(p6, low), nhi<T>(p7, low));
   a4 = rdot<T>(ilo16(u, v), pb, nb, a4); a5 = rdot<T>(ihi16(u, v), pb, nb, a5);
-  u = ihi8(nhi<T>(p4, low), nhi<T>(p5, low)); v = ihi8(nhi<T>(p6, low), nhi<T>(p7, low));
+  u = ihi(nhi<T>(p4, low), nhi<T>(p5, low)); v = ihi(nhi<T>(p6, low), nhi<T>(p7, low));
   a6 = rdot<T>(ilo16(u, v), pb, nb, a6); a7 = rdot<T>(ihi16(u, v), pb, nb, a7);
   if (!isSigned<T>()) {
     // the nibbles' offset: Σ_j k_j (n - 8) = Σ_j k_j n - 8 Σ_j k_j
@@ -177,15 +175,7 @@ const RSTEPS: f32 = 127;
     a0 = i32x4.sub(a0, off); a1 = i32x4.sub(a1, off); a2 = i32x4.sub(a2, off); a3 = i32x4.sub(a3, off);
     a4 = i32x4.sub(a4, off); a5 = i32x4.sub(a5, off); a6 = i32x4.sub(a6, off); a7 = i32x4.sub(a7, off);
   }
-  const E = f32x4.splat(amax / RSTEPS);
-  v128.store(q, f32x4.add(v128.load(q), f32x4.mul(f32x4.convert_i32x4_s(a0), E)));
-  v128.store(q, f32x4.add(v128.load(q, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), E)), 16);
-  v128.store(q, f32x4.add(v128.load(q, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), E)), 32);
-  v128.store(q, f32x4.add(v128.load(q, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), E)), 48);
-  v128.store(q, f32x4.add(v128.load(q, 64), f32x4.mul(f32x4.convert_i32x4_s(a4), E)), 64);
-  v128.store(q, f32x4.add(v128.load(q, 80), f32x4.mul(f32x4.convert_i32x4_s(a5), E)), 80);
-  v128.store(q, f32x4.add(v128.load(q, 96), f32x4.mul(f32x4.convert_i32x4_s(a6), E)), 96);
-  v128.store(q, f32x4.add(v128.load(q, 112), f32x4.mul(f32x4.convert_i32x4_s(a7), E)), 112);
+  addY(q, f32x4.splat(amax / RSTEPS), a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
 /** Column j's weight at element i of the block at p, as an integer. */

@@ -63,9 +63,13 @@ const LOW: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 48;
   h = v128.load16_lane(p1, h, 1);
   h = v128.load16_lane(p2, h, 2);
   h = v128.load16_lane(p3, h, 3);
-  // sign-extended << 13: sign at bit 31, exponent and mantissa at 13..27; the mask clears 28..30
-  const f = v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(h), 13), v128.load(QK));
-  return f32x4.mul(f, v128.load(QK, 16));
+  return halves(i32x4.extend_low_i16x8_s(h));
+}
+
+/** Lanes of f16 scale bits (sign-extended to i32) as f32, by scale()'s bit trick. */
+@inline export function halves(h: v128): v128 {
+  // << 13: sign at bit 31, exponent and mantissa at 13..27; the mask clears 28..30
+  return f32x4.mul(v128.and(i32x4.shl(h, 13), v128.load(QK)), v128.load(QK, 16));
 }
 
 /** The sum of the four i32 lanes. */
