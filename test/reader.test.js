@@ -5,7 +5,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ParallelReader, ensureThreadpool } from '../dist/src/node/reader.js';
-import { probeDevice, defaultProfile, estimateUs, mergeGapBytes, loadProfile, saveProfile, profilePath } from '../dist/src/node/probe.js';
+import { probeDevice, defaultProfile, estimateUs, mergeGapBytes, plannerCosts, loadProfile, saveProfile, profilePath } from '../dist/src/node/probe.js';
 
 function rng(seed) {
   return () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
@@ -268,6 +268,24 @@ describe('device profile', () => {
       // more queue depth never makes a batch slower
       assert.ok(estimateUs(p, 1000, 1000 * 4096, 32) <= estimateUs(p, 1000, 1000 * 4096, 1));
     }
+  });
+
+  it('planner costs come from the measured points at the queue depth in use', () => {
+    // A device whose bandwidth saturates: at depth 32 each op costs 12 µs plus 0.5 ns a byte
+    // (2 GB/s) whatever the chunk; at depth 1 it is slower per op. The fitted global model would
+    // scale bandwidth with parallelism; the planner must price bytes as measured at its depth.
+    const pt = (chunk, qd, us) => ({ chunk, qd, iops: 1e6 / us, mb_per_s: chunk / us, lat_us_mean: us * qd, lat_us_p50: us * qd, lat_us_p99: 2 * us * qd });
+    const points = [4096, 32768, 262144, 1 << 20].flatMap((b) => [pt(b, 32, 12 + b * 5e-4), pt(b, 1, 80 + b * 5e-4)]);
+    const p = { ...defaultProfile(), points, latency_us: 80, bytes_per_us: 2000, parallelism: 8 };
+    const c = plannerCosts(p, 32);
+    assert.ok(Math.abs(c.opUs - 12) < 0.01 && Math.abs(c.byteUs - 5e-4) < 1e-7, JSON.stringify(c));
+    assert.equal(c.gapBytes, Math.round(12 / 5e-4));
+    assert.ok(plannerCosts(p, 1).opUs > 79, 'depth 1 takes its own points');
+    // One chunk size at that depth: no fit there, so the global model's marginal costs.
+    const single = { ...p, points: points.filter((x) => x.chunk === 4096) };
+    const g = plannerCosts(single, 32);
+    assert.ok(Math.abs(g.opUs - 80 / 8) < 1e-6 && Math.abs(g.byteUs - 1 / (2000 * 8)) < 1e-9, JSON.stringify(g));
+    assert.equal(g.gapBytes, 80 * 2000);
   });
 
   it('default profile reflects the reference machine figures', () => {

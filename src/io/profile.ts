@@ -137,21 +137,21 @@ export function estimateUs(p: DeviceProfile, reads: number, bytes: number, qd: n
 }
 
 /**
- * Largest gap (bytes) between two wanted extents worth reading through in one op rather than
- * issuing a second op at queue depth qd: per-op cost over per-byte cost. Uses a fit of the
- * measured per-op cost (a + b·k) at the nearest measured queue depth when the profile has two or
- * more chunk sizes there (at high depth ops are cheap relative to bytes, so the gap shrinks);
- * otherwise the fitted model's latency_us · bytes_per_us. Always > 0.
+ * Per-op and per-byte cost (µs) of reads at queue depth qd, fitted to the profile's measured
+ * points at the nearest measured depth (per-op cost ≈ opUs + bytes · byteUs, in relative least
+ * squares) when it has two or more chunk sizes there; undefined otherwise. This is what the
+ * device does at that depth: the global model's bandwidth scales with parallelism, while a real
+ * device's saturates (this machine: ≈ 2 GB/s at depth 8 and above), so at depth the global model
+ * prices bytes at about half their cost and would read through gaps it should skip.
  */
-export function mergeGapBytes(p: DeviceProfile, qd: number): number {
-  const fallback = Math.max(1, Math.round(p.latency_us * p.bytes_per_us));
+function depthFit(p: DeviceProfile, qd: number): { opUs: number; byteUs: number } | undefined {
   const pts = (p.points ?? []).filter((x) => x.iops > 0);
-  if (pts.length === 0) return fallback;
+  if (pts.length === 0) return undefined;
   const lq = Math.log(Math.max(1, qd));
   let nearest = pts[0].qd;
   for (const x of pts) if (Math.abs(Math.log(x.qd) - lq) < Math.abs(Math.log(nearest) - lq)) nearest = x.qd;
   const at = pts.filter((x) => x.qd === nearest);
-  if (new Set(at.map((x) => x.chunk)).size < 2) return fallback;
+  if (new Set(at.map((x) => x.chunk)).size < 2) return undefined;
   // relative least squares: (a + k·b) / cost ≈ 1
   let s11 = 0, s12 = 0, s22 = 0, t1 = 0, t2 = 0;
   for (const x of at) {
@@ -159,14 +159,27 @@ export function mergeGapBytes(p: DeviceProfile, qd: number): number {
     s11 += x1 * x1; s12 += x1 * x2; s22 += x2 * x2; t1 += x1; t2 += x2;
   }
   const det = s11 * s22 - s12 * s12;
-  if (!(det > 0)) return fallback;
+  if (!(det > 0)) return undefined;
   const a = (t1 * s22 - t2 * s12) / det, k = (s11 * t2 - s12 * t1) / det;
-  if (!(a > 0) || !(k > 0)) return fallback;
-  return Math.max(1, Math.round(a / k));
+  return a > 0 && k > 0 ? { opUs: a, byteUs: k } : undefined;
 }
 
-/** Planner costs for reads issued at queue depth `qd`: the marginal µs of one more read and of one more byte, and the merge gap. */
+/**
+ * Largest gap (bytes) between two wanted extents worth reading through in one op rather than
+ * issuing a second op at queue depth qd: per-op cost over per-byte cost, from the measured
+ * points at that depth (depthFit; at high depth ops are cheap relative to bytes, so the gap
+ * shrinks), else the fitted model's latency_us · bytes_per_us. Always > 0.
+ */
+export function mergeGapBytes(p: DeviceProfile, qd: number): number {
+  const fit = depthFit(p, qd);
+  return Math.max(1, Math.round(fit ? fit.opUs / fit.byteUs : p.latency_us * p.bytes_per_us));
+}
+
+/** Planner costs for reads issued at queue depth `qd`: the marginal µs of one more read and of
+ *  one more byte (the measured points at that depth, else the fitted model), and the merge gap. */
 export function plannerCosts(p: DeviceProfile, qd: number): { opUs: number; byteUs: number; gapBytes: number } {
+  const fit = depthFit(p, qd);
+  if (fit) return { ...fit, gapBytes: mergeGapBytes(p, qd) };
   const base = estimateUs(p, 1, 0, qd);
   return {
     opUs: (estimateUs(p, 1001, 0, qd) - base) / 1000,
