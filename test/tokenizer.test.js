@@ -113,6 +113,28 @@ for (const model of ['opt-relu-mini', 'llama-relu-mini']) {
       assert.equal(d.flush(), '');
     });
 
+    it('streams random id sequences, partial and invalid UTF-8 included, chunk for chunk as a streaming TextDecoder', () => {
+      // Tokens decoded whole skip the TextDecoder while it holds no bytes: every chunk must still
+      // be what a streaming TextDecoder gives for the same bytes, whatever the ids around it.
+      let seed = 7;
+      const rand = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+      // Ids whose bytes are not whole characters (continuations, lead bytes) and plain ones.
+      const partial = [], whole = [];
+      for (let id = 0; id < tok.vocabSize; id++) {
+        if (tok.decode([id]).includes('\uFFFD')) partial.push(id); else whole.push(id);
+      }
+      assert.ok(partial.length > 10, 'the vocabulary has tokens that are parts of characters');
+      for (let trial = 0; trial < 200; trial++) {
+        const ids = Array.from({ length: 1 + rand(12) }, () => (rand(3) ? partial : whole)[rand(rand(3) ? partial.length : whole.length)] ?? whole[0]);
+        const d = tok.decoder(), ref = new TextDecoder('utf-8', { ignoreBOM: true });
+        const first = tok.decode([ids[0]]) === ref.decode(tok.tokenBytes(ids[0]));
+        ref.decode();
+        if (!first) continue;   // a first token with its own bytes (Metaspace): covered above
+        for (const id of ids) assert.equal(d.push(id), ref.decode(tok.tokenBytes(id), { stream: true }), JSON.stringify(ids));
+        assert.equal(d.flush(), ref.decode(), JSON.stringify(ids));
+      }
+    });
+
     it('stream flush() turns an incomplete character into U+FFFD, and the decoder is reusable', () => {
       const ids = tok.encode('🙂', { addSpecialTokens: false });
       assert.ok(ids.length >= 2, 'the emoji spans several tokens');

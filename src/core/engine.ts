@@ -294,7 +294,7 @@ export class Engine {
   async forwardAsync(token: number, pos: number, readLogits = true): Promise<void> {
     const b = this.backend, w = this.wasm;
     const reader = this.flash ? this.reader : undefined;
-    if (b === this.cpu && !reader) { this.forward(token, pos); return; }
+    if (this.runsSync) { this.forward(token, pos); return; }
     this.checkStep(token, pos);
     if (this.firing) this.fire();
     const plan = this.planView ??= new Float64Array(w.memory.buffer, w.plan_ptr(), w.plan_capacity() * 3);
@@ -336,6 +336,9 @@ export class Engine {
     this.checkFinite(pos, b === this.cpu || readLogits);
     this.passDone(pos);
   }
+
+  /** Whether forward() can run a pass: the wasm computes it and no reader's rounds are awaited. */
+  get runsSync(): boolean { return this.backend === this.cpu && !(this.flash && this.reader); }
 
   /** Runs one token at `pos`; afterwards logits() holds the next-token scores. */
   forward(token: number, pos: number): void {

@@ -154,7 +154,13 @@ export class Model {
   private checked = 0;
 
   /** One forward pass (plus the dense shadow's, when checking the predictor). */
-  private async step(id: number, pos: number): Promise<void> {
+  private step(id: number, pos: number): Promise<void> | undefined {
+    // The wasm with no reads to wait for runs a pass synchronously: nothing to await.
+    if (!this.shadow && this.engine.runsSync) { this.engine.forward(id, pos); return undefined; }
+    return this.stepAsync(id, pos);
+  }
+
+  private async stepAsync(id: number, pos: number): Promise<void> {
     await this.engine.forwardAsync(id, pos);
     if (!this.shadow) return;
     this.shadow.forward(id, pos);
@@ -212,16 +218,8 @@ export class Model {
    * Requests on one model take turns (a FIFO queue): this one starts once the earlier ones end.
    */
   async *generate(prompt: string | number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
-    const ids = typeof prompt === 'string' ? this.tokenize(prompt) : checkIds(prompt, this.config.vocab);
-    if (ids.length === 0) throw new Error('the prompt encodes to no tokens (the tokenizer adds no BOS): give some text');
-    const room = this.engine.contextLength - ids.length;
-    if (room <= 0) throw new Error(`the prompt has ${ids.length} tokens; the context holds ${this.engine.contextLength}`);
-    const sampler = new Sampler(this.config.vocab, opts);
-    const stops = stopStrings(opts.stop);
-    const stream = new TokenStream();
-    const asked = opts.maxTokens ?? 128;
-    if (!Number.isInteger(asked) || asked < 0) throw new Error(`maxTokens must be an integer ≥ 0 (got ${asked})`);
-    this.produce(stream, ids, Math.min(asked, room), asked > room, sampler, stops, opts).then((c) => stream.end(c), (e) => stream.fail(e));
+    const stream = new TokenStream(false);
+    this.request(prompt, opts, stream).then((c) => stream.end(c), (e) => stream.fail(e));
     try {
       for (;;) {
         const t = await stream.take();
@@ -231,6 +229,24 @@ export class Model {
     } finally {
       stream.cancel();
     }
+  }
+
+  /** Runs a request to the end and returns ids, text and stats (as generate(), with no tokens streamed). */
+  async complete(prompt: string | number[], opts: GenerateOptions = {}): Promise<Completion> {
+    return this.request(prompt, opts, new TokenStream(true));
+  }
+
+  /** Checks a request and runs it in its turn, into `stream`. */
+  private request(prompt: string | number[], opts: GenerateOptions, stream: TokenStream): Promise<Completion> {
+    const ids = typeof prompt === 'string' ? this.tokenize(prompt) : checkIds(prompt, this.config.vocab);
+    if (ids.length === 0) throw new Error('the prompt encodes to no tokens (the tokenizer adds no BOS): give some text');
+    const room = this.engine.contextLength - ids.length;
+    if (room <= 0) throw new Error(`the prompt has ${ids.length} tokens; the context holds ${this.engine.contextLength}`);
+    const sampler = new Sampler(this.config.vocab, opts);
+    const stops = stopStrings(opts.stop);
+    const asked = opts.maxTokens ?? 128;
+    if (!Number.isInteger(asked) || asked < 0) throw new Error(`maxTokens must be an integer ≥ 0 (got ${asked})`);
+    return this.produce(stream, ids, Math.min(asked, room), asked > room, sampler, stops, opts);
   }
 
   /**
@@ -266,26 +282,47 @@ export class Model {
       const t1 = now();
       // Next ids: chained on the GPU (in batches), or sampled here, each run through the model
       // only when the loop asks for one more (the last one never is).
-      const next = limit <= 0 ? [] : chain ? flat(b.greedy!(ids.length, limit)) : this.sampled(sampler, ids.length);
-      for await (const id of next) {
-        if (opts.signal?.aborted || s.cancelled) { finish = 'abort'; break; }
-        out.push(id);
-        let piece = decoder.push(id);
-        const lp = lps && this.logprobsOf(sampler, id);
-        if (lp) lps!.push(lp);
-        if ((opts.stopAtEos ?? true) && eos.has(id)) { text += piece; finish = 'stop'; break; }
-        if (stops) {
-          const t = held + piece, at = findStop(t, stops);
-          hit = at >= 0;
-          const keep = hit ? at : t.length - heldBack(t, stops);
-          piece = t.slice(0, keep);
-          held = hit ? '' : t.slice(keep);
+      const chained = limit > 0 && chain ? flat(b.greedy!(ids.length, limit)) : undefined;
+      let pos = ids.length;
+      try {
+        while (limit > 0) {
+          let id: number;
+          if (chained) {
+            const r = await chained.next();
+            if (r.done) break;
+            id = r.value;
+          } else {
+            // plain greedy needs only the largest logit: the wasm finds it (the sampler would in JavaScript)
+            id = sampler.plainGreedy ? this.engine.argmax() : sampler.sample(this.engine.logits());
+          }
+          if (opts.signal?.aborted || s.cancelled) { finish = 'abort'; break; }
+          out.push(id);
+          let piece = decoder.push(id);
+          const lp = lps && this.logprobsOf(sampler, id);
+          if (lp) lps!.push(lp);
+          if ((opts.stopAtEos ?? true) && eos.has(id)) { text += piece; finish = 'stop'; break; }
+          if (stops) {
+            const t = held + piece, at = findStop(t, stops);
+            hit = at >= 0;
+            const keep = hit ? at : t.length - heldBack(t, stops);
+            piece = t.slice(0, keep);
+            held = hit ? '' : t.slice(keep);
+          }
+          text += piece;
+          s.push(lp ? { id, text: piece, logprobs: lp } : { id, text: piece });
+          if (hit) { finish = 'stop'; break; }
+          if (out.length >= limit) { finish = capped ? 'context' : 'length'; break; }
+          const room = s.room(this.waiters, opts.signal);
+          if (!(typeof room === 'boolean' ? room : await room)) { finish = 'abort'; break; }
+          if (chained) continue;
+          // Await only what is pending: a microtask per token is a share of a small model's.
+          const yielded = tick();
+          if (yielded) await yielded;
+          const ran = this.step(id, pos++);
+          if (ran) await ran;
         }
-        text += piece;
-        s.push(lp ? { id, text: piece, logprobs: lp } : { id, text: piece });
-        if (hit) { finish = 'stop'; break; }
-        if (out.length >= limit) { finish = capped ? 'context' : 'length'; break; }
-        if (!(await s.room(this.waiters, opts.signal))) { finish = 'abort'; break; }
+      } finally {
+        await chained?.return();   // the GPU's chain stops where the loop did
       }
       if (limit <= 0) finish = capped ? 'context' : 'length';
       let rest = hit ? '' : held + decoder.flush();
@@ -323,26 +360,6 @@ export class Model {
     const top: TokenLogprob[] = [];
     for (let i = 0; i < s.logprobs; i++) top.push({ id: s.topIds[i], token: tok(s.topIds[i]), logprob: s.topLogprobs[i] });
     return { id, token: tok(id), logprob: s.logprob, top };
-  }
-
-  /** Ids sampled from the logits, each run through the model before the next is sampled. */
-  private async *sampled(sampler: Sampler, pos: number): AsyncGenerator<number, void> {
-    for (;;) {
-      // plain greedy needs only the largest logit: the wasm finds it (the sampler would in JavaScript)
-      const id = sampler.plainGreedy ? this.engine.argmax() : sampler.sample(this.engine.logits());
-      yield id;
-      await tick();
-      await this.step(id, pos++);
-    }
-  }
-
-  /** Runs generate() to the end and returns ids, text and stats. */
-  async complete(prompt: string | number[], opts: GenerateOptions = {}): Promise<Completion> {
-    const it = this.generate(prompt, opts);
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return r.value;
-    }
   }
 
   /**
@@ -454,6 +471,8 @@ function abortError(): Error {
  * computes the next token while the reader waits for one, or while another request waits.
  */
 class TokenStream {
+  /** `collect`: nobody reads the tokens (complete() takes the Completion): they are not kept, and the writer never waits. */
+  constructor(private readonly collect: boolean) {}
   cancelled = false;
   result: Completion | undefined;
   private buf: GeneratedToken[] = [];
@@ -463,7 +482,7 @@ class TokenStream {
   private reader: (() => void) | undefined;
   private writer: (() => void) | undefined;
 
-  push(t: GeneratedToken): void { this.buf.push(t); this.wakeReader(); }
+  push(t: GeneratedToken): void { if (!this.collect) { this.buf.push(t); this.wakeReader(); } }
   end(c: Completion): void { this.result = c; this.finished = true; this.wakeReader(); }
   fail(e: unknown): void { this.error = e; this.failed = this.finished = true; this.wakeReader(); }
   /** The reader is gone: the writer stops at its next check. */
@@ -480,8 +499,13 @@ class TokenStream {
     }
   }
 
-  /** Waits until a token is wanted; false when the generation should end instead. */
-  async room(waiters: readonly unknown[], signal: AbortSignal | undefined): Promise<boolean> {
+  /** Whether a token is wanted (false: the generation should end instead), once it is: at once where nothing need be waited for. */
+  room(waiters: readonly unknown[], signal: AbortSignal | undefined): boolean | Promise<boolean> {
+    if (this.collect || this.reader || waiters.length || this.cancelled || signal?.aborted) return !this.cancelled && !signal?.aborted;
+    return this.waitRoom(waiters, signal);
+  }
+
+  private async waitRoom(waiters: readonly unknown[], signal: AbortSignal | undefined): Promise<boolean> {
     while (!this.reader && !waiters.length && !this.cancelled && !signal?.aborted) await new Promise<void>((r) => (this.writer = r));
     return !this.cancelled && !signal?.aborted;
   }

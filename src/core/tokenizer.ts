@@ -30,6 +30,9 @@
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { tokenizerConfigProblem, tokenizerJsonProblem } from '../format/tokenizer-files.js';
 import { nestedDeeper } from '../format/image-check.js';
+import { streamDecoder, type StreamDecoder } from './stream-decoder.js';
+
+export type { StreamDecoder } from './stream-decoder.js';
 
 export interface EncodeOptions {
   /** Add the post-processor's special tokens (e.g. BOS). Default true. */
@@ -55,13 +58,6 @@ export interface TokenizerConfig {
   add_prefix_space?: boolean;
 }
 
-export interface StreamDecoder {
-  /** Feed one id; returns the text completed by it (possibly ""). */
-  push(id: number): string;
-  /** Returns what is left (an incomplete UTF-8 tail becomes U+FFFD) and resets the decoder. */
-  flush(): string;
-}
-
 /** GPT-2 bytes_to_unicode(): byte -> printable code point used in byte-level vocabularies. */
 const BYTE_TO_CHAR: number[] = (() => {
   const bs: number[] = [];
@@ -77,7 +73,6 @@ const BYTE_TO_CHAR: number[] = (() => {
 const CHAR_TO_BYTE: Map<number, number> = new Map(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
 const utf8Encoder = new TextEncoder();
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes a token string stands for under the ByteLevel decoder, as in Rust: every char maps through the table, else the token's own UTF-8. */
 function byteLevelBytes(token: string): Uint8Array {
@@ -516,19 +511,8 @@ export class Tokenizer {
     return out + d.flush();
   }
 
-  /** Applies the decoder's whole-text Strip to the text's chunks, in order. */
-  #stripper(): (chunk: string) => string {
-    const s = this.#strip;
-    let left = s ? s.count : 0;
-    return (chunk) => {
-      while (left > 0 && chunk.startsWith(s!.char)) {
-        chunk = chunk.slice(s!.char.length);
-        left--;
-      }
-      if (chunk !== '') left = 0;
-      return chunk;
-    };
-  }
+  /** id -> a token's text where its bytes are whole UTF-8 (stream-decoder.ts fills it). */
+  readonly #whole: (string | null | undefined)[] = [];
 
   /**
    * Incremental decoding for streaming. The concatenation of every push() and the final flush()
@@ -537,44 +521,8 @@ export class Tokenizer {
    * other token or flush(), since a later byte of the run can still turn it all into U+FFFD).
    */
   decoder(opts?: DecodeOptions): StreamDecoder {
-    const skip = opts?.skipSpecialTokens ?? false;
-    const td = new TextDecoder('utf-8', { ignoreBOM: true });
-    let first = true;
-    let strip = this.#stripper();
-    // A run of ByteFallback bytes is held until it ends: valid UTF-8 gives its text, anything
-    // else one U+FFFD per byte (Rust's rule, which a later byte of the run can still change).
-    let run: number[] = [];
-    const endRun = (): string => {
-      if (run.length === 0) return '';
-      let text: string;
-      try {
-        text = strictUtf8.decode(Uint8Array.from(run));
-      } catch {
-        text = '\uFFFD'.repeat(run.length);
-      }
-      run = [];
-      return text;
-    };
-    return {
-      push: (id: number): string => {
-        let b = this.#bytes[id];
-        if (b === undefined || (skip && this.#special.has(id))) return '';
-        const byte = this.#fallback.get(id);
-        if (first) b = this.#firstBytes.get(id) ?? b;
-        first = false;
-        if (byte !== undefined) {
-          run.push(byte);
-          return '';
-        }
-        return strip(endRun() + td.decode(b, { stream: true }));
-      },
-      flush: (): string => {
-        const rest = strip(endRun() + td.decode());
-        first = true;
-        strip = this.#stripper();
-        return rest;
-      },
-    };
+    return streamDecoder({ bytes: this.#bytes, firstBytes: this.#firstBytes, fallback: this.#fallback, special: this.#special, strip: this.#strip, whole: this.#whole },
+      opts?.skipSpecialTokens ?? false);
   }
 
   /** The raw bytes a token stands for (special tokens: their text's UTF-8; `▁` as a space, `<0xE2>` as its byte). */
