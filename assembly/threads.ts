@@ -5,10 +5,12 @@
 // into chunks along the kernels' row groups or the layer's fixed parts (so a value's bits never
 // depend on who computes it); every thread, the main one too, claims chunks one at a time until
 // none are left, and the main instance then waits only for chunks already claimed. A worker the
-// OS has not scheduled (a busy machine) thus delays nothing: the main thread takes its chunks. Workers allocate nothing and touch only the job
-// block and the job's operands. In the builds without threads all of this folds away: jobs run
-// whole on the caller. The workers' waiting loop is the host's (instantiateWorker in
-// src/core/wasm.ts): it sleeps with Atomics.wait on the generation and calls worker_part.
+// OS has not scheduled (a busy machine) thus delays nothing: the main thread takes its chunks.
+// Workers allocate nothing and touch only the job block and the job's operands. In the builds
+// without threads all of this folds away: jobs run whole on the caller (each p* function's
+// `ready` is then a constant 0 the compiler folds, so `share` and its atomics are never
+// compiled). The workers' waiting loop is the host's (instantiateWorker in src/core/wasm.ts): it
+// sleeps with Atomics.wait on the generation and calls worker_part.
 import { alloc } from "./mem";
 import { now } from "./stats";
 import { matvec_part, dot_list_part, prep_x } from "./kernels/matvec";

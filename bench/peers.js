@@ -24,7 +24,8 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
-import { convertHF, exportGGUF, loadModel } from '../dist/src/index.js';
+import { convertHF, exportGGUF } from '../dist/src/index.js';
+import { measureRate } from './fn-measure.js';
 import { barChart } from './plot.js';
 import { machine } from './machine.js';
 import { ensurePeers, PEERS } from './peer-deps.js';
@@ -81,21 +82,13 @@ for (const dtype of DTYPES) {
 const engines = {};
 const skipped = {};
 
+/** One flashneuron measurement's settings (bench/fn-measure.js), the same in every runtime. */
+const job = (dtype, threads) => ({ image: files[dtype].image, threads, tokens: TOKENS, samples: SAMPLES, prompt: golden.text });
+
 if (has('flashneuron')) engines.flashneuron = {
   version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
   defaultThreads: availableParallelism(),
-  async measure(dtype, threads) {
-    const m = await loadModel(files[dtype].image, { threads });
-    try {
-      // Timed once every compute worker has joined (they start in the background), as llama-bench's pool is up before its timing.
-      for (const t0 = Date.now(); m.engine.threads < threads && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 5));
-      const opts = { temperature: 0, maxTokens: TOKENS, stopAtEos: false };
-      await m.complete(golden.text, { ...opts, maxTokens: 16 }); // warm-up
-      const samples = []; let st;
-      for (let k = 0; k < SAMPLES; k++) { st = (await m.complete(golden.text, opts)).stats; samples.push(st.tokens_per_s); }
-      return { samples, threads: st.threads, mode: st.mode, device: st.device };
-    } finally { m.close(); }
-  },
+  measure: (dtype, threads) => measureRate(job(dtype, threads)),
 };
 
 /** flashneuron in another runtime: `bin` runs bench/fn-rate.js (after `pre` arguments) per measurement. */
@@ -106,8 +99,7 @@ function otherRuntime(name, bin, pre, env) {
     version: spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0],
     defaultThreads: availableParallelism(),
     async measure(dtype, threads) {
-      const job = { image: files[dtype].image, threads, tokens: TOKENS, samples: SAMPLES, prompt: golden.text };
-      const r = spawnSync(bin, [...pre, join(ROOT, 'bench', 'fn-rate.js'), JSON.stringify(job)], { encoding: 'utf8', timeout: 120_000 });
+      const r = spawnSync(bin, [...pre, join(ROOT, 'bench', 'fn-rate.js'), JSON.stringify(job(dtype, threads))], { encoding: 'utf8', timeout: 120_000 });
       if (r.status !== 0) throw new Error(`${name} bench/fn-rate.js: ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`);
       return JSON.parse(r.stdout.trim().split('\n').at(-1));
     },

@@ -15,7 +15,8 @@
 //
 // Integer products: the SIMD build widens weights to i16 (Q4_0 in place: each i16 lane of the
 // stored bytes holds four elements, which shifts and a mask separate, no shuffles) against x
-// prepared as i16 in the matching order, and sums with i32x4.dot_i16x8_s. The relaxed-SIMD build uses i32x4.relaxed_dot_i8x16_i7x16_add_s (one
+// prepared as i16 in the matching order, and sums with i32x4.dot_i16x8_s. The relaxed-SIMD
+// build uses i32x4.relaxed_dot_i8x16_i7x16_add_s (one
 // instruction with AVX-VNNI or Arm's sdot), whose second operand must lie in [0, 127] for the
 // result to be the same everywhere: Q4_0 passes its stored nibbles (0..15) there and x as the
 // signed operand; Q8_0 weights are signed, so x is split into max(x, 0) and max(-x, 0) and the

@@ -88,9 +88,9 @@ export function vadd(x: usize, y: usize, n: i32): void {
 }
 
 /**
- * The first index of the largest of n f32 at x (0 when none is larger than -Infinity; NaN never counts): greedy
- * decoding's choice over a vocabulary's logits, four lanes at a time (JavaScript's loop took
- * ≈ 3 % of a small model's token).
+ * The first index of the largest of n f32 at x (0 when none is larger than -Infinity; NaN never
+ * counts): greedy decoding's choice over a vocabulary's logits, four lanes at a time (JavaScript's
+ * loop took ≈ 3 % of a small model's token).
  */
 export function vargmax(x: usize, n: i32): i32 {
   if (!ASC_FEATURE_SIMD) return vargmax_ref(x, n);

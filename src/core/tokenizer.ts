@@ -30,7 +30,7 @@
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { tokenizerConfigProblem, tokenizerJsonProblem } from '../format/tokenizer-files.js';
 import { nestedDeeper } from '../format/image-check.js';
-import { streamDecoder, type StreamDecoder } from './stream-decoder.js';
+import { streamDecoder, type DecoderTables, type StreamDecoder } from './stream-decoder.js';
 
 export type { StreamDecoder } from './stream-decoder.js';
 
@@ -511,8 +511,8 @@ export class Tokenizer {
     return out + d.flush();
   }
 
-  /** id -> a token's text where its bytes are whole UTF-8 (stream-decoder.ts fills it). */
-  readonly #whole: (string | null | undefined)[] = [];
+  /** What the streaming decoders read (stream-decoder.ts), made once; its `whole` fills as ids are decoded. */
+  #tables: DecoderTables | undefined;
 
   /**
    * Incremental decoding for streaming. The concatenation of every push() and the final flush()
@@ -521,8 +521,8 @@ export class Tokenizer {
    * other token or flush(), since a later byte of the run can still turn it all into U+FFFD).
    */
   decoder(opts?: DecodeOptions): StreamDecoder {
-    return streamDecoder({ bytes: this.#bytes, firstBytes: this.#firstBytes, fallback: this.#fallback, special: this.#special, strip: this.#strip, whole: this.#whole },
-      opts?.skipSpecialTokens ?? false);
+    this.#tables ??= { bytes: this.#bytes, firstBytes: this.#firstBytes, fallback: this.#fallback, special: this.#special, strip: this.#strip, whole: [] };
+    return streamDecoder(this.#tables, opts?.skipSpecialTokens ?? false);
   }
 
   /** The raw bytes a token stands for (special tokens: their text's UTF-8; `▁` as a space, `<0xE2>` as its byte). */

@@ -171,19 +171,23 @@ function depthFit(p: DeviceProfile, qd: number): { opUs: number; byteUs: number 
  * shrinks), else the fitted model's latency_us · bytes_per_us. Always > 0.
  */
 export function mergeGapBytes(p: DeviceProfile, qd: number): number {
-  const fit = depthFit(p, qd);
+  return gapOf(p, depthFit(p, qd));
+}
+
+/** The merge gap of a depth's fit, or without one the fitted model's. */
+function gapOf(p: DeviceProfile, fit: { opUs: number; byteUs: number } | undefined): number {
   return Math.max(1, Math.round(fit ? fit.opUs / fit.byteUs : p.latency_us * p.bytes_per_us));
 }
 
 /** Planner costs for reads issued at queue depth `qd`: the marginal µs of one more read and of
  *  one more byte (the measured points at that depth, else the fitted model), and the merge gap. */
 export function plannerCosts(p: DeviceProfile, qd: number): { opUs: number; byteUs: number; gapBytes: number } {
-  const fit = depthFit(p, qd);
-  if (fit) return { ...fit, gapBytes: mergeGapBytes(p, qd) };
+  const fit = depthFit(p, qd), gapBytes = gapOf(p, fit);
+  if (fit) return { ...fit, gapBytes };
   const base = estimateUs(p, 1, 0, qd);
   return {
     opUs: (estimateUs(p, 1001, 0, qd) - base) / 1000,
     byteUs: (estimateUs(p, 1, 1 << 20, qd) - base) / (1 << 20),
-    gapBytes: mergeGapBytes(p, qd),
+    gapBytes,
   };
 }
